@@ -1,0 +1,20 @@
+#include "cli/commands.h"
+
+#include <cstdio>
+
+namespace gs::cli {
+
+// Declared here, defined in cmd_*.cpp; one line each keeps the list readable.
+
+const std::vector<Command>& AllCommands() {
+  static const std::vector<Command> commands = {
+  };
+  return commands;
+}
+
+int Fail(const std::string& command, const std::string& message) {
+  std::fprintf(stderr, "gemmaserve %s: error: %s\n", command.c_str(), message.c_str());
+  return 1;
+}
+
+}  // namespace gs::cli

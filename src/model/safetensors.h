@@ -1,0 +1,81 @@
+// safetensors files, memory-mapped and validated. A checkpoint is one file or several shards
+// listed by model.safetensors.index.json; TensorStore presents them as one name -> tensor map.
+//
+// Every header is checked before any tensor is used: JSON size (<= 100 MB) and nesting depth,
+// known dtypes, shape x dtype size == byte size, offsets inside the file's data section, no
+// overlapping tensors. Errors name the file and the tensor.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "util/mapped_file.h"
+#include "util/status.h"
+
+namespace gs {
+
+enum class DType { kBool, kU8, kI8, kI16, kU16, kI32, kU32, kI64, kU64, kF16, kBF16, kF32, kF64, kF8E4M3, kF8E5M2 };
+
+// "BF16", "F8_E4M3", ... as written in safetensors headers.
+const char* DTypeName(DType dtype);
+size_t DTypeSize(DType dtype);
+Expected<DType> ParseDType(const std::string& name);
+
+struct TensorView {
+  std::string name;
+  DType dtype = DType::kU8;
+  std::vector<int64_t> shape;
+  const uint8_t* data = nullptr;  // inside a mapping owned by the SafetensorsFile / TensorStore
+  size_t nbytes = 0;
+  std::string file;  // the file it came from, for error messages
+
+  int64_t numel() const;
+  std::string ShapeString() const;  // "[704, 1408]"
+};
+
+class SafetensorsFile {
+ public:
+  static Expected<SafetensorsFile> Open(const std::string& path);
+
+  const std::map<std::string, TensorView>& tensors() const { return tensors_; }
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  const std::string& path() const { return file_.path(); }
+
+ private:
+  MappedFile file_;
+  std::map<std::string, TensorView> tensors_;
+  std::map<std::string, std::string> metadata_;
+};
+
+class TensorStore {
+ public:
+  // `dir` holds model.safetensors, or model.safetensors.index.json and its shards, or (for tools
+  // and tests) any set of *.safetensors files. Tensor names must be unique across shards, and
+  // every tensor the index names must be in the shard it names.
+  static Expected<TensorStore> OpenDirectory(const std::string& dir);
+  static Expected<TensorStore> OpenFiles(const std::vector<std::string>& paths);
+
+  const TensorView* Find(const std::string& name) const;
+  const std::map<std::string, const TensorView*>& all() const { return index_; }
+  size_t total_bytes() const;
+
+ private:
+  std::vector<std::unique_ptr<SafetensorsFile>> files_;
+  std::map<std::string, const TensorView*> index_;
+};
+
+// Writes tensors to one safetensors file (used by make-demo-model, convert, quantize and tests).
+struct TensorToWrite {
+  std::string name;
+  DType dtype;
+  std::vector<int64_t> shape;
+  std::vector<uint8_t> bytes;
+};
+Status WriteSafetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
+                        const std::map<std::string, std::string>& metadata = {});
+
+}  // namespace gs
