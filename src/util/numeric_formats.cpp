@@ -5,19 +5,22 @@ namespace gs {
 uint8_t FloatToE4m3(float f) {
   if (std::isnan(f)) return 0x7f;
   const uint8_t sign = std::signbit(f) ? 0x80 : 0x00;
-  float a = std::fabs(f);
+  const float a = std::fabs(f);
   if (a >= 448.0f) return sign | 0x7e;
-  // Enumerate the 127 non-negative finite codes: cheap and obviously correct.
-  uint8_t best = 0;
-  float best_err = INFINITY;
-  for (uint8_t c = 0; c < 0x7f; ++c) {
-    const float err = std::fabs(E4m3ToFloat(c) - a);
-    if (err < best_err || (err == best_err && (c & 1) == 0 && (best & 1) == 1)) {
-      best = c;
-      best_err = err;
-    }
+  // Below the smallest normal (2^-6) the grid is uniform with step 2^-9; nearbyint rounds ties
+  // to even. A result of 8 steps is exactly the smallest normal, code 0x08, so no special case.
+  if (a < 0.015625f) return sign | static_cast<uint8_t>(std::nearbyint(a * 512.0f));
+  int e;
+  std::frexp(a, &e);  // a = m * 2^e, m in [0.5, 1)
+  const int exp = e - 1;                                        // a in [2^exp, 2^(exp+1))
+  int q = static_cast<int>(std::nearbyint(std::ldexp(a, 3 - exp)));  // 8..16 eighths
+  int biased = exp + 7;
+  if (q == 16) {
+    q = 8;
+    ++biased;
   }
-  return sign | best;
+  const uint8_t code = static_cast<uint8_t>((biased << 3) | (q - 8));
+  return sign | (code > 0x7e ? 0x7e : code);
 }
 
 uint8_t FloatToE2m1(float x) {

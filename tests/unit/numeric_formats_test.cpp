@@ -69,6 +69,14 @@ TEST(NumericFormats, E4m3AndE2m1EncodeRoundTrip) {
     EXPECT_EQ(FloatToE4m3(E4m3ToFloat(static_cast<uint8_t>(b))), b) << b;
   }
   EXPECT_EQ(FloatToE4m3(1000.0f), 0x7e);
+  // Every value between two neighbours rounds to the nearer one, ties to the even code.
+  for (int b = 0; b < 0x7e; ++b) {
+    const double lo = RefE4m3(b), hi = RefE4m3(b + 1), mid = (lo + hi) / 2;
+    const uint8_t even = (b % 2 == 0) ? b : b + 1;
+    EXPECT_EQ(FloatToE4m3(static_cast<float>(mid)), even) << b;
+    EXPECT_EQ(FloatToE4m3(static_cast<float>(lo + (hi - lo) * 0.3)), b) << b;
+    EXPECT_EQ(FloatToE4m3(static_cast<float>(lo + (hi - lo) * 0.7)), b + 1) << b;
+  }
   for (int c = 0; c < 16; ++c) {
     if (c == 8) continue;
     EXPECT_EQ(FloatToE2m1(E2m1ToFloat(static_cast<uint8_t>(c))), c);

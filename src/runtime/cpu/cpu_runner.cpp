@@ -1,0 +1,175 @@
+#include "runtime/cpu/cpu_runner.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "runtime/cpu/cpu_attention.h"
+#include "runtime/cpu/cpu_moe.h"
+#include "runtime/cpu/cpu_ops.h"
+#include "util/numeric_formats.h"
+
+namespace gs {
+
+CpuRunner::CpuRunner(ModelConfig config, Gemma4Weights weights, KvCacheSpec spec,
+                     CpuRunnerOptions options)
+    : config_(std::move(config)),
+      weights_(std::move(weights)),
+      spec_(spec),
+      embed_scale_(options.embed_scale > 0
+                       ? options.embed_scale
+                       : RoundToBf16(std::sqrt(static_cast<float>(config_.hidden_size)))),
+      pool_(std::make_unique<ThreadPool>(options.num_threads)),
+      cache_(config_, spec_) {
+  for (const LayerConfig& lc : config_.layers) {
+    inv_freq_.push_back(lc.rope.InverseFrequencies(lc.head_dim));
+  }
+}
+
+Status CpuRunner::CheckBatch(const Batch& b) const {
+  int expected_first = 0;
+  for (const BatchSequence& s : b.sequences) {
+    if (s.first_token != expected_first || s.num_tokens <= 0) {
+      return MakeError("batch: sequences must cover the tokens contiguously and in order");
+    }
+    expected_first += s.num_tokens;
+    if (s.slot < 0 || s.slot >= spec_.max_sequences) {
+      return MakeError("batch: KV slot ", s.slot, " is outside [0, ", spec_.max_sequences, ")");
+    }
+    const int64_t end = int64_t{s.start_position} + s.num_tokens;
+    if (s.start_position < 0 || end > config_.max_position_embeddings) {
+      return MakeError("batch: positions up to ", end, " exceed max_position_embeddings ",
+                       config_.max_position_embeddings);
+    }
+    const int64_t blocks = (end + spec_.block_size - 1) / spec_.block_size;
+    if (config_.num_layers_of(LayerKind::kGlobal) > 0 &&
+        static_cast<int64_t>(s.block_table.size()) < blocks) {
+      return MakeError("batch: block table of slot ", s.slot, " has ", s.block_table.size(),
+                       " blocks, ", blocks, " needed");
+    }
+    for (int32_t blk : s.block_table) {
+      if (blk < 0 || blk >= spec_.num_global_blocks) {
+        return MakeError("batch: KV block ", blk, " is outside the pool of ", spec_.num_global_blocks);
+      }
+    }
+  }
+  if (expected_first != b.num_tokens()) return MakeError("batch: tokens not covered by sequences");
+  for (int32_t id : b.token_ids) {
+    if (id < 0 || id >= config_.vocab_size) {
+      return MakeError("batch: token id ", id, " is outside the vocabulary [0, ", config_.vocab_size, ")");
+    }
+  }
+  for (int32_t i : b.logits_indices) {
+    if (i < 0 || i >= b.num_tokens()) return MakeError("batch: logits index ", i, " out of range");
+  }
+  return Ok();
+}
+
+Status CpuRunner::Forward(const Batch& batch, std::vector<float>* logits) {
+  GS_RETURN_IF_ERROR(CheckBatch(batch));
+  const int tokens = batch.num_tokens(), hsz = config_.hidden_size;
+  std::vector<float> h(static_cast<size_t>(tokens) * hsz);
+  Embed(batch, h.data());
+  for (int l = 0; l < config_.num_layers; ++l) RunLayer(l, batch, h.data());
+  Logits(batch, h.data(), logits);
+  return Ok();
+}
+
+// h0 = E[token] · embed_scale (the bf16 model multiplies by bf16(√H), reference §3.2).
+void CpuRunner::Embed(const Batch& batch, float* h) const {
+  const int hsz = config_.hidden_size;
+  for (int t = 0; t < batch.num_tokens(); ++t) {
+    float* row = h + static_cast<size_t>(t) * hsz;
+    weights_.embed.DequantizeRowUnscaled(batch.token_ids[static_cast<size_t>(t)], row);
+    for (int i = 0; i < hsz; ++i) row[i] *= embed_scale_;
+  }
+}
+
+// One decoder layer (reference §3.3):
+//   h1 = h + post_attn_norm(attn(input_norm(h)))
+//   h2 = h1 + post_ffn_norm(post_ffn_norm_1(mlp(pre_ffn_norm(h1))) + post_ffn_norm_2(moe(h1)))
+//   h  = h2 · layer_scalar            (the whole stream, residual included)
+void CpuRunner::RunLayer(int l, const Batch& batch, float* h) {
+  const LayerWeights& w = weights_.layers[static_cast<size_t>(l)];
+  const int tokens = batch.num_tokens(), hsz = config_.hidden_size;
+  const float eps = static_cast<float>(config_.rms_norm_eps);
+  const size_t n = static_cast<size_t>(tokens) * hsz;
+  std::vector<float> x(h, h + n), a(n);
+  cpu::RmsNorm(x.data(), tokens, hsz, w.input_norm, eps);
+  Attention(l, batch, x.data(), a.data());
+  cpu::RmsNorm(a.data(), tokens, hsz, w.post_attn_norm, eps);
+  for (size_t i = 0; i < n; ++i) h[i] += a[i];
+  Feedforward(l, tokens, h, a.data());
+  for (size_t i = 0; i < n; ++i) h[i] = (h[i] + a[i]) * w.layer_scalar;
+}
+
+void CpuRunner::Attention(int l, const Batch& batch, const float* x, float* out) {
+  const LayerConfig& lc = config_.layers[static_cast<size_t>(l)];
+  const AttentionWeights& w = weights_.layers[static_cast<size_t>(l)].attn;
+  const int tokens = batch.num_tokens(), d = lc.head_dim, heads = config_.num_heads;
+  const int kv = lc.num_kv_heads;
+  const float eps = static_cast<float>(config_.rms_norm_eps);
+  std::vector<float> q(static_cast<size_t>(tokens) * heads * d), k(static_cast<size_t>(tokens) * kv * d);
+  std::vector<float> v(k.size()), o(q.size());
+  cpu::Linear(w.q, x, tokens, q.data(), *pool_);
+  cpu::Linear(w.k, x, tokens, k.data(), *pool_);
+  // k_eq_v: V is the raw K projection, taken before k_norm and RoPE.
+  if (lc.k_eq_v) v = k;
+  else cpu::Linear(w.v, x, tokens, v.data(), *pool_);
+  cpu::RmsNorm(q.data(), static_cast<int64_t>(tokens) * heads, d, w.q_norm, eps);
+  cpu::RmsNorm(k.data(), static_cast<int64_t>(tokens) * kv, d, w.k_norm, eps);
+  cpu::RmsNorm(v.data(), static_cast<int64_t>(tokens) * kv, d, {}, eps);
+  for (const BatchSequence& s : batch.sequences) {
+    for (int i = 0; i < s.num_tokens; ++i) {
+      const size_t t = static_cast<size_t>(s.first_token + i);
+      const int pos = s.start_position + i;
+      for (int hh = 0; hh < heads; ++hh) cpu::ApplyRope(&q[(t * heads + hh) * d], d, pos, inv_freq_[l]);
+      for (int hh = 0; hh < kv; ++hh) cpu::ApplyRope(&k[(t * kv + hh) * d], d, pos, inv_freq_[l]);
+    }
+  }
+  for (const BatchSequence& s : batch.sequences) {
+    const size_t t0 = static_cast<size_t>(s.first_token);
+    cpu::AttentionChunk chunk{&lc, l, heads, config_.sliding_window, &s,
+                              q.data() + t0 * heads * d, k.data() + t0 * kv * d,
+                              v.data() + t0 * kv * d};
+    cpu::AttendAndCache(chunk, cache_, o.data() + t0 * heads * d, *pool_);
+  }
+  cpu::Linear(w.o, o.data(), tokens, out, *pool_);
+}
+
+// Writes post_ffn_norm(dense + moe) into ffn_out; h1 is the post-attention residual.
+void CpuRunner::Feedforward(int l, int tokens, float* h1, float* ffn_out) {
+  const LayerWeights& w = weights_.layers[static_cast<size_t>(l)];
+  const int hsz = config_.hidden_size;
+  const float eps = static_cast<float>(config_.rms_norm_eps);
+  const size_t n = static_cast<size_t>(tokens) * hsz;
+  std::vector<float> x(h1, h1 + n);
+  cpu::RmsNorm(x.data(), tokens, hsz, w.pre_ffn_norm, eps);
+  cpu::RunDenseMlp(w, x.data(), tokens, ffn_out, *pool_);
+  if (config_.enable_moe_block) {
+    cpu::RmsNorm(ffn_out, tokens, hsz, w.post_ffn_norm_1, eps);
+    std::vector<float> x2(h1, h1 + n), m(n);
+    cpu::RmsNorm(x2.data(), tokens, hsz, w.pre_ffn_norm_2, eps);
+    const cpu::Routing routing = cpu::Route(config_, w, h1, tokens, *pool_);
+    cpu::RunExperts(config_, w, routing, x2.data(), tokens, m.data(), *pool_);
+    cpu::RmsNorm(m.data(), tokens, hsz, w.post_ffn_norm_2, eps);
+    for (size_t i = 0; i < n; ++i) ffn_out[i] += m[i];
+  }
+  cpu::RmsNorm(ffn_out, tokens, hsz, w.post_ffn_norm, eps);
+}
+
+// Final norm, tied lm_head, softcap — only for the requested rows.
+void CpuRunner::Logits(const Batch& batch, float* h, std::vector<float>* logits) {
+  const int hsz = config_.hidden_size, vocab = config_.vocab_size;
+  const int rows = static_cast<int>(batch.logits_indices.size());
+  std::vector<float> x(static_cast<size_t>(rows) * hsz);
+  for (int r = 0; r < rows; ++r) {
+    std::memcpy(&x[static_cast<size_t>(r) * hsz], h + static_cast<size_t>(batch.logits_indices[r]) * hsz,
+                sizeof(float) * hsz);
+  }
+  cpu::RmsNorm(x.data(), rows, hsz, weights_.final_norm, static_cast<float>(config_.rms_norm_eps));
+  logits->assign(static_cast<size_t>(rows) * vocab, 0.0f);
+  cpu::Linear(weights_.embed, x.data(), rows, logits->data(), *pool_);
+  cpu::Softcap(*logits, static_cast<float>(config_.final_logit_softcapping));
+}
+
+}  // namespace gs

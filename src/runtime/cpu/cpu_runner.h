@@ -1,0 +1,49 @@
+// The CPU ModelRunner: the Gemma 4 text forward in fp32, NVFP4 dequantized on the fly. It is the
+// numerical reference for the CUDA runner (DESIGN §4).
+#pragma once
+
+#include <memory>
+
+#include "model/weights.h"
+#include "runtime/cpu/cpu_kv_cache.h"
+#include "runtime/model_runner.h"
+#include "util/thread_pool.h"
+
+namespace gs {
+
+struct CpuRunnerOptions {
+  int num_threads = 0;  // 0 = all cores
+  // Multiplier of the token embeddings. 0 = the real bf16 model's bf16(√hidden) (53.0 for 2816);
+  // tests set the exact fp32 √hidden to show what the rounding changes.
+  float embed_scale = 0.0f;
+};
+
+class CpuRunner : public ModelRunner {
+ public:
+  CpuRunner(ModelConfig config, Gemma4Weights weights, KvCacheSpec spec,
+            CpuRunnerOptions options = {});
+
+  const ModelConfig& config() const override { return config_; }
+  const KvCacheSpec& kv_spec() const override { return spec_; }
+  Status Forward(const Batch& batch, std::vector<float>* logits) override;
+
+  float embed_scale() const { return embed_scale_; }
+
+ private:
+  Status CheckBatch(const Batch& batch) const;
+  void Embed(const Batch& batch, float* h) const;
+  void RunLayer(int layer, const Batch& batch, float* h);
+  void Attention(int layer, const Batch& batch, const float* x, float* out);
+  void Feedforward(int layer, int tokens, float* h1, float* ffn_out);
+  void Logits(const Batch& batch, float* h, std::vector<float>* logits);
+
+  ModelConfig config_;
+  Gemma4Weights weights_;
+  KvCacheSpec spec_;
+  float embed_scale_;
+  std::unique_ptr<ThreadPool> pool_;
+  cpu::KvCache cache_;
+  std::vector<std::vector<float>> inv_freq_;  // per layer
+};
+
+}  // namespace gs
