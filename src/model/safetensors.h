@@ -29,7 +29,10 @@ struct TensorView {
   std::string name;
   DType dtype = DType::kU8;
   std::vector<int64_t> shape;
-  const uint8_t* data = nullptr;  // inside a mapping owned by the SafetensorsFile / TensorStore
+  // Inside a mapping owned by the SafetensorsFile / TensorStore. NOT aligned: the format puts
+  // tensors at any byte offset, so read it with memcpy (or copy to the device), never through a
+  // cast to float* / uint16_t*.
+  const uint8_t* data = nullptr;
   size_t nbytes = 0;
   std::string file;  // the file it came from, for error messages
 
@@ -53,9 +56,11 @@ class SafetensorsFile {
 
 class TensorStore {
  public:
-  // `dir` holds model.safetensors, or model.safetensors.index.json and its shards, or (for tools
-  // and tests) any set of *.safetensors files. Tensor names must be unique across shards, and
-  // every tensor the index names must be in the shard it names.
+  // `dir` holds model.safetensors.index.json and its shards, else model.safetensors (used alone
+  // when present), else (for tools and tests) any set of *.safetensors files, opened in name
+  // order. Tensor names must be unique across shards; with an index, every tensor it names must
+  // be in the shard it names, shard names must be plain file names (no '/', no '..'), and a
+  // tensor in a shard but absent from the weight_map is an error.
   static Expected<TensorStore> OpenDirectory(const std::string& dir);
   static Expected<TensorStore> OpenFiles(const std::vector<std::string>& paths);
 
@@ -68,7 +73,10 @@ class TensorStore {
   std::map<std::string, const TensorView*> index_;
 };
 
-// Writes tensors to one safetensors file (used by make-demo-model, convert, quantize and tests).
+// Writes tensors to one safetensors file, via `path + ".tmp"` renamed over `path` (a failure
+// leaves no partial file). Tensors are laid out in the given order; the header is padded with
+// spaces to a multiple of 8 bytes, as the HF writer does. Used by make-demo-model, convert,
+// quantize and tests.
 struct TensorToWrite {
   std::string name;
   DType dtype;
