@@ -90,8 +90,7 @@ Expected<std::string> ResolveHubId(const std::string& id) {
   std::vector<std::string> tried = {id + " (as a local directory: not found)"};
   const auto cache = HubCacheDir();
   const size_t slash = id.find('/');
-  const std::string repo_name =
-      "models--" + id.substr(0, slash) + "--" + id.substr(slash + 1);
+  const std::string repo_name = "models--" + id.substr(0, slash) + "--" + id.substr(slash + 1);
   if (cache) {
     const fs::path repo = *cache / repo_name;
     const fs::path snapshots = repo / "snapshots";

@@ -35,11 +35,11 @@ struct DTypeInfo {
 
 // Indexed by the enum's value (checked below), named as safetensors headers spell them.
 constexpr DTypeInfo kDTypes[] = {
-    {DType::kBool, "BOOL", 1},      {DType::kU8, "U8", 1},           {DType::kI8, "I8", 1},
-    {DType::kI16, "I16", 2},        {DType::kU16, "U16", 2},         {DType::kI32, "I32", 4},
-    {DType::kU32, "U32", 4},        {DType::kI64, "I64", 8},         {DType::kU64, "U64", 8},
-    {DType::kF16, "F16", 2},        {DType::kBF16, "BF16", 2},       {DType::kF32, "F32", 4},
-    {DType::kF64, "F64", 8},        {DType::kF8E4M3, "F8_E4M3", 1}, {DType::kF8E5M2, "F8_E5M2", 1},
+    {DType::kBool, "BOOL", 1}, {DType::kU8, "U8", 1},          {DType::kI8, "I8", 1},
+    {DType::kI16, "I16", 2},   {DType::kU16, "U16", 2},        {DType::kI32, "I32", 4},
+    {DType::kU32, "U32", 4},   {DType::kI64, "I64", 8},        {DType::kU64, "U64", 8},
+    {DType::kF16, "F16", 2},   {DType::kBF16, "BF16", 2},      {DType::kF32, "F32", 4},
+    {DType::kF64, "F64", 8},   {DType::kF8E4M3, "F8_E4M3", 1}, {DType::kF8E5M2, "F8_E5M2", 1},
 };
 constexpr size_t kNumDTypes = sizeof(kDTypes) / sizeof(kDTypes[0]);
 
@@ -86,8 +86,9 @@ class JsonChecker : public json::json_sax_t {
   bool key(string_t& k) override {
     if (!keys_.back().insert(k).second) {
       // Name the enclosing top-level key too: for a header, that is the tensor.
-      error_ = Truncated(keys_.size() > 1 ? StrCat("duplicate key '", k, "' inside '", top_key_, "'")
-                                          : StrCat("duplicate key '", k, "'"));
+      error_ =
+          Truncated(keys_.size() > 1 ? StrCat("duplicate key '", k, "' inside '", top_key_, "'")
+                                     : StrCat("duplicate key '", k, "'"));
       return false;
     }
     if (keys_.size() == 1) top_key_ = k;
@@ -293,8 +294,8 @@ Status ParseHeader(const MappedFile& file, std::map<std::string, TensorView>* te
   uint64_t header_len = 0;  // little-endian regardless of the host
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | file.data()[i];
   if (header_len > kMaxJsonBytes) {
-    return MakeError(path, ": header length ", header_len, " exceeds the limit of ",
-                     kMaxJsonBytes, " bytes");
+    return MakeError(path, ": header length ", header_len, " exceeds the limit of ", kMaxJsonBytes,
+                     " bytes");
   }
   if (header_len > file.size() - 8) {
     return MakeError(path, ": header length ", header_len, " runs past the end of the file (",

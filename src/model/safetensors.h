@@ -18,7 +18,12 @@
 
 namespace gs {
 
-enum class DType { kBool, kU8, kI8, kI16, kU16, kI32, kU32, kI64, kU64, kF16, kBF16, kF32, kF64, kF8E4M3, kF8E5M2 };
+// Values index the name/size table in safetensors.cpp (a static_assert keeps them in step).
+// clang-format off
+enum class DType {
+  kBool, kU8, kI8, kI16, kU16, kI32, kU32, kI64, kU64, kF16, kBF16, kF32, kF64, kF8E4M3, kF8E5M2
+};
+// clang-format on
 
 // "BF16", "F8_E4M3", ... as written in safetensors headers.
 const char* DTypeName(DType dtype);

@@ -1,6 +1,8 @@
 // Checkpoint directories: sharded model.safetensors.index.json (happy path and every kind of
 // inconsistency), directories without an index, and --model resolution against a fake Hugging
 // Face cache laid out as huggingface_hub lays it out (models--ORG--NAME/{refs,snapshots}).
+#include "model/checkpoint.h"
+
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -12,7 +14,6 @@
 #include <string>
 #include <vector>
 
-#include "model/checkpoint.h"
 #include "model/safetensors.h"
 
 namespace gs {
@@ -127,8 +128,8 @@ TEST_F(CheckpointTest, TensorInADifferentShardThanIndexed) {
   WriteShard(Path("a.safetensors"), {"alpha"});
   WriteShard(Path("b.safetensors"), {"beta"});
   WriteIndex({{"alpha", "b.safetensors"}, {"beta", "a.safetensors"}});
-  ExpectOpenError({"'alpha'", "should be in " + Path("b.safetensors"),
-                   "but is in " + Path("a.safetensors")});
+  ExpectOpenError(
+      {"'alpha'", "should be in " + Path("b.safetensors"), "but is in " + Path("a.safetensors")});
 }
 
 TEST_F(CheckpointTest, ShardNameMustNotLeaveTheDirectory) {
@@ -241,7 +242,7 @@ TEST_F(CheckpointTest, ResolveHubIdPrefersRefsMainThenNewest) {
   setenv("HF_HOME", Path("hf").c_str(), 1);
   const fs::path repo = fs::path(Path("hf")) / "hub" / "models--google--gemma-4-x";
   MakeSnapshot(repo / "snapshots" / "aaa111", 100);
-  MakeSnapshot(repo / "snapshots" / "bbb222", 10);  // newer
+  MakeSnapshot(repo / "snapshots" / "bbb222", 10);        // newer
   fs::create_directories(repo / "snapshots" / "ccc333");  // newest, but no config.json
   WriteText((repo / "refs" / "main").string(), "aaa111\n");
 

@@ -1,6 +1,8 @@
 // safetensors reader and writer: round trips through the writer, a file assembled byte by byte
 // here (independent of the writer), every class of malformed header with the error naming the
 // file and tensor, and a seeded mutation fuzz loop (also run under ASan + UBSan).
+#include "model/safetensors.h"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -13,8 +15,6 @@
 #include <random>
 #include <string>
 #include <vector>
-
-#include "model/safetensors.h"
 
 namespace gs {
 namespace {
@@ -29,12 +29,11 @@ struct SpecDType {
   size_t size;
 };
 const SpecDType kSpec[] = {
-    {DType::kBool, "BOOL", 1},   {DType::kU8, "U8", 1},     {DType::kI8, "I8", 1},
-    {DType::kI16, "I16", 2},     {DType::kU16, "U16", 2},   {DType::kI32, "I32", 4},
-    {DType::kU32, "U32", 4},     {DType::kI64, "I64", 8},   {DType::kU64, "U64", 8},
-    {DType::kF16, "F16", 2},     {DType::kBF16, "BF16", 2}, {DType::kF32, "F32", 4},
-    {DType::kF64, "F64", 8},     {DType::kF8E4M3, "F8_E4M3", 1},
-    {DType::kF8E5M2, "F8_E5M2", 1},
+    {DType::kBool, "BOOL", 1}, {DType::kU8, "U8", 1},          {DType::kI8, "I8", 1},
+    {DType::kI16, "I16", 2},   {DType::kU16, "U16", 2},        {DType::kI32, "I32", 4},
+    {DType::kU32, "U32", 4},   {DType::kI64, "I64", 8},        {DType::kU64, "U64", 8},
+    {DType::kF16, "F16", 2},   {DType::kBF16, "BF16", 2},      {DType::kF32, "F32", 4},
+    {DType::kF64, "F64", 8},   {DType::kF8E4M3, "F8_E4M3", 1}, {DType::kF8E5M2, "F8_E5M2", 1},
 };
 
 class SafetensorsTest : public ::testing::Test {
@@ -49,6 +48,9 @@ class SafetensorsTest : public ::testing::Test {
   std::string Path(const std::string& name) const { return (fs::path(dir_) / name).string(); }
 
   static void WriteBytes(const std::string& path, const std::string& bytes) {
+    // A fresh file rather than a truncated one: ext4 flushes a truncated-and-rewritten file to
+    // disk on close, which would make the fuzz loop wait on the disk thousands of times.
+    fs::remove(path);
     std::ofstream out(path, std::ios::binary | std::ios::trunc);
     out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
     ASSERT_TRUE(out.good()) << path;
@@ -163,8 +165,8 @@ TEST_F(SafetensorsTest, WriterRoundTripsEveryDtypeAndShape) {
   for (const TensorToWrite& t : tensors) {
     const uint64_t begin = j[t.name]["data_offsets"][0], end = j[t.name]["data_offsets"][1];
     ASSERT_EQ(end - begin, t.bytes.size());
-    EXPECT_EQ(raw.substr(8 + n + begin, end - begin),
-              std::string(t.bytes.begin(), t.bytes.end())) << t.name;
+    EXPECT_EQ(raw.substr(8 + n + begin, end - begin), std::string(t.bytes.begin(), t.bytes.end()))
+        << t.name;
     total += t.bytes.size();
   }
   EXPECT_EQ(raw.size(), 8 + n + total);
@@ -269,25 +271,21 @@ TEST_F(SafetensorsTest, RejectsBadOffsets) {
   ExpectEntryError(R"({"dtype":"U8","shape":[1],"data_offsets":[0]})", 8, {"data_offsets"});
   ExpectEntryError(R"({"dtype":"U8","shape":[1],"data_offsets":[0,1,2]})", 8, {"data_offsets"});
   ExpectEntryError(R"({"dtype":"U8","shape":[1],"data_offsets":[-1,0]})", 8, {"negative"});
-  ExpectEntryError(R"({"dtype":"U8","shape":[1],"data_offsets":[0.0,1]})", 8,
-                   {"not an integer"});
+  ExpectEntryError(R"({"dtype":"U8","shape":[1],"data_offsets":[0.0,1]})", 8, {"not an integer"});
   ExpectEntryError(R"({"dtype":"U8","shape":[1],"data_offsets":"0,1"})", 8, {"data_offsets"});
 }
 
 TEST_F(SafetensorsTest, RejectsOverlappingTensors) {
-  const std::string header =
-      R"({"first":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
-      R"("second":{"dtype":"U8","shape":[4],"data_offsets":[6,10]}})";
+  const std::string header = R"({"first":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                             R"("second":{"dtype":"U8","shape":[4],"data_offsets":[6,10]}})";
   ExpectError(Assemble(header, std::string(16, '\0')), {"'first'", "'second'", "overlaps"});
   // Same range twice.
-  const std::string same =
-      R"({"x":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},)"
-      R"("y":{"dtype":"I32","shape":[1],"data_offsets":[0,4]}})";
+  const std::string same = R"({"x":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},)"
+                           R"("y":{"dtype":"I32","shape":[1],"data_offsets":[0,4]}})";
   ExpectError(Assemble(same, std::string(4, '\0')), {"'x'", "'y'", "overlaps"});
   // Empty tensors own no bytes: one inside another's range is fine.
-  const std::string empty_inside =
-      R"({"x":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},)"
-      R"("e":{"dtype":"F32","shape":[0,3],"data_offsets":[2,2]}})";
+  const std::string empty_inside = R"({"x":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},)"
+                                   R"("e":{"dtype":"F32","shape":[0,3],"data_offsets":[2,2]}})";
   WriteBytes(Path("ok.safetensors"), Assemble(empty_inside, std::string(4, '\0')));
   EXPECT_TRUE(SafetensorsFile::Open(Path("ok.safetensors")).ok());
 }
@@ -300,8 +298,7 @@ TEST_F(SafetensorsTest, RejectsSizeMismatch) {
 }
 
 TEST_F(SafetensorsTest, RejectsUnknownDtype) {
-  ExpectEntryError(R"({"dtype":"F4","shape":[2],"data_offsets":[0,1]})", 8,
-                   {"unknown dtype 'F4'"});
+  ExpectEntryError(R"({"dtype":"F4","shape":[2],"data_offsets":[0,1]})", 8, {"unknown dtype 'F4'"});
   ExpectEntryError(R"({"dtype":7,"shape":[2],"data_offsets":[0,1]})", 8, {"'dtype'"});
 }
 
@@ -330,15 +327,14 @@ TEST_F(SafetensorsTest, RejectsMissingAndUnknownKeys) {
   ExpectEntryError(R"({"dtype":"U8","shape":[1],"data_offsets":[0,1],"x":1})", 8,
                    {"unknown key 'x'"});
   ExpectEntryError(R"([1])", 8, {"must be an object"});
-  ExpectError(Assemble(R"({"t":{"dtype":"U8","dtype":"U8","shape":[1],"data_offsets":[0,1]}})",
-                       "x"),
-              {"duplicate key 'dtype'", "'t'"});
+  ExpectError(
+      Assemble(R"({"t":{"dtype":"U8","dtype":"U8","shape":[1],"data_offsets":[0,1]}})", "x"),
+      {"duplicate key 'dtype'", "'t'"});
 }
 
 TEST_F(SafetensorsTest, RejectsDuplicateTensorNames) {
-  const std::string header =
-      R"({"t":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},)"
-      R"("t":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}})";
+  const std::string header = R"({"t":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},)"
+                             R"("t":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}})";
   ExpectError(Assemble(header, "ab"), {"duplicate key 't'"});
 }
 
@@ -353,18 +349,33 @@ TEST_F(SafetensorsTest, RejectsNonStringMetadata) {
 // Random mutations of a valid file: every Open must return ok or a clean error, and an accepted
 // file must describe tensors that fit its data section without overlapping.
 TEST_F(SafetensorsTest, MutationFuzzNeverCrashes) {
-  const std::string header =
-      R"({"__metadata__":{"format":"pt"},)"
-      R"("a":{"dtype":"BF16","shape":[2,3],"data_offsets":[0,12]},)"
-      R"("b":{"dtype":"F32","shape":[],"data_offsets":[12,16]},)"
-      R"("c":{"dtype":"U8","shape":[0],"data_offsets":[16,16]},)"
-      R"("d":{"dtype":"F8_E4M3","shape":[5],"data_offsets":[16,21]}})";
+  const std::string header = R"({"__metadata__":{"format":"pt"},)"
+                             R"("a":{"dtype":"BF16","shape":[2,3],"data_offsets":[0,12]},)"
+                             R"("b":{"dtype":"F32","shape":[],"data_offsets":[12,16]},)"
+                             R"("c":{"dtype":"U8","shape":[0],"data_offsets":[16,16]},)"
+                             R"("d":{"dtype":"F8_E4M3","shape":[5],"data_offsets":[16,21]}})";
   const std::string data(21, '\x5a');
-  const char* tokens[] = {"{", "}", "[", "]", ",", ":", "\"", "\\u0000", "\\", "null", "[]", "{}",
-                          "\"F4\"", "\"U8\"", "\"F64\"", "\"__metadata__\"", "\"shape\"", "true"};
-  const char* numbers[] = {"0", "1", "2", "5", "12", "16", "21", "22", "-1", "-0", "1.5", "1e30",
-                           "4294967296", "9223372036854775807", "18446744073709551615",
-                           "18446744073709551616", "3037000500"};
+  const char* tokens[] = {
+      "{",         "}",    "[",  "]",  ",",      ":",      "\"",      "\\u0000",
+      "\\",        "null", "[]", "{}", "\"F4\"", "\"U8\"", "\"F64\"", "\"__metadata__\"",
+      "\"shape\"", "true"};
+  const char* numbers[] = {"0",
+                           "1",
+                           "2",
+                           "5",
+                           "12",
+                           "16",
+                           "21",
+                           "22",
+                           "-1",
+                           "-0",
+                           "1.5",
+                           "1e30",
+                           "4294967296",
+                           "9223372036854775807",
+                           "18446744073709551615",
+                           "18446744073709551616",
+                           "3037000500"};
   std::mt19937 rng(20240611);
   const std::string path = Path("fuzz.safetensors");
   int accepted = 0, tensor_errors = 0;
@@ -377,10 +388,18 @@ TEST_F(SafetensorsTest, MutationFuzzNeverCrashes) {
     for (int m = 0; m < mutations && !h.empty(); ++m) {
       const size_t pos = rng() % h.size();
       switch (rng() % 5) {
-        case 0: h[pos] = static_cast<char>(rng()); break;
-        case 1: h[pos] = "{}[],:\"0123456789-.eE "[rng() % 22]; break;
-        case 2: h.erase(pos, 1 + rng() % 8); break;
-        case 3: h.insert(pos, tokens[rng() % std::size(tokens)]); break;
+        case 0:
+          h[pos] = static_cast<char>(rng());
+          break;
+        case 1:
+          h[pos] = "{}[],:\"0123456789-.eE "[rng() % 22];
+          break;
+        case 2:
+          h.erase(pos, 1 + rng() % 8);
+          break;
+        case 3:
+          h.insert(pos, tokens[rng() % std::size(tokens)]);
+          break;
         default: {  // replace a run of digits with an interesting number
           const size_t d = h.find_first_of("0123456789", pos);
           if (d == std::string::npos) break;
@@ -392,11 +411,20 @@ TEST_F(SafetensorsTest, MutationFuzzNeverCrashes) {
     std::string bytes = Assemble(h, data);
     // Sometimes corrupt the framing too: the length field, the data size, truncation.
     switch (rng() % 6) {
-      case 0: bytes[rng() % 8] = static_cast<char>(rng()); break;
-      case 1: bytes.resize(rng() % bytes.size()); break;
-      case 2: bytes.resize(bytes.size() - 1 - rng() % data.size()); break;
-      case 3: bytes += std::string(1 + rng() % 9, '\x01'); break;
-      default: break;
+      case 0:
+        bytes[rng() % 8] = static_cast<char>(rng());
+        break;
+      case 1:
+        bytes.resize(rng() % bytes.size());
+        break;
+      case 2:
+        bytes.resize(bytes.size() - 1 - rng() % data.size());
+        break;
+      case 3:
+        bytes += std::string(1 + rng() % 9, '\x01');
+        break;
+      default:
+        break;
     }
     WriteBytes(path, bytes);
     auto file = SafetensorsFile::Open(path);
@@ -420,9 +448,9 @@ TEST_F(SafetensorsTest, MutationFuzzNeverCrashes) {
       ASSERT_GE(ranges[i].first, ranges[i - 1].first + ranges[i - 1].second);
     }
     if (!ranges.empty()) {
-      ASSERT_LE(static_cast<size_t>(ranges.back().first + ranges.back().second -
-                                    ranges.front().first),
-                bytes.size());
+      ASSERT_LE(
+          static_cast<size_t>(ranges.back().first + ranges.back().second - ranges.front().first),
+          bytes.size());
     }
   }
   std::printf("fuzz: %d of %d mutated files accepted, %d rejected by a tensor check\n", accepted,
