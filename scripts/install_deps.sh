@@ -2,11 +2,14 @@
 # Installs the Debian packages gemmaserve builds and tests with, if any are missing.
 set -euo pipefail
 pkgs=(cmake ninja-build g++ nlohmann-json3-dev libgtest-dev libcpp-httplib-dev libcli11-dev
-      libstb-dev libbenchmark-dev nodejs npm)
+      libstb-dev libbenchmark-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Node.js may come from elsewhere than Debian (the test oracles only need the commands).
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "gemmaserve needs these Debian packages: ${missing[*]}" >&2
