@@ -1,10 +1,10 @@
 // NVFP4 building blocks against float64 references: every E2M1 code times every finite E4M3
 // scale byte times a few global scales, and the format conversions' round trips.
+#include "util/numeric_formats.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
-
-#include "util/numeric_formats.h"
 
 namespace gs {
 namespace {
@@ -40,7 +40,8 @@ TEST(NumericFormats, Nvfp4DequantIsExactForEveryNibbleAndScale) {
     for (int b = 0; b < 256; ++b) {
       if (E4m3IsNan(static_cast<uint8_t>(b))) continue;
       // e2m1 x e4m3 has at most 6 significant bits: exact in bf16 and in float.
-      const float block = E2m1ToFloat(static_cast<uint8_t>(code)) * E4m3ToFloat(static_cast<uint8_t>(b));
+      const float block =
+          E2m1ToFloat(static_cast<uint8_t>(code)) * E4m3ToFloat(static_cast<uint8_t>(b));
       const double ref_block = RefE2m1(code) * RefE4m3(b);
       ASSERT_EQ(static_cast<double>(block), ref_block);
       ASSERT_EQ(RoundToBf16(block), block) << "not exact in bf16: code " << code << " scale " << b;
