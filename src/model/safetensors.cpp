@@ -414,22 +414,17 @@ Status WriteAll(int fd, const void* data, size_t size, const std::string& path) 
 
 // Header JSON for WriteSafetensors, padded with spaces (as the HF writer does) so the data
 // section starts 8-byte aligned in the file.
-Expected<std::string> BuildHeader(const std::string& path,
-                                  const std::vector<TensorToWrite>& tensors,
+Expected<std::string> BuildHeader(const std::string& path, const std::vector<TensorPlan>& tensors,
                                   const std::map<std::string, std::string>& metadata) {
   json header = json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   uint64_t offset = 0;
-  for (const TensorToWrite& t : tensors) {
+  for (const TensorPlan& t : tensors) {
     const std::string what = StrCat(path, ": tensor '", t.name, "'");
     if (t.name.empty() || t.name == "__metadata__") return MakeError(what, ": invalid name");
     if (header.contains(t.name)) return MakeError(what, ": written twice");
     if (!FindDType(t.dtype)) return MakeError(what, ": invalid dtype");
     GS_ASSIGN_OR_RETURN(const uint64_t nbytes, TensorBytes(t.shape, t.dtype, what));
-    if (t.bytes.size() != nbytes) {
-      return MakeError(what, ": has ", t.bytes.size(), " bytes but ", DTypeName(t.dtype), " ",
-                       ShapeToString(t.shape), " needs ", nbytes);
-    }
     json entry = json::object();
     entry["dtype"] = DTypeName(t.dtype);
     entry["shape"] = t.shape;
@@ -447,14 +442,23 @@ Expected<std::string> BuildHeader(const std::string& path,
 }
 
 Status WriteFileContents(int fd, const std::string& tmp, const std::string& header,
-                         const std::vector<TensorToWrite>& tensors) {
+                         const std::vector<TensorPlan>& tensors, const TensorProducer& produce) {
   uint8_t len[8];
   uint64_t n = header.size();
   for (int i = 0; i < 8; ++i, n >>= 8) len[i] = static_cast<uint8_t>(n & 0xff);
   GS_RETURN_IF_ERROR(WriteAll(fd, len, sizeof(len), tmp));
   GS_RETURN_IF_ERROR(WriteAll(fd, header.data(), header.size(), tmp));
-  for (const TensorToWrite& t : tensors) {
-    GS_RETURN_IF_ERROR(WriteAll(fd, t.bytes.data(), t.bytes.size(), tmp));
+  std::vector<uint8_t> scratch;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const TensorPlan& t = tensors[i];
+    const std::string what = StrCat(tmp, ": tensor '", t.name, "'");
+    GS_ASSIGN_OR_RETURN(const uint64_t nbytes, TensorBytes(t.shape, t.dtype, what));
+    GS_ASSIGN_OR_RETURN(const std::span<const uint8_t> bytes, produce(i, scratch));
+    if (bytes.size() != nbytes) {
+      return MakeError(what, ": has ", bytes.size(), " bytes but ", DTypeName(t.dtype), " ",
+                       ShapeToString(t.shape), " needs ", nbytes);
+    }
+    GS_RETURN_IF_ERROR(WriteAll(fd, bytes.data(), bytes.size(), tmp));
   }
   if (::fsync(fd) != 0) return MakeError("cannot sync ", tmp, ": ", std::strerror(errno));
   return Ok();
@@ -566,15 +570,16 @@ size_t TensorStore::total_bytes() const {
   return total;
 }
 
-Status WriteSafetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
-                        const std::map<std::string, std::string>& metadata) {
+Status WriteSafetensorsStreaming(const std::string& path, const std::vector<TensorPlan>& tensors,
+                                 const TensorProducer& produce,
+                                 const std::map<std::string, std::string>& metadata) {
   GS_ASSIGN_OR_RETURN(const std::string header, BuildHeader(path, tensors, metadata));
   // Written beside the target and renamed over it, so a crash or a full disk never leaves a
   // half-written file under the real name.
   const std::string tmp = path + ".tmp";
   Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
   if (fd.get() < 0) return MakeError("cannot create ", tmp, ": ", std::strerror(errno));
-  Status status = WriteFileContents(fd.get(), tmp, header, tensors);
+  Status status = WriteFileContents(fd.get(), tmp, header, tensors, produce);
   if (status.ok() && ::close(fd.Release()) != 0) {
     status = MakeError("error while closing ", tmp, ": ", std::strerror(errno));
   }
@@ -583,6 +588,19 @@ Status WriteSafetensors(const std::string& path, const std::vector<TensorToWrite
   }
   if (!status.ok()) ::unlink(tmp.c_str());
   return status;
+}
+
+Status WriteSafetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
+                        const std::map<std::string, std::string>& metadata) {
+  std::vector<TensorPlan> plans;
+  plans.reserve(tensors.size());
+  for (const TensorToWrite& t : tensors) plans.push_back({t.name, t.dtype, t.shape});
+  return WriteSafetensorsStreaming(
+      path, plans,
+      [&](size_t i, std::vector<uint8_t>&) -> Expected<std::span<const uint8_t>> {
+        return std::span<const uint8_t>(tensors[i].bytes);
+      },
+      metadata);
 }
 
 }  // namespace gs

@@ -8,6 +8,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <span>
 #include <map>
 #include <memory>
 #include <string>
@@ -90,5 +92,19 @@ struct TensorToWrite {
 };
 Status WriteSafetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
                         const std::map<std::string, std::string>& metadata = {});
+
+// The same without holding every tensor in memory: `produce(i, scratch)` returns tensor i's
+// bytes, either a span into memory that outlives the call (a mapped input file) or one into
+// `scratch`, which it may fill. Used by convert and quantize to stream 17 GB checkpoints.
+struct TensorPlan {
+  std::string name;
+  DType dtype;
+  std::vector<int64_t> shape;
+};
+using TensorProducer =
+    std::function<Expected<std::span<const uint8_t>>(size_t index, std::vector<uint8_t>& scratch)>;
+Status WriteSafetensorsStreaming(const std::string& path, const std::vector<TensorPlan>& tensors,
+                                 const TensorProducer& produce,
+                                 const std::map<std::string, std::string>& metadata = {});
 
 }  // namespace gs

@@ -7,6 +7,7 @@
 
 #include "golden/golden_util.h"
 #include "util/npy.h"
+#include "util/str.h"
 
 namespace gs {
 namespace {
@@ -24,7 +25,10 @@ std::string RunCommand(const std::string& cmd, int* status) {
 
 std::string Csv(const std::vector<int>& ids) {
   std::string s;
-  for (size_t i = 0; i < ids.size(); ++i) s += (i ? "," : "") + std::to_string(ids[i]);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (i) s += ',';
+    s += std::to_string(ids[i]);
+  }
   return s;
 }
 
@@ -43,7 +47,7 @@ TEST(GenerateCli, DumpLogitsAndGreedyIdsMatchGolden) {
     ASSERT_TRUE(expected.ok());
     std::vector<float> first;
     for (int chunk : {0, 1, 7}) {
-      const std::string npy = (tmp / ("l" + std::to_string(chunk) + ".npy")).string();
+      const std::string npy = (tmp / StrCat("logits_", chunk, ".npy")).string();
       const std::string cmd = std::string(GS_BINARY) + " generate --model " + dir + "/" + format +
                               " --prompt-ids " + Csv(prompt) + " --max-tokens " +
                               std::to_string(max_new) + " --temperature 0 --ignore-eos" +
