@@ -1,0 +1,50 @@
+// Writing a whole checkpoint directory safely (convert, quantize): everything goes into
+// `<to>.partial` first and is renamed into place only when complete, so a failure never leaves a
+// half-written model; tensors are streamed into shards of bounded size with an index.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "model/safetensors.h"
+#include "util/status.h"
+
+namespace gs {
+
+struct OutputTensor {
+  TensorPlan plan;
+  // Returns the tensor's bytes (into scratch, or a span into memory that outlives the call).
+  std::function<Expected<std::span<const uint8_t>>(std::vector<uint8_t>& scratch)> produce;
+};
+
+class CheckpointWriter {
+ public:
+  // Fails if `to` exists and `overwrite` is false, naming the path.
+  static Expected<std::unique_ptr<CheckpointWriter>> Begin(const std::string& to, bool overwrite);
+  ~CheckpointWriter();  // removes the partial directory unless Commit() succeeded
+
+  // One model.safetensors, or model-0000i-of-0000n.safetensors + model.safetensors.index.json
+  // when the total exceeds max_shard_bytes. Shows a progress bar.
+  Status WriteTensors(const std::vector<OutputTensor>& tensors, uint64_t max_shard_bytes,
+                      const std::string& progress_label);
+  Status WriteJson(const std::string& name, const nlohmann::json& value);
+  // Copies every regular file of `from_dir` except those `skip` says no to.
+  Status CopyOtherFiles(const std::string& from_dir,
+                        const std::function<bool(const std::string& name)>& skip);
+  Status Commit();
+
+  const std::string& partial_dir() const { return partial_; }
+
+ private:
+  CheckpointWriter(std::string to, std::string partial, bool overwrite)
+      : to_(std::move(to)), partial_(std::move(partial)), overwrite_(overwrite) {}
+  std::string to_, partial_;
+  bool overwrite_ = false;
+  bool committed_ = false;
+};
+
+}  // namespace gs
