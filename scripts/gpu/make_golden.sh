@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Regenerates the golden test data (tests/data/golden) on the GPU machine, which has python3 with
+# torch, numpy, safetensors and transformers (5.17 at the time of writing). No GPU is used: the
+# reference is CPU float32. The result comes back as $OUT/golden.tar.gz (+ $OUT/make_golden.log).
+#
+#   bash scripts/gpu/make_golden.sh            # on the device machine, from the repo root
+#   tar xzf golden.tar.gz -C tests/data        # here: replaces tests/data/golden/<config>/...
+#
+# MAKE_GOLDEN_PY overrides the script path (e.g. a copy under .device/ that is not committed yet).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+: "${OUT:?OUT must name the folder whose files come back from the device machine}"
+script="${MAKE_GOLDEN_PY:-scripts/golden/make_golden.py}"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+export PYTHONUNBUFFERED=1
+python3 "$script" --out "$work/golden" "$@" 2>&1 | tee "$OUT/make_golden.log"
+tar czf "$OUT/golden.tar.gz" -C "$work" golden
+ls -l "$OUT"
