@@ -75,7 +75,8 @@ TEST_P(GoldenCpu, LogitsGreedyAndChunkingMatchTransformers) {
         whole = got->prompt_logits;
         EXPECT_EQ(got->tokens, fmt["greedy"][p].get<std::vector<int32_t>>())
             << c.format << " prompt " << p << ": greedy continuation differs";
-        RecordProperty(StrCat(c.format, "_p", p, "_rel_l2"), std::to_string(worst));
+        std::printf("  %s %s prompt %zu: worst per-position relative L2 %.2e\n",
+                    std::filesystem::path(c.dir).filename().c_str(), c.format.c_str(), p, worst);
       } else {
         // Same arithmetic per token whatever the chunking: identical, not merely close.
         EXPECT_EQ(got->prompt_logits, whole) << "chunk " << chunk << " changed the logits";
@@ -100,8 +101,10 @@ TEST(GoldenCpuTraps, EmbeddingScaleRoundingIsVisible) {
   for (const auto& dir : golden::GoldenConfigs()) {
     const auto ref = golden::ReadReference(dir);
     if (!ref.contains("embed_scale_fp32_variant")) continue;
-    any = true;
     const auto& variant = ref["embed_scale_fp32_variant"];
+    // Where √hidden is exact in bf16 (hidden 64: 8.0) the two conventions coincide.
+    if (variant.value("identical_to_bf16", false)) continue;
+    any = true;
     const std::string format = variant["format"].get<std::string>();
     const size_t p = variant["prompt"].get<size_t>();
     const std::vector<int32_t> prompt = ref["prompts"][p].get<std::vector<int32_t>>();
