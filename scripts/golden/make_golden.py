@@ -1016,6 +1016,19 @@ def run_config(spec, out_root, args, summary):
     save_npy(os.path.join(root, "logits/bf16_p0_fp32embed.npy"), lg32)
     ref["embed_scale_fp32_variant"]["max_abs_diff_vs_bf16"] = float(
         (lg32 - all_logits[("bf16", 0)]).abs().max())
+    # compressed-tensors weights with the attention projections dequantized and rounded to
+    # bf16: exactly what `gemmaserve convert` writes (the FusenAI recipe), for its test.
+    mconv = copy.deepcopy(m_bf16)
+    sd = dict(ref_sd)
+    for k, v in dq_ct.items():
+        sd[name_map[k]] = v if k in dq_mo else v.to(torch.bfloat16).float()
+    load_weights(mconv, sd)
+    set_embed_scale(mconv, escale)
+    for pi, prompt in enumerate(prompts):
+        save_npy(os.path.join(root, f"logits/ct_converted_p{pi}.npy"), forward_logits(mconv, prompt))
+    ref["ct_converted_variant"] = {
+        "logits": [f"logits/ct_converted_p{pi}.npy" for pi in range(len(prompts))],
+        "rule": "ct dequantized weights; self_attn q/k/v/o rounded to bf16 (gemmaserve convert)"}
 
     # 5. Cross-checks: reload the bf16 checkpoint through transformers; generate() vs manual loop.
     cls = getattr(tf, spec["arch"])

@@ -7,12 +7,14 @@ namespace gs::cli {
 // Declared here, defined in cmd_*.cpp; one line each keeps the list readable.
 int RunGenerate(int argc, char** argv);
 int RunMakeDemoModel(int argc, char** argv);
+int RunConvert(int argc, char** argv);
 
 const std::vector<Command>& AllCommands() {
   static const std::vector<Command> commands = {
       {"generate", "run a prompt of token ids through the model, print ids and tok/s", RunGenerate},
       {"make-demo-model", "write a tiny random-weight Gemma 4 MoE checkpoint (NVFP4)",
        RunMakeDemoModel},
+      {"convert", "compressed-tensors NVFP4 -> ModelOpt NVFP4 with BF16 attention", RunConvert},
   };
   return commands;
 }
