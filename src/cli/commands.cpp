@@ -8,6 +8,7 @@ namespace gs::cli {
 int RunGenerate(int argc, char** argv);
 int RunMakeDemoModel(int argc, char** argv);
 int RunConvert(int argc, char** argv);
+int RunQuantize(int argc, char** argv);
 
 const std::vector<Command>& AllCommands() {
   static const std::vector<Command> commands = {
@@ -15,6 +16,7 @@ const std::vector<Command>& AllCommands() {
       {"make-demo-model", "write a tiny random-weight Gemma 4 MoE checkpoint (NVFP4)",
        RunMakeDemoModel},
       {"convert", "compressed-tensors NVFP4 -> ModelOpt NVFP4 with BF16 attention", RunConvert},
+      {"quantize", "BF16 -> ModelOpt NVFP4 (experts and dense MLP)", RunQuantize},
   };
   return commands;
 }

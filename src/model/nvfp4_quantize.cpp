@@ -19,7 +19,9 @@ Nvfp4Weights QuantizeNvfp4(const float* w, int64_t rows, int64_t cols) {
     const float* blk = w + b * 16;
     float bmax = 0.0f;
     for (int i = 0; i < 16; ++i) bmax = std::max(bmax, std::fabs(blk[i]));
-    uint8_t scale = FloatToE4m3(bmax / (6.0f * q.global_scale));
+    // An all-zero block gets scale 1.0 (ModelOpt); one whose scale underflows e4m3 too, so that
+    // its codes round to 0 instead of dividing by zero.
+    uint8_t scale = FloatToE4m3(bmax == 0.0f ? 1.0f : bmax / (6.0f * q.global_scale));
     if (E4m3ToFloat(scale) == 0.0f) scale = FloatToE4m3(1.0f);
     q.scales[b] = scale;
     const float denom = E4m3ToFloat(scale) * q.global_scale;

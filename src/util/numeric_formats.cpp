@@ -24,7 +24,7 @@ uint8_t FloatToE4m3(float f) {
 }
 
 uint8_t FloatToE2m1(float x) {
-  const uint8_t sign = std::signbit(x) ? 0x8 : 0x0;
+  const uint8_t sign = x < 0.0f ? 0x8 : 0x0;  // -0.0 encodes as +0, as torch's x < 0 test does
   const float a = std::fabs(x);
   // Midpoints between neighbours; ties go to the even code (as torch.bucketize-based rounding
   // in the ModelOpt/compressed-tensors recipes effectively does for these boundaries).

@@ -1,0 +1,25 @@
+// `gemmaserve quantize`: a BF16 Gemma 4 checkpoint to ModelOpt NVFP4 with the ModelOpt weight
+// recipe (src/model/nvfp4_quantize.h). By default the routed experts (written per expert) and the
+// dense MLP are quantized and attention, router, embeddings/lm_head and vision stay BF16 — the
+// FusenAI pattern. Without calibration the result is weight-only (quant_algo W4A16_NVFP4, no
+// input_scale), which is what Hopper runs anyway.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "util/status.h"
+
+namespace gs {
+
+struct QuantizeOptions {
+  std::string from, to;
+  std::vector<std::string> exclude;  // extra modules kept in BF16 (ModelOpt-style '*' globs)
+  bool overwrite = false;
+  uint64_t max_shard_bytes = 5'000'000'000;
+};
+
+Status QuantizeBf16ToNvfp4(const QuantizeOptions& options);
+
+}  // namespace gs
