@@ -9,6 +9,7 @@ int RunGenerate(int argc, char** argv);
 int RunMakeDemoModel(int argc, char** argv);
 int RunConvert(int argc, char** argv);
 int RunQuantize(int argc, char** argv);
+int RunInspect(int argc, char** argv);
 
 const std::vector<Command>& AllCommands() {
   static const std::vector<Command> commands = {
@@ -17,6 +18,7 @@ const std::vector<Command>& AllCommands() {
        RunMakeDemoModel},
       {"convert", "compressed-tensors NVFP4 -> ModelOpt NVFP4 with BF16 attention", RunConvert},
       {"quantize", "BF16 -> ModelOpt NVFP4 (experts and dense MLP)", RunQuantize},
+      {"inspect", "formats, sizes, KV cost and sanity findings of a checkpoint", RunInspect},
   };
   return commands;
 }
