@@ -137,7 +137,7 @@ TEST_P(ConvertGolden, MatchesModeloptGoldenAndTransformers) {
 INSTANTIATE_TEST_SUITE_P(Golden, ConvertGolden, ::testing::ValuesIn(golden::GoldenConfigs()),
                          [](const auto& info) { return fs::path(info.param).filename().string(); });
 
-TEST(ConvertBadInput, RefusesModeloptInputExistingOutputAndMissingScales) {
+TEST(ConvertBadInput, RefusesModeloptInputAndExistingOutput) {
   const auto configs = golden::GoldenConfigs();
   ASSERT_FALSE(configs.empty());
   const std::string dir = configs.front();
@@ -154,32 +154,49 @@ TEST(ConvertBadInput, RefusesModeloptInputExistingOutputAndMissingScales) {
   ASSERT_FALSE(st.ok());
   EXPECT_NE(st.error().message.find("already exists"), std::string::npos) << st.error().message;
   fs::remove_all(out);
+}
 
-  // A copy of the ct checkpoint with one block scale removed.
-  const fs::path broken = out.string() + "_in";
+fs::path broken_dir(const fs::path& out) { return out.string() + "_in"; }
+
+// A copy of the first golden ct checkpoint with `edit` applied to its tensors; convert must fail
+// naming `expected` and write nothing.
+void ExpectConvertRefuses(const std::function<void(std::vector<TensorToWrite>&)>& edit,
+                          const std::string& expected) {
+  const std::string dir = golden::GoldenConfigs().front();
+  const fs::path out = fs::temp_directory_path() / ("gs_convert_bad_" + std::to_string(::getpid()));
+  const fs::path broken = broken_dir(out);
+  fs::remove_all(out);
+  fs::remove_all(broken);
   fs::create_directories(broken);
   for (const auto& e : fs::directory_iterator(dir + "/ct")) fs::copy_file(e.path(), broken / e.path().filename());
-  auto store = TensorStore::OpenDirectory(broken.string());
-  ASSERT_TRUE(store.ok());
   std::vector<TensorToWrite> tensors;
-  std::string removed;
-  for (const auto& [name, view] : store->all()) {
-    if (removed.empty() && name.find("experts.1.down_proj.weight_scale") != std::string::npos &&
-        !name.ends_with("_2")) {
-      removed = name;
-      continue;
+  {
+    auto store = TensorStore::OpenDirectory(broken.string());
+    ASSERT_TRUE(store.ok());
+    for (const auto& [name, view] : store->all()) {
+      tensors.push_back({name, view->dtype, view->shape, std::vector<uint8_t>(view->data, view->data + view->nbytes)});
     }
-    tensors.push_back({name, view->dtype, view->shape, std::vector<uint8_t>(view->data, view->data + view->nbytes)});
   }
-  store = Error{"closed"};
-  ASSERT_FALSE(removed.empty());
+  edit(tensors);
   ASSERT_TRUE(WriteSafetensors((broken / "model.safetensors").string(), tensors).ok());
-  st = ConvertCompressedTensorsToModelopt({broken.string(), out.string(), false, 1u << 30});
+  auto st = ConvertCompressedTensorsToModelopt({broken.string(), out.string(), false, 1u << 30});
   ASSERT_FALSE(st.ok());
-  EXPECT_NE(st.error().message.find(removed), std::string::npos) << st.error().message;
+  EXPECT_NE(st.error().message.find(expected), std::string::npos) << st.error().message;
   EXPECT_FALSE(fs::exists(out));
   EXPECT_FALSE(fs::exists(out.string() + ".partial"));
   fs::remove_all(broken);
+}
+
+TEST(ConvertBadInput, MissingScaleWrongDtypePartialExperts) {
+  ExpectConvertRefuses([](auto& t) {
+    std::erase_if(t, [](const TensorToWrite& x) { return x.name == "model.layers.1.experts.1.down_proj.weight_scale"; });
+  }, "model.layers.1.experts.1.down_proj.weight_scale");
+  ExpectConvertRefuses([](auto& t) {
+    for (auto& x : t) if (x.name == "model.layers.0.self_attn.q_proj.weight_scale") x.dtype = DType::kU8;
+  }, "model.layers.0.self_attn.q_proj.weight_scale");
+  ExpectConvertRefuses([](auto& t) {
+    std::erase_if(t, [](const TensorToWrite& x) { return x.name.find("layers.3.experts.6.") != std::string::npos; });
+  }, "expert 6");
 }
 
 }  // namespace
