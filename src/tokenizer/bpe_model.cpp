@@ -1,6 +1,7 @@
 #include "tokenizer/bpe_model.h"
 
 #include <algorithm>
+#include <cstring>
 #include <mutex>
 #include <unordered_map>
 
@@ -11,39 +12,69 @@
 namespace gs {
 
 // Ids of short chunks, shared by all threads that encode with one tokenizer. Sharded so that
-// concurrent encoders rarely wait; bounded, and simply stops inserting when full (as HF does).
+// concurrent encoders rarely wait; each shard is a flat open-addressing table over arenas (no
+// per-entry allocation), bounded, and simply stops inserting when full (as HF's cache does).
 class BpeWordCache {
  public:
   static constexpr size_t kMaxKeyBytes = 64;
 
-  bool Lookup(std::string_view key, std::vector<int32_t>* out) {
-    Shard& s = ShardFor(key);
+  bool Lookup(std::string_view key, uint64_t hash, std::vector<int32_t>* out) {
+    Shard& s = shards_[hash >> 60];
     std::lock_guard<std::mutex> lock(s.mu);
-    auto it = s.map.find(key);
-    if (it == s.map.end()) return false;
-    out->insert(out->end(), it->second.begin(), it->second.end());
-    return true;
+    if (s.slots.empty()) return false;
+    for (size_t i = hash & kSlotMask;; i = (i + 1) & kSlotMask) {
+      const Entry& e = s.slots[i];
+      if (e.key_len == 0) return false;
+      if (e.hash == hash && e.key_len == key.size() &&
+          std::memcmp(s.keys.data() + e.key_offset, key.data(), key.size()) == 0) {
+        out->insert(out->end(), s.ids.begin() + e.ids_offset,
+                    s.ids.begin() + e.ids_offset + e.ids_len);
+        return true;
+      }
+    }
   }
 
-  void Insert(std::string_view key, const int32_t* ids, size_t n) {
-    Shard& s = ShardFor(key);
+  void Insert(std::string_view key, uint64_t hash, const int32_t* ids, size_t n) {
+    Shard& s = shards_[hash >> 60];
     std::lock_guard<std::mutex> lock(s.mu);
-    if (s.map.size() >= kMaxEntriesPerShard) return;
-    s.map.emplace(std::string(key), std::vector<int32_t>(ids, ids + n));
+    if (s.count >= kMaxEntriesPerShard || key.empty()) return;
+    if (s.slots.empty()) s.slots.resize(kSlots);
+    size_t i = hash & kSlotMask;
+    while (s.slots[i].key_len != 0) {
+      const Entry& e = s.slots[i];
+      if (e.hash == hash && e.key_len == key.size() &&
+          std::memcmp(s.keys.data() + e.key_offset, key.data(), key.size()) == 0) {
+        return;  // another thread got here first
+      }
+      i = (i + 1) & kSlotMask;
+    }
+    s.slots[i] = Entry{hash, static_cast<uint32_t>(s.keys.size()),
+                       static_cast<uint32_t>(s.ids.size()), static_cast<uint16_t>(key.size()),
+                       static_cast<uint16_t>(n)};
+    s.keys.append(key);
+    s.ids.insert(s.ids.end(), ids, ids + n);
+    ++s.count;
   }
 
  private:
   static constexpr size_t kShards = 16;
-  static constexpr size_t kMaxEntriesPerShard = 1 << 14;
-  struct Hash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const { return HashBytes(s); }
+  static constexpr size_t kSlots = 1 << 14;
+  static constexpr size_t kSlotMask = kSlots - 1;
+  static constexpr size_t kMaxEntriesPerShard = kSlots / 2;
+  struct Entry {
+    uint64_t hash = 0;
+    uint32_t key_offset = 0;
+    uint32_t ids_offset = 0;
+    uint16_t key_len = 0;  // 0 marks an empty slot (keys are never empty)
+    uint16_t ids_len = 0;
   };
   struct Shard {
     std::mutex mu;
-    std::unordered_map<std::string, std::vector<int32_t>, Hash, std::equal_to<>> map;
+    std::vector<Entry> slots;  // allocated on first insert
+    std::string keys;
+    std::vector<int32_t> ids;
+    size_t count = 0;
   };
-  Shard& ShardFor(std::string_view key) { return shards_[HashBytes(key) >> 60]; }
   Shard shards_[kShards];
 };
 
@@ -52,9 +83,17 @@ namespace {
 constexpr char32_t kMetaspace = 0x2581;  // "▁"
 constexpr int32_t kMaxId = (1 << 24) - 1;
 
-bool IsSeparator(char32_t c) {
-  return c == kMetaspace || c == ' ' || c == '\n' || c == '\r' || c == '\t';
+// Characters around which chunk cuts are considered; index into BpeModel's cut tables.
+constexpr char32_t kSeparators[] = {kMetaspace, ' ', '\n', '\r', '\t'};
+
+int SeparatorIndex(char32_t c) {
+  for (int i = 0; i < 5; ++i) {
+    if (kSeparators[i] == c) return i;
+  }
+  return -1;
 }
+
+bool IsSeparator(char32_t c) { return SeparatorIndex(c) >= 0; }
 
 uint64_t PairKey(char32_t a, char32_t b) { return (static_cast<uint64_t>(a) << 32) | b; }
 
@@ -280,6 +319,26 @@ Status BpeModel::Finish(const std::string& source) {
     }
   }
   std::sort(astral_char_id_.begin(), astral_char_id_.end());
+  // Cut tables for (BMP character, separator) boundaries: a cut is safe when both characters are
+  // single tokens and no merge joins a left part ending in one to a right part starting with the
+  // other.
+  std::vector<uint8_t> known(0x10000, 0);
+  for (size_t cp = 0; cp < known.size(); ++cp) known[cp] = bmp_char_id_[cp] >= 0;
+  for (int k = 0; k < 5; ++k) {
+    if (CharId(kSeparators[k]) >= 0) {
+      cut_before_sep_[k] = known;
+      cut_after_sep_[k] = known;
+    } else {
+      cut_before_sep_[k].assign(0x10000, 0);
+      cut_after_sep_[k].assign(0x10000, 0);
+    }
+  }
+  for (uint64_t pair : joinable_) {
+    const auto left = static_cast<char32_t>(pair >> 32), right = static_cast<char32_t>(pair);
+    const int ls = SeparatorIndex(left), rs = SeparatorIndex(right);
+    if (rs >= 0 && left < 0x10000) cut_before_sep_[rs][left] = 0;
+    if (ls >= 0 && right < 0x10000) cut_after_sep_[ls][right] = 0;
+  }
   chunking_ = true;
   cache_ = std::make_unique<BpeWordCache>();
   return Ok();
@@ -293,7 +352,10 @@ int32_t BpeModel::CharId(char32_t cp) const {
 }
 
 bool BpeModel::SplitBetween(char32_t left, char32_t right) const {
-  if (!IsSeparator(left) && !IsSeparator(right)) return false;
+  const int ls = SeparatorIndex(left), rs = SeparatorIndex(right);
+  if (rs >= 0 && left < 0x10000) return cut_before_sep_[rs][left];
+  if (ls >= 0 && right < 0x10000) return cut_after_sep_[ls][right];
+  if (ls < 0 && rs < 0) return false;
   if (CharId(left) < 0 || CharId(right) < 0) return false;
   return joinable_.count(PairKey(left, right)) == 0;
 }
@@ -343,10 +405,13 @@ void BpeModel::TokenizeChunk(std::string_view chunk, std::vector<int32_t>* out) 
     MergeChunk(chunk, out);
     return;
   }
-  if (cache_->Lookup(chunk, out)) return;
+  const uint64_t hash = HashBytes(chunk);
+  if (cache_->Lookup(chunk, hash, out)) return;
   const size_t before = out->size();
   MergeChunk(chunk, out);
-  cache_->Insert(chunk, out->data() + before, out->size() - before);
+  if (out->size() - before <= 0xFFFF) {
+    cache_->Insert(chunk, hash, out->data() + before, out->size() - before);
+  }
 }
 
 namespace {

@@ -61,6 +61,9 @@ class BpeModel {
   // Character pairs (left end, right start) that some merge joins, among pairs involving one of
   // the separator characters below; any other separator boundary is a safe chunk cut.
   std::unordered_set<uint64_t> joinable_;
+  // For BMP characters next to separator k: may the text be cut there?
+  std::vector<uint8_t> cut_before_sep_[5];
+  std::vector<uint8_t> cut_after_sep_[5];
   bool chunking_ = false;
   bool fast_paths_ = true;
   std::unique_ptr<BpeWordCache> cache_;

@@ -195,7 +195,8 @@ Status ParseTemplatePiece(const json& piece, const std::string& path, const json
   if (!piece.is_object() || piece.size() != 1) {
     return MakeError(path, ": expected {\"SpecialToken\": ...} or {\"Sequence\": ...}");
   }
-  const auto& [kind, body] = *piece.items().begin();
+  const std::string kind = piece.begin().key();
+  const json& body = piece.begin().value();
   if (!body.is_object() || !body.contains("id") || !body["id"].is_string()) {
     return MakeError(path, ".", kind, ": expected an object with a string 'id'");
   }
