@@ -125,8 +125,7 @@ Expected<nlohmann::json> ReadScalar(JsonCursor& c, const std::string& path) {
 
 Status ReadOptionalBool(JsonCursor& c, const std::string& path, bool* out) {
   if (c.TryReadNull()) return Ok();
-  Status s = c.ReadBool(out);
-  if (!s.ok()) return MakeError(path, ": ", s.error().message);
+  if (!c.ReadBool(out).ok()) return c.ErrorHere(path + ": expected true, false or null");
   return Ok();
 }
 
@@ -134,15 +133,15 @@ Status ReadOptionalString(JsonCursor& c, const std::string& path, bool* present,
                           std::string* out) {
   *present = false;
   if (c.TryReadNull()) return Ok();
-  Status s = c.ReadString(out);
-  if (!s.ok()) return MakeError(path, ": ", s.error().message);
+  if (c.Peek() != '"') return c.ErrorHere(path + ": expected a string or null");
+  GS_RETURN_IF_ERROR(c.ReadString(out));
   *present = true;
   return Ok();
 }
 
 Status ReadVocab(JsonCursor& c, VocabTable* vocab) {
-  Status open = c.Expect('{');
-  if (!open.ok()) return MakeError("model.vocab: ", open.error().message);
+  if (c.Peek() != '{') return c.ErrorHere("model.vocab: expected an object");
+  GS_RETURN_IF_ERROR(c.Expect('{'));
   vocab->Reserve(1 << 18);
   std::string token;
   bool first = true;
@@ -150,8 +149,9 @@ Status ReadVocab(JsonCursor& c, VocabTable* vocab) {
     GS_ASSIGN_OR_RETURN(bool more, c.NextKey(&first, &token));
     if (!more) break;
     int64_t id;
-    Status s = c.ReadInt64(&id);
-    if (!s.ok()) return MakeError("model.vocab[\"", token, "\"]: ", s.error().message);
+    if (!c.ReadInt64(&id).ok()) {
+      return c.ErrorHere(StrCat("model.vocab[\"", token, "\"]: expected an integer id"));
+    }
     if (id < 0 || id > kMaxId) {
       return c.ErrorHere(
           StrCat("model.vocab[\"", token, "\"]: id ", id, " is out of range (0..", kMaxId, ")"));
@@ -180,8 +180,8 @@ BpeModel::~BpeModel() = default;
 // Reads "merges" ("a b" strings or [a, b] pairs; one form for the whole list, as HF requires).
 static Status ReadMerges(JsonCursor& c, const VocabTable& vocab, MergeTable* merges,
                          std::unordered_set<uint64_t>* joinable) {
-  Status open = c.Expect('[');
-  if (!open.ok()) return MakeError("model.merges: ", open.error().message);
+  if (c.Peek() != '[') return c.ErrorHere("model.merges: expected an array");
+  GS_RETURN_IF_ERROR(c.Expect('['));
   merges->Reserve(1 << 19);
   std::string a, b, line, joined;
   bool first = true;
@@ -246,8 +246,8 @@ Expected<BpeModel> BpeModel::Parse(JsonCursor& c) {
     if (!more) break;
     const std::string path = "model." + key;
     if (key == "type") {
-      Status s = c.ReadString(&type);
-      if (!s.ok()) return MakeError(path, ": ", s.error().message);
+      if (c.Peek() != '"') return c.ErrorHere("model.type: expected a string");
+      GS_RETURN_IF_ERROR(c.ReadString(&type));
       if (type != "BPE") return MakeError(c.source(), ": model type '", type, "' is not supported");
     } else if (key == "vocab") {
       GS_RETURN_IF_ERROR(ReadVocab(c, &m.vocab_));

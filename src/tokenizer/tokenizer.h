@@ -9,6 +9,9 @@
 //
 // Anything in tokenizer.json that this implementation does not support is a load error naming
 // the component, never a silently different tokenization.
+//
+// Thread safety: a loaded Tokenizer is immutable apart from an internal, mutex-sharded cache of
+// BPE chunk results; Encode/Decode may be called from many threads at once.
 #pragma once
 
 #include <cstdint>

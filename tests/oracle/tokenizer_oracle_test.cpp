@@ -189,6 +189,12 @@ class TokenizerOracleTest : public ::testing::Test {
     WriteFile(dir_ + "/jobs.json", jobs.dump());
     const std::string cmd = "node '" + kOracleDir + "/tokenizer_oracle.js' '" + dir_ + "/jobs.json'";
     ASSERT_EQ(std::system(cmd.c_str()), 0) << "the HF oracle failed: " << cmd;
+    oracle_ran_ = true;
+  }
+
+  void SetUp() override {
+    ASSERT_EQ(variants_.size(), 5u) << "the oracle setup failed (see above)";
+    ASSERT_TRUE(oracle_ran_) << "the HF oracle did not run (see above)";
   }
 
   static void TearDownTestSuite() {
@@ -226,11 +232,13 @@ class TokenizerOracleTest : public ::testing::Test {
   static std::string dir_;
   static std::string gemma4_path_;
   static std::vector<Variant> variants_;
+  static bool oracle_ran_;
 };
 
 std::string TokenizerOracleTest::dir_;
 std::string TokenizerOracleTest::gemma4_path_;
 std::vector<Variant> TokenizerOracleTest::variants_;
+bool TokenizerOracleTest::oracle_ran_ = false;
 
 std::vector<int32_t> ToIds(const json& j) { return j.get<std::vector<int32_t>>(); }
 
