@@ -10,6 +10,9 @@ int RunMakeDemoModel(int argc, char** argv);
 int RunConvert(int argc, char** argv);
 int RunQuantize(int argc, char** argv);
 int RunInspect(int argc, char** argv);
+int RunTokenize(int argc, char** argv);
+int RunDetokenize(int argc, char** argv);
+int RunBenchTokenizer(int argc, char** argv);
 
 const std::vector<Command>& AllCommands() {
   static const std::vector<Command> commands = {
@@ -19,6 +22,9 @@ const std::vector<Command>& AllCommands() {
       {"convert", "compressed-tensors NVFP4 -> ModelOpt NVFP4 with BF16 attention", RunConvert},
       {"quantize", "BF16 -> ModelOpt NVFP4 (experts and dense MLP)", RunQuantize},
       {"inspect", "formats, sizes, KV cost and sanity findings of a checkpoint", RunInspect},
+      {"tokenize", "text (JSON lines) -> token ids with a tokenizer.json", RunTokenize},
+      {"detokenize", "token ids (JSON lines) -> text with a tokenizer.json", RunDetokenize},
+      {"bench-tokenizer", "tokenizer load and encode speed (vs HF tokenizers)", RunBenchTokenizer},
   };
   return commands;
 }
