@@ -8,6 +8,8 @@
 
 #include "model/nvfp4_quantize.h"
 #include "model/safetensors.h"
+#include "tools/demo_tokenizer.h"
+#include "tools/embedded_files.h"
 #include "util/mapped_file.h"
 #include "util/numeric_formats.h"
 
@@ -183,6 +185,9 @@ Status WriteDemoModel(const DemoModelOptions& options) {
                      {"do_sample", true}, {"temperature", 1.0}, {"top_k", 64}, {"top_p", 0.95}};
   GS_RETURN_IF_ERROR(WriteTextFile((dir / "config.json").string(), config.dump(2) + "\n"));
   GS_RETURN_IF_ERROR(WriteTextFile((dir / "hf_quant_config.json").string(), hf_quant.dump(2) + "\n"));
+  GS_RETURN_IF_ERROR(WriteTextFile((dir / "tokenizer.json").string(), DemoTokenizerJson(kVocab).dump()));
+  GS_RETURN_IF_ERROR(WriteTextFile((dir / "tokenizer_config.json").string(), DemoTokenizerConfig().dump(2) + "\n"));
+  GS_RETURN_IF_ERROR(WriteTextFile((dir / "chat_template.jinja").string(), Gemma4ChatTemplate()));
   return WriteTextFile((dir / "generation_config.json").string(), generation.dump(2) + "\n");
 }
 
