@@ -201,6 +201,7 @@ Value FLast(Interpreter&, const Value& v, CallArgs& args) {
 Value FFloat(Interpreter&, const Value& v, CallArgs& args) {
   ArgBinder b("float", args, {"default"});
   const Value fallback = b.GetOr(0, Value::Float(0.0));
+  if (v.is_undefined()) v.FailUndefined();
   if (v.is_number()) return Value::Float(v.to_double());
   if (v.is_string()) {
     double d;
@@ -213,6 +214,7 @@ Value FInt(Interpreter&, const Value& v, CallArgs& args) {
   ArgBinder b("int", args, {"default", "base"});
   const Value fallback = b.GetOr(0, Value::Int(0));
   const int64_t base = b.GetOr(1, Value::Int(10)).to_int();
+  if (v.is_undefined()) v.FailUndefined();
   if (v.is_int() || v.is_bool()) return Value::Int(v.to_int());
   auto from_double = [](double d) {
     if (std::isnan(d)) Throw(ErrorKind::kValue, "cannot convert float NaN to integer");
@@ -243,6 +245,11 @@ Value FIndent(Interpreter& interp, const Value& v, CallArgs& args) {
                                       ' ');
   const bool first = Truthy(b.GetOr(1, Value::Bool(false)));
   const bool blank = Truthy(b.GetOr(2, Value::Bool(false)));
+  if (v.is_undefined()) v.FailUndefined();
+  if (!v.is_string()) {
+    Throw(ErrorKind::kType, StrCat("unsupported operand type(s) for +=: '", TypeName(v),
+                                   "' and 'str'"));
+  }
   CallArgs none;
   // jinja2 appends "\n" before splitlines() so a trailing newline survives.
   Value lines_v = CallMethod(interp, Str(ToStr(v) + "\n"), "splitlines", none);
@@ -316,6 +323,7 @@ Value FUpper(Interpreter&, const Value& v, CallArgs& args) {
 
 Value FMap(Interpreter& interp, const Value& v, CallArgs& args) {
   ValueList out;
+  if (!Truthy(v)) return Generator({});  // jinja2 checks `if value:` before iterating
   if (args.positional.empty()) {
     ArgBinder b("map", args, {"attribute", "default"});
     if (!b.Get(0)) Throw(ErrorKind::kFilterArgument, "map requires a filter argument");
@@ -353,6 +361,7 @@ Value MinMax(Interpreter& interp, const Value& v, CallArgs& args, bool is_max) {
 
 Value SelectReject(Interpreter& interp, const Value& v, CallArgs& args, bool select,
                    bool by_attr) {
+  if (!Truthy(v)) return Generator({});  // jinja2 checks `if value:` before iterating
   size_t off = 0;
   std::optional<AttrGetter> getter;
   if (by_attr) {
@@ -535,7 +544,8 @@ Value FTitle(Interpreter&, const Value& v, CallArgs& args) {
       out.append(s, i, j - i);
     } else {
       AppendUpper(out, s[i]);
-      for (size_t k = i + 1; k < j; ++k) AppendLower(out, s[k]);
+      const std::u32string_view rest = std::u32string_view(s).substr(i + 1, j - i - 1);
+      for (size_t k = 0; k < rest.size(); ++k) AppendLowerInContext(out, rest, k);
     }
     i = j;
   }
@@ -584,8 +594,12 @@ Value FTruncate(Interpreter&, const Value& v, CallArgs& args) {
     Throw(ErrorKind::kValue, StrCat("expected length >= ", end.size(), ", got ", length));
   }
   if (leeway < 0) Throw(ErrorKind::kValue, StrCat("expected leeway >= 0, got ", leeway));
-  const std::u32string s = DecodeUtf8(ToStr(v));
-  if (static_cast<int64_t>(s.size()) <= length + leeway) return Str(ToStr(v));
+  // len() first, as jinja2 does: short non-strings come back unchanged, others fail.
+  if (static_cast<int64_t>(Length(v)) <= length + leeway) return v;
+  if (!v.is_string()) {
+    Throw(ErrorKind::kType, StrCat("'", TypeName(v), "' object cannot be truncated"));
+  }
+  const std::u32string s = DecodeUtf8(v.str());
   std::u32string head = s.substr(0, length - end.size());
   if (!killwords) {
     const size_t space = head.rfind(U' ');

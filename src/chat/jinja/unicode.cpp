@@ -140,6 +140,16 @@ std::string PyUpper(std::string_view s) {
 // the per-character table cannot express context.
 static bool IsCasedOrIgnorable(char32_t c) { return IsLower(c) || IsUpper(c) || IsTitle(c); }
 
+void AppendLowerInContext(std::u32string& out, std::u32string_view in, size_t i) {
+  if (in[i] == 0x3A3) {
+    const bool before = i > 0 && IsCasedOrIgnorable(in[i - 1]);
+    const bool after = i + 1 < in.size() && IsCasedOrIgnorable(in[i + 1]);
+    out.push_back(before && !after ? 0x3C2 : 0x3C3);
+    return;
+  }
+  AppendLower(out, in[i]);
+}
+
 std::string PyLower(std::string_view s) {
   if (IsAscii(s)) {
     std::string out(s);
@@ -148,15 +158,7 @@ std::string PyLower(std::string_view s) {
   }
   const std::u32string in = DecodeUtf8(s);
   std::u32string out;
-  for (size_t i = 0; i < in.size(); ++i) {
-    if (in[i] == 0x3A3) {
-      const bool before = i > 0 && IsCasedOrIgnorable(in[i - 1]);
-      const bool after = i + 1 < in.size() && IsCasedOrIgnorable(in[i + 1]);
-      out.push_back(before && !after ? 0x3C2 : 0x3C3);
-      continue;
-    }
-    AppendLower(out, in[i]);
-  }
+  for (size_t i = 0; i < in.size(); ++i) AppendLowerInContext(out, in, i);
   return EncodeUtf8(out);
 }
 
@@ -167,7 +169,7 @@ std::string PyCapitalize(std::string_view s) {
     if (i == 0) {
       AppendTitle(out, in[i]);
     } else {
-      AppendLower(out, in[i]);
+      AppendLowerInContext(out, in, i);
     }
   }
   return EncodeUtf8(out);
@@ -177,10 +179,11 @@ std::string PyTitle(std::string_view s) {
   const std::u32string in = DecodeUtf8(s);
   std::u32string out;
   bool previous_cased = false;
-  for (char32_t c : in) {
+  for (size_t i = 0; i < in.size(); ++i) {
+    const char32_t c = in[i];
     const bool cased = IsLower(c) || IsUpper(c) || IsTitle(c);
     if (previous_cased) {
-      AppendLower(out, c);
+      AppendLowerInContext(out, in, i);
     } else {
       AppendTitle(out, c);
     }

@@ -33,6 +33,8 @@ bool IsWordChar(char32_t c);   // regex \w
 void AppendUpper(std::u32string& out, char32_t c);
 void AppendLower(std::u32string& out, char32_t c);
 void AppendTitle(std::u32string& out, char32_t c);
+// Lower-cases in[i], applying CPython's final-sigma rule for U+03A3.
+void AppendLowerInContext(std::u32string& out, std::u32string_view in, size_t i);
 
 std::string PyUpper(std::string_view s);
 std::string PyLower(std::string_view s);
