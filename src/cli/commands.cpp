@@ -5,9 +5,11 @@
 namespace gs::cli {
 
 // Declared here, defined in cmd_*.cpp; one line each keeps the list readable.
+int RunChatTemplate(int argc, char** argv);
 
 const std::vector<Command>& AllCommands() {
   static const std::vector<Command> commands = {
+      {"chat-template", "render a chat request through a chat template", RunChatTemplate},
   };
   return commands;
 }
