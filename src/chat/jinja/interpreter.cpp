@@ -287,7 +287,18 @@ Value Interpreter::InvokeMacro(const Stmt& def, const std::shared_ptr<Frame>& cl
 // ---- expressions ----
 
 Value Interpreter::Eval(const Expr& e) {
+  // Bounds the C++ stack across macro recursion times expression nesting.
+  constexpr int kMaxEvalDepth = 1500;
+  struct DepthGuard {
+    explicit DepthGuard(int& d) : d_(d) { ++d_; }
+    ~DepthGuard() { --d_; }
+    int& d_;
+  } guard(eval_depth_);
   try {
+    if (eval_depth_ > kMaxEvalDepth) {
+      Throw(ErrorKind::kLimit, StrCat("expression evaluation nested deeper than ",
+                                      kMaxEvalDepth, " levels"));
+    }
     return EvalInner(e);
   } catch (JinjaError& err) {
     if (!err.has_location()) err.SetLocation(e.line, e.col);

@@ -84,6 +84,7 @@ class Interpreter {
   std::shared_ptr<Frame> frame_;
   int64_t steps_ = 0;
   int call_depth_ = 0;
+  int eval_depth_ = 0;
 };
 
 // Registries (filters.cpp, tests.cpp).

@@ -1,5 +1,6 @@
 #include "chat/jinja/objects.h"
 
+#include <algorithm>
 #include <ctime>
 
 #include "chat/jinja/args.h"
@@ -19,7 +20,15 @@ Value Namespace::GetAttr(std::string_view name) const {
   return Value::Undefined(StrCat("'Namespace object' has no attribute ", StringRepr(name)));
 }
 
+Namespace::Namespace(Dict attrs) : attrs_(std::move(attrs)) {
+  for (const auto& kv : attrs_.items()) depth_ = std::max(depth_, kv.second.depth());
+}
+
 void Namespace::SetAttr(std::string_view name, Value value) {
+  if (value.depth() + 1 > kMaxValueDepth) {
+    Throw(ErrorKind::kLimit, StrCat("values nested deeper than ", kMaxValueDepth, " levels"));
+  }
+  depth_ = std::max(depth_, value.depth());
   attrs_.Set(Value::String(std::string(name)), std::move(value));
 }
 

@@ -16,8 +16,9 @@ namespace gs::jinja {
 // jinja2.utils.Namespace: the one object templates may mutate ({% set ns.x = ... %}).
 class Namespace : public Object {
  public:
-  explicit Namespace(Dict attrs) : attrs_(std::move(attrs)) {}
+  explicit Namespace(Dict attrs);
   std::string TypeName() const override { return "Namespace"; }
+  int NestingDepth() const override { return depth_; }
   std::string Repr() const override;
   Value GetAttr(std::string_view name) const override;
   bool IsNamespace() const override { return true; }
@@ -25,6 +26,7 @@ class Namespace : public Object {
 
  private:
   Dict attrs_;
+  int depth_ = 0;
 };
 
 // A Python callable implemented in C++.

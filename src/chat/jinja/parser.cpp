@@ -103,6 +103,25 @@ class Parser {
     Parser* p_;
   };
 
+  // Long operator or postfix chains (a.b.c..., x|f|g..., 1+1+1...) build deep trees without
+  // recursing in the parser; each link counts as one nesting level, released when the chain ends.
+  class ChainGuard {
+   public:
+    explicit ChainGuard(Parser* p) : p_(p) {}
+    ~ChainGuard() { p_->depth_ -= links_; }
+    void Extend(const Token& t) {
+      ++links_;
+      if (++p_->depth_ > p_->limits_.max_nesting) {
+        p_->Fail(t, StrCat("expression nested deeper than ", p_->limits_.max_nesting,
+                           " levels"));
+      }
+    }
+
+   private:
+    Parser* p_;
+    int links_ = 0;
+  };
+
   template <typename T>
   static T At(T node, const Token& t) {
     node->line = t.line;
@@ -452,7 +471,10 @@ class Parser {
   ExprPtr ParseCondExpr() {
     const Token& start = cur();
     ExprPtr expr1 = ParseOr();
-    while (SkipName("if")) {
+    ChainGuard chain(this);
+    while (IsName(cur(), "if")) {
+      chain.Extend(cur());
+      Next();
       ExprPtr e = NewExpr(ExprKind::kCondExpr, start);
       e->a = ParseOr();
       e->b = std::move(expr1);
@@ -464,7 +486,9 @@ class Parser {
 
   ExprPtr ParseOr() {
     ExprPtr left = ParseAnd();
+    ChainGuard chain(this);
     while (IsName(cur(), "or")) {
+      chain.Extend(cur());
       ExprPtr e = NewExpr(ExprKind::kOr, Next());
       e->a = std::move(left);
       e->b = ParseAnd();
@@ -475,7 +499,9 @@ class Parser {
 
   ExprPtr ParseAnd() {
     ExprPtr left = ParseNot();
+    ChainGuard chain(this);
     while (IsName(cur(), "and")) {
+      chain.Extend(cur());
       ExprPtr e = NewExpr(ExprKind::kAnd, Next());
       e->a = std::move(left);
       e->b = ParseNot();
@@ -541,7 +567,9 @@ class Parser {
 
   ExprPtr ParseMath1() {
     ExprPtr left = ParseConcat();
+    ChainGuard chain(this);
     while (IsOp(cur(), "+") || IsOp(cur(), "-")) {
+      chain.Extend(cur());
       const Token& t = Next();
       left = Binary(t.value == "+" ? BinaryOp::kAdd : BinaryOp::kSub, t, std::move(left),
                     ParseConcat());
@@ -561,6 +589,7 @@ class Parser {
 
   ExprPtr ParseMath2() {
     ExprPtr left = ParsePow();
+    ChainGuard chain(this);
     while (true) {
       const Token& t = cur();
       BinaryOp op;
@@ -575,6 +604,7 @@ class Parser {
       } else {
         break;
       }
+      chain.Extend(t);
       Next();
       left = Binary(op, t, std::move(left), ParsePow());
     }
@@ -583,7 +613,9 @@ class Parser {
 
   ExprPtr ParsePow() {
     ExprPtr left = ParseUnary(true);
+    ChainGuard chain(this);
     while (IsOp(cur(), "**")) {
+      chain.Extend(cur());
       const Token& t = Next();
       left = Binary(BinaryOp::kPow, t, std::move(left), ParseUnary(true));
     }
@@ -673,10 +705,13 @@ class Parser {
   }
 
   ExprPtr ParsePostfix(ExprPtr node) {
+    ChainGuard chain(this);
     while (true) {
       if (IsOp(cur(), ".") || IsOp(cur(), "[")) {
+        chain.Extend(cur());
         node = ParseSubscript(std::move(node));
       } else if (IsOp(cur(), "(")) {
+        chain.Extend(cur());
         node = ParseCall(std::move(node));
       } else {
         return node;
@@ -685,12 +720,15 @@ class Parser {
   }
 
   ExprPtr ParseFilterExpr(ExprPtr node) {
+    ChainGuard chain(this);
     while (true) {
       if (IsOp(cur(), "|")) {
         node = ParseFilterChain(std::move(node), false);
       } else if (IsName(cur(), "is")) {
+        chain.Extend(cur());
         node = ParseTest(std::move(node));
       } else if (IsOp(cur(), "(")) {
+        chain.Extend(cur());
         node = ParseCall(std::move(node));
       } else {
         return node;
@@ -796,7 +834,9 @@ class Parser {
 
   // `| name(args) | name ...`; with start_inline the first filter has no pipe ({% filter %}).
   ExprPtr ParseFilterChain(ExprPtr node, bool start_inline) {
+    ChainGuard chain(this);
     while (IsOp(cur(), "|") || start_inline) {
+      chain.Extend(cur());
       if (!start_inline) Next();
       start_inline = false;
       const Token& t = cur();

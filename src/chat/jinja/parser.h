@@ -11,7 +11,7 @@
 namespace gs::jinja {
 
 struct ParseLimits {
-  int max_nesting = 96;  // expression and block nesting; jinja2 hits Python's recursion limit
+  int max_nesting = 160;  // expression/block nesting and operator-chain length
 };
 
 // Parses a whole template; throws JinjaError(kSyntax) with the line/column at fault.

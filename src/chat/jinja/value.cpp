@@ -1,5 +1,6 @@
 #include "chat/jinja/value.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "chat/jinja/py_format.h"
@@ -31,9 +32,19 @@ Value Value::String(std::string s) {
   return v;
 }
 
+static uint16_t NestedDepth(int child_depth) {
+  if (child_depth + 1 > kMaxValueDepth) {
+    Throw(ErrorKind::kLimit, StrCat("values nested deeper than ", kMaxValueDepth, " levels"));
+  }
+  return static_cast<uint16_t>(child_depth + 1);
+}
+
 Value Value::List(ValueList items, ListKind kind) {
   Value v(ValueType::kList);
   v.list_kind_ = kind;
+  int deepest = 0;
+  for (const Value& item : items) deepest = std::max(deepest, item.depth());
+  v.depth_ = NestedDepth(deepest);
   v.ptr_ = std::make_shared<const ValueList>(std::move(items));
   return v;
 }
@@ -42,12 +53,16 @@ Value Value::DictValue(Dict d) { return DictValue(std::make_shared<const Dict>(s
 
 Value Value::DictValue(std::shared_ptr<const Dict> d) {
   Value v(ValueType::kDict);
+  int deepest = 0;
+  for (const auto& kv : d->items()) deepest = std::max(deepest, kv.second.depth());
+  v.depth_ = NestedDepth(deepest);
   v.ptr_ = std::move(d);
   return v;
 }
 
 Value Value::MakeObject(std::shared_ptr<Object> o) {
   Value v(ValueType::kObject);
+  v.depth_ = NestedDepth(o->NestingDepth());
   v.ptr_ = std::move(o);
   return v;
 }
@@ -248,7 +263,22 @@ std::string Repr(const Value& v) {
   }
 }
 
+namespace {
+// Namespaces can refer to themselves ({% set ns.me = ns %}); printing must not recurse forever.
+thread_local int g_str_depth = 0;
+struct StrDepthGuard {
+  StrDepthGuard() {
+    if (++g_str_depth > kMaxValueDepth + 8) {
+      --g_str_depth;
+      Throw(ErrorKind::kLimit, "value nested too deeply to print (self-referencing namespace?)");
+    }
+  }
+  ~StrDepthGuard() { --g_str_depth; }
+};
+}  // namespace
+
 std::string ToStr(const Value& v) {
+  StrDepthGuard guard;
   switch (v.type()) {
     case ValueType::kUndefined: return "";
     case ValueType::kNone: return "None";

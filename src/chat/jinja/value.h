@@ -120,6 +120,9 @@ class Value {
   [[noreturn]] void FailUndefined() const;
   // Identity of the payload, for `is sameas` on containers and objects.
   const void* identity() const { return ptr_.get(); }
+  // Container nesting depth (0 for scalars). Capped so that printing, comparing and freeing
+  // values never recurses deeper than the stack allows.
+  int depth() const { return depth_; }
 
  private:
   explicit Value(ValueType t) : type_(t) {}
@@ -127,6 +130,7 @@ class Value {
   ValueType type_;
   ListKind list_kind_ = ListKind::kList;
   ErrorKind undefined_kind_ = ErrorKind::kUndefined;
+  uint16_t depth_ = 0;
   union {
     bool b_;
     int64_t i_;
@@ -134,6 +138,9 @@ class Value {
   };
   std::shared_ptr<const void> ptr_;
 };
+
+// Deepest container nesting a value may have.
+constexpr int kMaxValueDepth = 800;
 
 // Insertion-ordered mapping like a Python dict; keys are hashable Values (str, numbers, None,
 // bool, tuples). Python treats 1, 1.0 and True as the same key; HashKey reproduces that.
@@ -174,6 +181,8 @@ class Object {
   // Only namespaces accept `{% set ns.attr = value %}`.
   virtual bool IsNamespace() const { return false; }
   virtual void SetAttr(std::string_view name, Value value);
+  // Nesting depth of the values the object holds (namespaces hold values).
+  virtual int NestingDepth() const { return 0; }
 };
 
 // Python truthiness (Undefined and empty containers are false; generators are always true).
