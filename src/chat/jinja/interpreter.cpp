@@ -42,6 +42,15 @@ Value UnsafeAttribute(const Value& obj, std::string_view name) {
 Interpreter::Interpreter(const RenderLimits& limits, std::shared_ptr<Frame> root)
     : limits_(limits), frame_(std::move(root)) {}
 
+Interpreter::~Interpreter() {
+  for (auto& weak : namespaces_) {
+    if (auto ns = weak.lock()) ns->ClearForTeardown();
+  }
+  for (auto& weak : macro_frames_) {
+    if (auto f = weak.lock()) f->vars.clear();
+  }
+}
+
 void Interpreter::Render(const Body& body, std::string& out) { ExecBody(body, out); }
 
 void Interpreter::Charge(int64_t units) {
@@ -107,6 +116,7 @@ Interpreter::Flow Interpreter::Exec(const Stmt& s, std::string& out) {
     }
     case StmtKind::kMacro:
       frame_->vars[s.name] = Value::MakeObject(std::make_shared<Macro>(&s, frame_, s.name));
+      macro_frames_.push_back(frame_);
       return Flow::kNormal;
     case StmtKind::kCallBlock: {
       // {% call m(...) %}body{% endcall %} is m(..., caller=<macro rendering body>).

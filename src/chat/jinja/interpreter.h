@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "chat/jinja/ast.h"
 #include "chat/jinja/value.h"
@@ -36,6 +37,13 @@ using TestFn = std::function<bool(Interpreter&, const Value&, CallArgs&)>;
 class Interpreter {
  public:
   Interpreter(const RenderLimits& limits, std::shared_ptr<Frame> root);
+  // Breaks the reference cycles a render can create (a macro's closure frame holds the macro;
+  // a namespace can hold itself), so everything the render allocated is freed.
+  ~Interpreter();
+  Interpreter(const Interpreter&) = delete;
+  Interpreter& operator=(const Interpreter&) = delete;
+
+  void RegisterNamespace(const std::shared_ptr<Object>& ns) { namespaces_.push_back(ns); }
 
   // Renders a template body into `out`.
   void Render(const Body& body, std::string& out);
@@ -82,6 +90,8 @@ class Interpreter {
 
   RenderLimits limits_;
   std::shared_ptr<Frame> frame_;
+  std::vector<std::weak_ptr<Frame>> macro_frames_;
+  std::vector<std::weak_ptr<Object>> namespaces_;
   int64_t steps_ = 0;
   int call_depth_ = 0;
   int eval_depth_ = 0;

@@ -236,8 +236,10 @@ void AddGlobals(Frame& frame) {
   Define(frame, "dict", [](Interpreter&, CallArgs& args) {
     return Value::DictValue(BuildDict(args, "dict"));
   });
-  Define(frame, "namespace", [](Interpreter&, CallArgs& args) {
-    return Value::MakeObject(std::make_shared<Namespace>(BuildDict(args, "namespace")));
+  Define(frame, "namespace", [](Interpreter& interp, CallArgs& args) {
+    auto ns = std::make_shared<Namespace>(BuildDict(args, "namespace"));
+    interp.RegisterNamespace(ns);
+    return Value::MakeObject(ns);
   });
   Define(frame, "cycler", [](Interpreter&, CallArgs& args) {
     if (args.positional.empty()) Throw(ErrorKind::kRuntime, "at least one item has to be provided");

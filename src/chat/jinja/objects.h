@@ -19,6 +19,7 @@ class Namespace : public Object {
   explicit Namespace(Dict attrs);
   std::string TypeName() const override { return "Namespace"; }
   int NestingDepth() const override { return depth_; }
+  void ClearForTeardown() override { attrs_ = Dict(); }
   std::string Repr() const override;
   Value GetAttr(std::string_view name) const override;
   bool IsNamespace() const override { return true; }

@@ -183,6 +183,8 @@ class Object {
   virtual void SetAttr(std::string_view name, Value value);
   // Nesting depth of the values the object holds (namespaces hold values).
   virtual int NestingDepth() const { return 0; }
+  // Drops held values at the end of a render (breaks reference cycles).
+  virtual void ClearForTeardown() {}
 };
 
 // Python truthiness (Undefined and empty containers are false; generators are always true).
