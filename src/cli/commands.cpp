@@ -13,6 +13,7 @@ int RunInspect(int argc, char** argv);
 int RunTokenize(int argc, char** argv);
 int RunDetokenize(int argc, char** argv);
 int RunBenchTokenizer(int argc, char** argv);
+int RunChatTemplate(int argc, char** argv);
 
 const std::vector<Command>& AllCommands() {
   static const std::vector<Command> commands = {
@@ -25,6 +26,7 @@ const std::vector<Command>& AllCommands() {
       {"tokenize", "text (JSON lines) -> token ids with a tokenizer.json", RunTokenize},
       {"detokenize", "token ids (JSON lines) -> text with a tokenizer.json", RunDetokenize},
       {"bench-tokenizer", "tokenizer load and encode speed (vs HF tokenizers)", RunBenchTokenizer},
+      {"chat-template", "render a chat request through a chat template", RunChatTemplate},
   };
   return commands;
 }
