@@ -112,35 +112,27 @@ void KvCacheManager::Release(std::vector<int32_t>* table) {
   table->clear();
 }
 
-bool KvCacheManager::Register(const std::vector<int32_t>& table, int index, const BlockKey& key) {
-  if (!options_.prefix_caching) return false;
-  const int32_t b = table[static_cast<size_t>(index)];
-  Block& blk = blocks_[static_cast<size_t>(b)];
-  if (blk.registered) return true;  // a prefix hit, already cached
-  const int32_t parent = index > 0 ? table[static_cast<size_t>(index - 1)] : -1;
-  // A block after an unregistered (duplicate) parent is unreachable by FindPrefix: skip it.
-  if (parent >= 0 && !blocks_[static_cast<size_t>(parent)].registered) return false;
+int32_t KvCacheManager::Register(int32_t block, int32_t parent, const BlockKey& key) {
+  if (!options_.prefix_caching) return -1;
+  Block& blk = blocks_[static_cast<size_t>(block)];
+  if (blk.registered) return block;  // a prefix hit, cached already
   auto it = by_hash_.find(key.hash);
   if (it != by_hash_.end()) {
-    if (Reachable(blocks_[static_cast<size_t>(it->second)])) {
-      return false;  // the same content (or a hash collision) is already cached
-    }
+    const Block& other = blocks_[static_cast<size_t>(it->second)];
+    if (Matches(other, key, parent)) return it->second;  // the same content, computed before
+    if (Reachable(other)) return -1;  // a hash collision: keep the first
     // The cached block hangs off evicted content, so FindPrefix can never reach it: replace it.
     blocks_[static_cast<size_t>(it->second)].registered = false;
     DropSnapshot(it->second);
   }
-  by_hash_[key.hash] = b;
+  by_hash_[key.hash] = block;
   blk.registered = true;
   blk.hash = key.hash;
   blk.parent = parent;
   blk.parent_generation = parent >= 0 ? blocks_[static_cast<size_t>(parent)].generation : 0;
   blk.tokens.assign(key.tokens.begin(), key.tokens.end());
   blk.extra.assign(key.extra);
-  return true;
-}
-
-bool KvCacheManager::IsRegistered(int32_t block) const {
-  return blocks_[static_cast<size_t>(block)].registered;
+  return block;
 }
 
 int KvCacheManager::ReserveSnapshot(int32_t block) {

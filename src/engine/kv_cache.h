@@ -86,11 +86,11 @@ class KvCacheManager {
   // Drops a sequence's references and clears `table`. Its registered blocks stay in the cache.
   void Release(std::vector<int32_t>* table);
 
-  // Registers table[index] (full and computed) under `key`, after table[index - 1]. Returns
-  // whether it is now the cached block for that key (false for a duplicate of a cached block).
-  bool Register(const std::vector<int32_t>& table, int index, const BlockKey& key);
-  // Whether table[index] is the registered block for its content.
-  bool IsRegistered(int32_t block) const;
+  // Offers a full, computed block of a sequence to the cache. `parent` is the cached block that
+  // holds the content of the sequence's previous block (-1 for block 0). Returns the cached block
+  // that now holds this content: `block` itself, or an equal block cached earlier (then `block`
+  // stays private), or -1 if it cannot be cached (a different block owns the hash).
+  int32_t Register(int32_t block, int32_t parent, const BlockKey& key);
 
   // Reserves a snapshot slot for the sliding state right after `block`, evicting the least
   // recently used snapshot. -1 if the block is not registered, already has one, or snapshots are

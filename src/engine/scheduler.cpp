@@ -138,7 +138,7 @@ bool Scheduler::Admit(Sequence* s, int budget, StepPlan* plan) {
     return false;
   }
   s->slot = kv_.AllocateSlot();  // running_ < max_num_seqs <= sequence slots
-  s->num_registered = static_cast<int>(hit.blocks.size());
+  s->cached_blocks = hit.blocks;
   if (hit.snapshot_slot >= 0) plan->slot_copies.push_back({hit.snapshot_slot, s->slot});
   s->status = SeqStatus::kRunning;
   if (prefix_caching_) {
@@ -166,7 +166,7 @@ void Scheduler::Preempt(Sequence* s) {
   kv_.FreeSlot(s->slot);
   s->slot = -1;
   s->num_computed = 0;
-  s->num_registered = 0;
+  s->cached_blocks.clear();
   s->status = SeqStatus::kWaiting;
   waiting_.push_front(s);
   ++metrics_.preemptions;
@@ -192,18 +192,27 @@ std::vector<BlockKey> Scheduler::Keys(Sequence& s, int num_blocks) {
   return keys;
 }
 
-// Registers the blocks the step filled, and snapshots the sliding state at snapshot points.
+// Offers the blocks the step filled to the prefix cache, and snapshots the sliding state at
+// snapshot points (attached to the cached block that holds the content, which may be an equal
+// block computed earlier by another sequence).
 void Scheduler::CacheBlocks(Sequence& s, StepResult* out) {
   if (!prefix_caching_) return;
   const int bs = kv_.block_size();
   const int full = std::min(s.num_computed / bs, static_cast<int>(s.blocks.size()));
-  if (full <= s.num_registered) return;
+  const int done = static_cast<int>(s.cached_blocks.size());
+  if (full <= done) return;
   std::vector<BlockKey> keys = Keys(s, full);
-  for (int i = s.num_registered; i < full; ++i) kv_.Register(s.blocks, i, keys[static_cast<size_t>(i)]);
-  s.num_registered = full;
-  if (snapshots_ && s.num_computed % bs == 0 &&
+  for (int i = done; i < full; ++i) {
+    const int32_t parent = i > 0 ? s.cached_blocks[static_cast<size_t>(i - 1)] : -1;
+    const bool chain_intact = i == 0 || parent >= 0;
+    s.cached_blocks.push_back(
+        chain_intact ? kv_.Register(s.blocks[static_cast<size_t>(i)], parent, keys[static_cast<size_t>(i)])
+                     : -1);
+  }
+  const int32_t last = s.cached_blocks.back();
+  if (snapshots_ && last >= 0 && s.num_computed % bs == 0 &&
       SnapshotPointAfter(s, s.num_computed - 1) == s.num_computed) {
-    const int slot = kv_.ReserveSnapshot(s.blocks[static_cast<size_t>(full - 1)]);
+    const int slot = kv_.ReserveSnapshot(last);
     if (slot >= 0) out->slot_copies.push_back({s.slot, slot});
   }
 }

@@ -40,7 +40,9 @@ struct Sequence {
   std::vector<int32_t> blocks;  // global-layer block table
   int slot = -1;
   SeqStatus status = SeqStatus::kWaiting;
-  int num_registered = 0;  // leading blocks already offered to the prefix cache
+  // For each leading full block offered to the prefix cache: the cached block holding its content
+  // (its own block, or an equal one cached before; -1 if not cached).
+  std::vector<int32_t> cached_blocks;
   std::vector<uint64_t> block_hashes;  // chain hashes of full token blocks, grown lazily
   std::vector<std::string> block_extras;  // their extra keys (BlockExtraKey)
   bool started = false;
