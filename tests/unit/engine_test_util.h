@@ -67,6 +67,18 @@ class DemoModel {
     return out;
   }
 
+  // The raw logits that predict the token after `tokens`.
+  std::vector<float> NextLogits(const std::vector<int32_t>& tokens) {
+    std::lock_guard<std::mutex> lock(mu_);
+    GenerateOptions o;
+    o.max_tokens = 0;
+    o.prompt_logits = true;
+    auto r = Generate(*oracle_runner_, tokens, o);
+    EXPECT_TRUE(r.ok()) << r.error().message;
+    if (!r.ok()) return {};
+    return {r->prompt_logits.end() - config_.vocab_size, r->prompt_logits.end()};
+  }
+
   // The raw logits that predict each token of `continuation` after `prompt` (row j: after the
   // prompt and continuation[0..j)), from the single-sequence runner.
   std::vector<std::vector<float>> LogitsAlong(const std::vector<int32_t>& prompt,
