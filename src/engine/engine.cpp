@@ -164,6 +164,7 @@ std::unique_ptr<RequestState> Engine::MakeState(Request request, RequestId id) {
   if (!request.ignore_eos) rules.stop_ids = eos_ids_;
   rules.stop_ids.insert(rules.stop_ids.end(), request.stop_token_ids.begin(), request.stop_token_ids.end());
   rules.stop_strings = request.stop;
+  rules.skip_special_tokens = request.skip_special_tokens;
   rules.min_tokens = request.min_tokens;
   rules.max_tokens = request.max_tokens.value_or(info_.max_model_len - static_cast<int>(request.prompt.size()));
   rules.max_model_len = info_.max_model_len;

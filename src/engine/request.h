@@ -35,8 +35,8 @@ struct TokenEvent {
   // Set on the final event:
   int32_t stop_token = -1;  // the stop / eos id that ended it
   std::string stop_string;  // the stop string that ended it...
-  // ...which starts at this byte offset of the output text (the concatenated TextDecoder texts of
-  // the sequence's tokens): the caller cuts the text there. A streaming caller must hold back the
+  // ...which starts at this byte offset of the output text (as the TextDecoder's stream for the
+  // sequence produced it): the caller cuts the text there. A streaming caller must hold back the
   // last (longest stop string - 1) bytes until they can no longer start a stop string.
   size_t stop_text_offset = 0;
   std::string error;             // kError: what failed
@@ -64,6 +64,7 @@ struct Request {
   bool ignore_eos = false;        // the config's eos ids do not stop (stop_token_ids still do)
   std::vector<int32_t> stop_token_ids;
   std::vector<std::string> stop;  // stop strings; need EngineConfig::text_decoder
+  bool skip_special_tokens = true;  // whether special tokens are left out of that text
 
   bool logprobs = false;  // the chosen token's log-probability (of the raw logits)
   int top_logprobs = 0;   // and the k most likely tokens, 0..20

@@ -4,10 +4,10 @@
 
 namespace gs {
 
-StopChecker::StopChecker(StopRules rules, const TextDecoder* decoder)
-    : rules_(std::move(rules)), decoder_(decoder) {
+StopChecker::StopChecker(StopRules rules, const TextDecoder* decoder) : rules_(std::move(rules)) {
   for (const std::string& s : rules_.stop_strings) longest_stop_ = std::max(longest_stop_, s.size());
-  if (!decoder_) rules_.stop_strings.clear();  // the engine refuses such requests beforehand
+  if (!rules_.stop_strings.empty() && decoder) text_ = decoder->NewStream(rules_.skip_special_tokens);
+  if (!text_) rules_.stop_strings.clear();  // the engine refuses such requests beforehand
 }
 
 const std::vector<int32_t>& StopChecker::ids_to_mask(int num_output) const {
@@ -24,7 +24,7 @@ StopResult StopChecker::Check(int32_t token, int num_output, int length) {
     return r;
   }
   // The text is kept up to date even before min_tokens so offsets stay right.
-  if (!rules_.stop_strings.empty() && FindStopString(decoder_->TokenText(token), &r) && may_stop) {
+  if (!rules_.stop_strings.empty() && FindStopString(text_->Push(token), &r) && may_stop) {
     r.reason = FinishReason::kStop;
     return r;
   }

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <map>
+#include <utility>
 #include <vector>
 
 #include "engine/block_hash.h"
@@ -171,12 +172,29 @@ TEST(Logprobs, LogSoftmaxAndTopList) {
   EXPECT_TRUE(ComputeLogprobs(logits, 0, 0).top.empty());
 }
 
+// Token 0 is a special token without text; id k > 0 is the letter 'a' + k - 1. With `pairs`,
+// text is released two tokens at a time (as a tokenizer holds back the bytes of a character).
 class Letters : public TextDecoder {
  public:
-  std::string TokenText(int32_t id) const override {
-    if (id == 0) return "";  // a special token: no text
-    return std::string(1, static_cast<char>('a' + id - 1));
+  explicit Letters(bool pairs = false) : pairs_(pairs) {}
+  std::unique_ptr<TextStream> NewStream(bool skip_special_tokens) const override {
+    EXPECT_TRUE(skip_special_tokens);
+    struct Stream : TextStream {
+      explicit Stream(bool p) : pairs(p) {}
+      std::string Push(int32_t id) override {
+        held += id == 0 ? "" : std::string(1, static_cast<char>('a' + id - 1));
+        if (pairs && ++count % 2 == 1) return "";
+        return std::exchange(held, "");
+      }
+      bool pairs;
+      int count = 0;
+      std::string held;
+    };
+    return std::make_unique<Stream>(pairs_);
   }
+
+ private:
+  bool pairs_;
 };
 
 // Feeds tokens until the checker stops; returns how many tokens were fed.
@@ -210,6 +228,20 @@ TEST(StopChecker, StopStringsAcrossTokensAndEarliestMatch) {
   EXPECT_EQ(Feed(long_text, t, &r), 302);
   EXPECT_EQ(r.stop_string, "zz");
   EXPECT_EQ(r.text_offset, 300u);
+}
+
+TEST(StopChecker, HeldBackTextIsCheckedWhenReleased) {
+  Letters d(/*pairs=*/true);
+  StopRules rules;
+  rules.stop_strings = {"bc"};
+  rules.max_tokens = 100;
+  rules.max_model_len = 1000;
+  StopChecker c(rules, &d);
+  StopResult r;
+  // "bc" is complete with token 3, but its "c" is released with token 4.
+  EXPECT_EQ(Feed(c, {1, 2, 3, 4, 5}, &r), 4);
+  EXPECT_EQ(r.stop_string, "bc");
+  EXPECT_EQ(r.text_offset, 1u);
 }
 
 TEST(StopChecker, MinTokensLengthAndStopIds) {

@@ -18,10 +18,17 @@ using test::ReadAll;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 // Two letters per token, so stop strings can start and end inside tokens.
+std::string Letters(int32_t id) {
+  return {static_cast<char>('a' + id % 26), static_cast<char>('a' + id / 26 % 26)};
+}
+
 class LetterDecoder : public TextDecoder {
  public:
-  std::string TokenText(int32_t id) const override {
-    return {static_cast<char>('a' + id % 26), static_cast<char>('a' + id / 26 % 26)};
+  std::unique_ptr<TextStream> NewStream(bool) const override {
+    struct Stream : TextStream {
+      std::string Push(int32_t id) override { return Letters(id); }
+    };
+    return std::make_unique<Stream>();
   }
 };
 
@@ -126,7 +133,7 @@ TEST_F(EngineSampling, StopStringsSpanningTokenBoundaries) {
   const auto full = DemoModel::Get().Oracle(prompt, 20, true);
   ASSERT_EQ(full.size(), 20u);
   std::string text;
-  for (int32_t t : full) text += decoder_.TokenText(t);
+  for (int32_t t : full) text += Letters(t);
   // Two characters across tokens 5|6, four across 3|4|5.
   for (const std::string& stop : {text.substr(11, 2), text.substr(7, 4)}) {
     Request r = test::Greedy(prompt, 20);
