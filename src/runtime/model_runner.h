@@ -25,6 +25,16 @@ class ModelRunner {
   // Runs the new tokens through the model, appends their K/V to the cache, and writes the final
   // (softcapped) logits of batch.logits_indices into `logits`, row-major [indices, vocab].
   virtual Status Forward(const Batch& batch, std::vector<float>* logits) = 0;
+
+  // Copies the sliding-layer KV ring of slot `src` over that of slot `dst` (every sliding layer,
+  // all `sliding_window` positions). The engine keeps prefix-cache snapshots of sliding state in
+  // spare slots with it (src/engine/kv_cache.h explains why). A runner without it returns false
+  // from supports_slot_copy(), and the engine then turns prefix caching off for models that have
+  // sliding layers.
+  virtual bool supports_slot_copy() const { return false; }
+  virtual Status CopySlot(int /*src*/, int /*dst*/) {
+    return MakeError("this runner cannot copy KV slots");
+  }
 };
 
 }  // namespace gs

@@ -1,5 +1,7 @@
 #include "runtime/cpu/cpu_kv_cache.h"
 
+#include <algorithm>
+
 namespace gs::cpu {
 
 KvCache::KvCache(const ModelConfig& config, const KvCacheSpec& spec)
@@ -35,6 +37,17 @@ float* KvCache::Key(int layer, const BatchSequence& seq, int position) {
 
 float* KvCache::Value(int layer, const BatchSequence& seq, int position) {
   return Row(layer, seq, position, true);
+}
+
+void KvCache::CopySlot(int src, int dst) {
+  for (LayerStore& s : layers_) {
+    if (!s.sliding) continue;
+    const size_t ring = static_cast<size_t>(window_) * static_cast<size_t>(s.row);
+    for (std::vector<float>* store : {&s.k, &s.v}) {
+      std::copy_n(store->begin() + static_cast<std::ptrdiff_t>(src * ring), ring,
+                  store->begin() + static_cast<std::ptrdiff_t>(dst * ring));
+    }
+  }
 }
 
 size_t KvCache::bytes() const {

@@ -18,6 +18,9 @@ class KvCache {
   float* Key(int layer, const BatchSequence& seq, int position);
   float* Value(int layer, const BatchSequence& seq, int position);
 
+  // Copies the sliding-layer rings of slot `src` over those of slot `dst`.
+  void CopySlot(int src, int dst);
+
   size_t bytes() const;
 
  private:

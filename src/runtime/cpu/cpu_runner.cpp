@@ -74,6 +74,16 @@ Status CpuRunner::Forward(const Batch& batch, std::vector<float>* logits) {
   return Ok();
 }
 
+Status CpuRunner::CopySlot(int src, int dst) {
+  for (int slot : {src, dst}) {
+    if (slot < 0 || slot >= spec_.max_sequences) {
+      return MakeError("CopySlot: KV slot ", slot, " is outside [0, ", spec_.max_sequences, ")");
+    }
+  }
+  if (src != dst) cache_.CopySlot(src, dst);
+  return Ok();
+}
+
 // h0 = E[token] · embed_scale (the bf16 model multiplies by bf16(√H), reference §3.2).
 void CpuRunner::Embed(const Batch& batch, float* h) const {
   const int hsz = config_.hidden_size;

@@ -26,6 +26,8 @@ class CpuRunner : public ModelRunner {
   const ModelConfig& config() const override { return config_; }
   const KvCacheSpec& kv_spec() const override { return spec_; }
   Status Forward(const Batch& batch, std::vector<float>* logits) override;
+  bool supports_slot_copy() const override { return true; }
+  Status CopySlot(int src, int dst) override;
 
   float embed_scale() const { return embed_scale_; }
 

@@ -1,0 +1,307 @@
+#include "engine/engine.h"
+
+#include <algorithm>
+
+namespace gs {
+namespace {
+
+constexpr int kMaxN = 256;
+constexpr int kMaxTopLogprobs = 20;
+
+}  // namespace
+
+KvCacheSpec EngineKvSpec(const EngineConfig& config, int num_global_blocks, int prefix_snapshots,
+                         int block_size) {
+  KvCacheSpec spec;
+  spec.max_sequences = config.max_num_seqs + std::max(0, prefix_snapshots);
+  spec.block_size = block_size;
+  spec.num_global_blocks = num_global_blocks;
+  return spec;
+}
+
+std::string EngineInfo::Describe() const {
+  std::string s = StrCat("KV cache: ", num_blocks, " blocks x ", block_size, " = ",
+                         kv_capacity_tokens, " tokens of global-layer KV; ", max_num_seqs,
+                         " sequences at once (", kv_capacity_tokens / std::max(1, max_model_len),
+                         " at max_model_len ", max_model_len, "); ", max_num_batched_tokens,
+                         " tokens per step; prefix caching ", prefix_caching ? "on" : "off");
+  if (prefix_caching) s += StrCat(" (", prefix_snapshot_slots, " sliding-state snapshot slots)");
+  if (!note.empty()) s += StrCat("; ", note);
+  return s;
+}
+
+Expected<std::unique_ptr<Engine>> Engine::Create(ModelRunner& runner, const EngineConfig& config) {
+  const ModelConfig& model = runner.config();
+  const KvCacheSpec& spec = runner.kv_spec();
+  if (config.max_num_seqs < 1) return MakeError("engine: max_num_seqs ", config.max_num_seqs, " must be >= 1");
+  if (config.max_num_batched_tokens < 1) {
+    return MakeError("engine: max_num_batched_tokens ", config.max_num_batched_tokens, " must be >= 1");
+  }
+  if (config.max_waiting_requests < 1) {
+    return MakeError("engine: max_waiting_requests ", config.max_waiting_requests, " must be >= 1");
+  }
+  if (spec.max_sequences < config.max_num_seqs) {
+    return MakeError("engine: the runner has ", spec.max_sequences, " KV slots but max_num_seqs is ",
+                     config.max_num_seqs, " (build the runner with EngineKvSpec)");
+  }
+  if (spec.block_size < 1 || spec.num_global_blocks < 1) {
+    return MakeError("engine: the runner's KV pool (", spec.num_global_blocks, " blocks of ",
+                     spec.block_size, ") is empty");
+  }
+  EngineInfo info;
+  info.block_size = spec.block_size;
+  info.num_blocks = spec.num_global_blocks;
+  info.kv_capacity_tokens = spec.block_size * spec.num_global_blocks;
+  info.max_num_seqs = config.max_num_seqs;
+  info.max_num_batched_tokens = config.max_num_batched_tokens;
+  const int limit = std::min(model.max_position_embeddings, info.kv_capacity_tokens);
+  if (config.max_model_len > limit) {
+    return MakeError("engine: max_model_len ", config.max_model_len, " exceeds what fits: ",
+                     "max_position_embeddings ", model.max_position_embeddings,
+                     ", KV pool ", info.kv_capacity_tokens, " tokens");
+  }
+  if (config.max_model_len < 0) return MakeError("engine: max_model_len ", config.max_model_len, " < 0");
+  info.max_model_len = config.max_model_len > 0 ? config.max_model_len : limit;
+  if (info.max_model_len < 2) return MakeError("engine: max_model_len ", info.max_model_len, " < 2");
+
+  KvCacheOptions kv;
+  kv.num_sequence_slots = config.max_num_seqs;
+  kv.needs_snapshots = model.num_layers_of(LayerKind::kSliding) > 0;
+  kv.prefix_caching = config.enable_prefix_caching;
+  const int spare = spec.max_sequences - config.max_num_seqs;
+  if (kv.prefix_caching && kv.needs_snapshots && !runner.supports_slot_copy()) {
+    kv.prefix_caching = false;
+    info.note = "prefix caching off: the runner cannot copy sliding-window state";
+  } else if (kv.prefix_caching && kv.needs_snapshots && spare == 0) {
+    kv.prefix_caching = false;
+    info.note = "prefix caching off: the runner has no spare KV slots for sliding-state snapshots";
+  }
+  info.prefix_caching = kv.prefix_caching;
+  info.prefix_snapshot_slots = kv.prefix_caching && kv.needs_snapshots ? spare : 0;
+  return std::unique_ptr<Engine>(new Engine(runner, config, info, kv));
+}
+
+Engine::Engine(ModelRunner& runner, const EngineConfig& config, const EngineInfo& info,
+               const KvCacheOptions& kv_options)
+    : runner_(runner),
+      config_(config),
+      info_(info),
+      scheduler_(
+          SchedulerConfig{
+              config.max_num_seqs, config.max_num_batched_tokens, info.max_model_len,
+              (std::max(0, config.prefix_snapshot_interval) + info.block_size - 1) / info.block_size *
+                  info.block_size},
+          runner.kv_spec(), kv_options, runner.config()) {
+  for (int id : runner.config().eos_token_ids) {
+    if (id >= 0 && id < runner.config().vocab_size) eos_ids_.push_back(id);
+  }
+  published_ = scheduler_.metrics();
+  thread_ = std::thread([this] { Loop(); });
+}
+
+Engine::~Engine() { Shutdown(ShutdownMode::kCancel); }
+
+// ---- the caller's side ----
+
+Status Engine::Validate(const Request& r) const {
+  const ModelConfig& model = runner_.config();
+  const int prompt = static_cast<int>(r.prompt.size());
+  if (r.prompt.empty()) return MakeError("request: the prompt is empty");
+  for (size_t i = 0; i < r.prompt.size(); ++i) {
+    if (r.prompt[i] < 0 || r.prompt[i] >= model.vocab_size) {
+      return MakeError("request: prompt token ", i, " (id ", r.prompt[i], ") is outside the vocabulary [0, ",
+                       model.vocab_size, ")");
+    }
+  }
+  if (prompt >= info_.max_model_len) {
+    return MakeError("request: the prompt has ", prompt, " tokens; max_model_len is ",
+                     info_.max_model_len, " (prompt + at least one generated token)");
+  }
+  if (r.max_tokens) {
+    if (*r.max_tokens < 1) return MakeError("request: max_tokens ", *r.max_tokens, " must be >= 1");
+    if (prompt + int64_t{*r.max_tokens} > info_.max_model_len) {
+      return MakeError("request: prompt (", prompt, " tokens) + max_tokens (", *r.max_tokens,
+                       ") exceeds max_model_len ", info_.max_model_len);
+    }
+  }
+  const int max_tokens = r.max_tokens.value_or(info_.max_model_len - prompt);
+  if (r.min_tokens < 0 || r.min_tokens > max_tokens) {
+    return MakeError("request: min_tokens ", r.min_tokens, " is outside [0, max_tokens ", max_tokens, "]");
+  }
+  if (r.n < 1 || r.n > kMaxN) return MakeError("request: n ", r.n, " is outside [1, ", kMaxN, "]");
+  if (r.top_logprobs < 0 || r.top_logprobs > kMaxTopLogprobs) {
+    return MakeError("request: top_logprobs ", r.top_logprobs, " is outside [0, ", kMaxTopLogprobs, "]");
+  }
+  for (int32_t id : r.stop_token_ids) {
+    if (id < 0 || id >= model.vocab_size) {
+      return MakeError("request: stop_token_ids entry ", id, " is outside the vocabulary");
+    }
+  }
+  for (const std::string& s : r.stop) {
+    if (s.empty()) return MakeError("request: a stop string is empty");
+  }
+  if (!r.stop.empty() && !config_.text_decoder) {
+    return MakeError("request: stop strings need a text decoder (EngineConfig::text_decoder)");
+  }
+  for (const ContentHash& c : r.content_hashes) {
+    if (c.start < 0 || c.length < 1 || int64_t{c.start} + c.length > prompt) {
+      return MakeError("request: content hash span [", c.start, ", +", c.length,
+                       ") is outside the prompt of ", prompt, " tokens");
+    }
+  }
+  Status st = ValidateSamplingParams(r.sampling, model.vocab_size);
+  if (!st) return MakeError("request: ", st.error().message);
+  return Ok();
+}
+
+std::unique_ptr<RequestState> Engine::MakeState(Request request, RequestId id) {
+  auto state = std::make_unique<RequestState>();
+  state->id = id;
+  state->arrival = Clock::now();
+  state->stream = std::make_shared<RequestStream>(id, request.n, request.on_event);
+  state->unfinished = request.n;
+  StopRules rules;
+  if (!request.ignore_eos) rules.stop_ids = eos_ids_;
+  rules.stop_ids.insert(rules.stop_ids.end(), request.stop_token_ids.begin(), request.stop_token_ids.end());
+  rules.stop_strings = request.stop;
+  rules.skip_special_tokens = request.skip_special_tokens;
+  rules.min_tokens = request.min_tokens;
+  rules.max_tokens = request.max_tokens.value_or(info_.max_model_len - static_cast<int>(request.prompt.size()));
+  rules.max_model_len = info_.max_model_len;
+  for (int i = 0; i < request.n; ++i) {
+    SamplingParams params = request.sampling;
+    params.seed = *request.sampling.seed + static_cast<uint64_t>(i);  // vLLM: seed + index
+    state->sequences.push_back(std::make_unique<Sequence>(
+        state.get(), i, request.prompt, params, StopChecker(rules, config_.text_decoder)));
+  }
+  state->request = std::move(request);
+  return state;
+}
+
+Expected<RequestHandle> Engine::Submit(Request request, SubmitError* error_kind) {
+  auto fail = [&](SubmitError kind, Error e) -> Expected<RequestHandle> {
+    if (error_kind) *error_kind = kind;
+    return e;
+  };
+  if (error_kind) *error_kind = SubmitError::kNone;
+  Status st = Validate(request);
+  if (!st) return fail(SubmitError::kInvalidRequest, st.take_error());
+  std::unique_lock<std::mutex> lock(mu_);
+  if (shutdown_) return fail(SubmitError::kShuttingDown, MakeError("engine: shutting down"));
+  const int waiting = static_cast<int>(incoming_.size()) + waiting_in_scheduler_;
+  if (waiting >= config_.max_waiting_requests) {
+    return fail(SubmitError::kOverloaded,
+                MakeError("engine overloaded: ", waiting, " requests waiting (max_waiting_requests ",
+                          config_.max_waiting_requests, ")"));
+  }
+  if (!request.sampling.seed) request.sampling.seed = seeds_();
+  auto state = MakeState(std::move(request), next_id_++);
+  RequestHandle handle = state->stream;
+  incoming_.push_back(std::move(state));
+  lock.unlock();
+  cv_.notify_one();
+  return handle;
+}
+
+void Engine::Cancel(RequestId id) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    cancels_.push_back(id);
+  }
+  cv_.notify_one();
+}
+
+void Engine::Shutdown(ShutdownMode mode) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    // A later kCancel overrides a drain in progress.
+    if (!shutdown_ || mode == ShutdownMode::kCancel) shutdown_ = mode;
+  }
+  cv_.notify_one();
+  std::lock_guard<std::mutex> join_lock(join_mu_);
+  if (thread_.joinable()) thread_.join();
+}
+
+EngineMetrics Engine::Metrics() const {
+  std::lock_guard<std::mutex> lock(metrics_mu_);
+  return published_;
+}
+
+// ---- the engine thread ----
+
+void Engine::Loop() {
+  for (;;) {
+    std::vector<std::unique_ptr<RequestState>> incoming;
+    std::vector<RequestId> cancels;
+    std::optional<ShutdownMode> shutdown;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] {
+        return shutdown_ || !incoming_.empty() || !cancels_.empty() || scheduler_.has_work();
+      });
+      incoming.swap(incoming_);
+      cancels.swap(cancels_);
+      shutdown = shutdown_;
+      waiting_in_scheduler_ += static_cast<int>(incoming.size());
+    }
+    StepResult result;
+    for (auto& r : incoming) scheduler_.Add(std::move(r));
+    for (RequestId id : cancels) scheduler_.Abort(id, FinishReason::kAbort, "", &result);
+    if (shutdown == ShutdownMode::kCancel) {
+      scheduler_.AbortAll(FinishReason::kAbort, "engine shut down", &result);
+    }
+    if (scheduler_.has_work()) Step(&result);
+    // Metrics first: a caller that saw its last event then reads metrics that include it.
+    Publish();
+    Deliver(result);
+    if (shutdown && !scheduler_.has_work()) break;
+  }
+}
+
+void Engine::Step(StepResult* out) {
+  StepResult& result = *out;
+  StepPlan plan = scheduler_.Schedule();
+  std::string error;
+  if (plan.empty()) {
+    // Cannot happen while the KV pool holds max_model_len; never spin or hang if it does.
+    scheduler_.AbortAll(FinishReason::kError, "engine: no sequence could be scheduled", &result);
+  } else if (!RunCopies(plan.slot_copies, &error)) {
+    scheduler_.Fail(plan, error, &result);
+  } else if (Status st = runner_.Forward(plan.batch, &logits_); !st) {
+    scheduler_.Fail(plan, StrCat("forward step failed: ", st.error().message), &result);
+  } else {
+    scheduler_.Update(plan, logits_, &result);
+    if (!RunCopies(result.slot_copies, &error)) {
+      // A snapshot that was not taken must not be used: drop every snapshot slot touched.
+      for (const auto& [src, dst] : result.slot_copies) scheduler_.ForgetSnapshot(dst);
+    }
+  }
+}
+
+bool Engine::RunCopies(const std::vector<std::pair<int, int>>& copies, std::string* error) {
+  for (const auto& [src, dst] : copies) {
+    Status st = runner_.CopySlot(src, dst);
+    if (!st) {
+      *error = StrCat("KV slot copy failed: ", st.error().message);
+      return false;
+    }
+  }
+  return true;
+}
+
+void Engine::Deliver(StepResult& result) {
+  for (Emitted& e : result.events) e.stream->Push(std::move(e.event));
+  result.events.clear();
+}
+
+void Engine::Publish() {
+  EngineMetrics m = scheduler_.metrics();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    waiting_in_scheduler_ = scheduler_.num_waiting_requests();
+  }
+  std::lock_guard<std::mutex> lock(metrics_mu_);
+  published_ = std::move(m);
+}
+
+}  // namespace gs

@@ -1,0 +1,105 @@
+// Continuous batching (as vLLM v1's scheduler): every step takes up to max_num_batched_tokens
+// tokens, first from running sequences in arrival order (one decode token, or the next prefill
+// chunk), then admits waiting sequences while slots (max_num_seqs) and KV blocks last. Long
+// prompts are split into chunks across steps. When a running sequence needs a block and none is
+// free, the most recently admitted sequence is preempted: its KV is dropped and it goes back to
+// the head of the queue to be recomputed later (prompt + tokens so far; its sampler state is
+// kept, so its output is what it would have been). The scheduler is driven by one thread.
+#pragma once
+
+#include <deque>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "engine/kv_cache.h"
+#include "engine/metrics.h"
+#include "engine/sequence.h"
+#include "model/config.h"
+#include "runtime/batch.h"
+
+namespace gs {
+
+struct SchedulerConfig {
+  int max_num_seqs = 1;
+  int max_num_batched_tokens = 1;
+  int max_model_len = 1;
+  int snapshot_interval = 0;  // tokens (multiple of block_size); 0 = only at prompt ends
+};
+
+struct ScheduledSequence {
+  Sequence* seq = nullptr;
+  int num_new = 0;
+  int logits_row = -1;  // row of the step's logits to sample from; -1: mid-prefill
+};
+
+struct StepPlan {
+  Batch batch;
+  std::vector<ScheduledSequence> entries;
+  std::vector<std::pair<int, int>> slot_copies;  // (src, dst): run before the forward step
+  bool empty() const { return entries.empty(); }
+};
+
+struct Emitted {
+  RequestHandle stream;
+  TokenEvent event;
+};
+
+struct StepResult {
+  std::vector<Emitted> events;
+  std::vector<std::pair<int, int>> slot_copies;  // (src, dst): snapshots to take right away
+};
+
+class Scheduler {
+ public:
+  Scheduler(const SchedulerConfig& config, const KvCacheSpec& spec, const KvCacheOptions& kv,
+            const ModelConfig& model);
+
+  void Add(std::unique_ptr<RequestState> request);
+  bool has_work() const { return !running_.empty() || !waiting_.empty(); }
+  int num_waiting_requests() const { return waiting_requests_; }
+
+  StepPlan Schedule();
+  // After a successful forward step: advances the sequences, caches full blocks, samples and
+  // checks stop conditions. `logits` rows are modified in place.
+  void Update(const StepPlan& plan, std::vector<float>& logits, StepResult* out);
+  // After a failed step: ends the step's sequences with kError.
+  void Fail(const StepPlan& plan, const std::string& error, StepResult* out);
+  // Ends every unfinished sequence of a request (or of all requests) with `reason`.
+  void Abort(RequestId id, FinishReason reason, const std::string& error, StepResult* out);
+  void AbortAll(FinishReason reason, const std::string& error, StepResult* out);
+
+  void ForgetSnapshot(int slot) { kv_.ForgetSnapshot(slot); }
+  const KvCacheManager& kv() const { return kv_; }
+  // Gauges refreshed, counters and histograms as accumulated.
+  EngineMetrics metrics() const;
+
+ private:
+  int SnapshotPointAfter(const Sequence& s, int position) const;
+  int ChunkEnd(const Sequence& s, int budget) const;
+  bool Eligible(const Sequence& s) const;
+  bool Admit(Sequence* s, int budget, StepPlan* plan);
+  void AddToPlan(Sequence* s, int end, StepPlan* plan);
+  void Preempt(Sequence* s);
+  std::vector<BlockKey> Keys(Sequence& s, int num_blocks);
+  void CacheBlocks(Sequence& s, StepResult* out);
+  void SampleNext(Sequence& s, std::span<float> row, StepResult* out);
+  void Finish(Sequence* s, TokenEvent event, StepResult* out);
+  void CollectFinished();
+
+  SchedulerConfig config_;
+  const ModelConfig& model_;
+  KvCacheManager kv_;
+  bool prefix_caching_;
+  bool snapshots_;
+  std::unordered_map<RequestId, std::unique_ptr<RequestState>> requests_;
+  std::vector<Sequence*> running_;  // admission order
+  std::deque<Sequence*> waiting_;
+  int waiting_requests_ = 0;
+  std::vector<RequestId> finished_requests_;
+  EngineMetrics metrics_;
+};
+
+}  // namespace gs
