@@ -66,8 +66,8 @@ int RunGenerate(int argc, char** argv) {
   app.add_option("--dump-logits", dump_logits,
                  "write the prompt's final logits as float32 .npy [prompt tokens, vocab]");
   app.add_option("--threads", threads, "CPU threads (0 = all cores)")->check(CLI::Range(0, 1024));
-  app.add_option("--device", device, "cpu (cuda arrives with the CUDA runner)")
-      ->check(CLI::IsMember({"cpu"}));
+  app.add_option("--device", device, "cpu (fp32 reference) or cuda (needs a CUDA build and GPU)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_flag("--ignore-eos", ignore_eos, "keep generating past end-of-sequence tokens");
   try {
     app.parse(argc, argv);
@@ -78,7 +78,7 @@ int RunGenerate(int argc, char** argv) {
   auto ids = ParseIds(prompt_text);
   if (!ids) return Fail("generate", ids.error().message);
   const int total = static_cast<int>(ids->size()) + max_tokens;
-  auto loaded = LoadCpuModel(model, total, CpuRunnerOptions{threads, 0.0f});
+  auto loaded = LoadModel(model, device, total, CpuRunnerOptions{threads, 0.0f});
   if (!loaded) return Fail("generate", loaded.error().message);
   const ModelConfig& config = loaded->runner->config();
 

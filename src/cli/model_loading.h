@@ -19,4 +19,11 @@ struct LoadedModel {
 Expected<LoadedModel> LoadCpuModel(const std::string& model, int max_tokens_in_kv,
                                    const CpuRunnerOptions& options);
 
+// The same on `device` ("cpu" or "cuda"). "cuda" in a build without CUDA is an error saying so.
+Expected<LoadedModel> LoadModel(const std::string& model, const std::string& device,
+                                int max_tokens_in_kv, const CpuRunnerOptions& cpu_options);
+
+// True when this binary was built with the CUDA runner.
+bool BuiltWithCuda();
+
 }  // namespace gs::cli

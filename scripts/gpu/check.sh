@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Runs ON the GPU machine, from the repository root, with binaries built elsewhere by
+# scripts/gpu/build_for_device.sh (in .device/cuda/, or the directory this script sits in):
+# every GPU test binary, compute-sanitizer memcheck over the runner on the tiny demo model, then
+# the dummy-weight 26B-A4B benchmark. Full logs go to $OUT (default /tmp/gs-gpu-out); a short
+# summary table is printed last.
+set -uo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+out=${OUT:-/tmp/gs-gpu-out}
+mkdir -p "$out"
+export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+[ -d "$here/data/golden" ] && export GS_GOLDEN_ROOT="$here/data/golden"
+summary=$out/summary.txt
+: > "$summary"
+
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv \
+  | tee "$out/device.txt"
+card=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
+
+echo "| test binary | result | seconds |" >> "$summary"
+echo "|---|---|---:|" >> "$summary"
+for t in "$here"/tests/*_test; do
+  name=$(basename "$t")
+  start=$(date +%s)
+  echo "===== $name" >> "$out/tests.log"
+  if timeout 300 "$t" --gtest_color=no >> "$out/tests.log" 2>&1; then result=PASS; else result="FAIL($?)"; fi
+  skipped=$(grep -c '\[  SKIPPED \]' "$out/tests.log" || true)
+  echo "| $name | $result | $(( $(date +%s) - start )) |" >> "$summary"
+  echo "$name: $result"
+done
+grep -E '^\[  (FAILED|SKIPPED) ' "$out/tests.log" | sort -u | head -40 >> "$summary" || true
+
+if command -v compute-sanitizer >/dev/null && [ -x "$here/tests/cuda_runner_test" ]; then
+  start=$(date +%s)
+  if timeout 240 compute-sanitizer --tool memcheck --error-exitcode 9 \
+      "$here/tests/cuda_runner_test" --gtest_filter='CudaRunnerDemo.BatchedSequencesMatchCpu' \
+      > "$out/memcheck.log" 2>&1; then result=PASS; else result="FAIL($?)"; fi
+  echo "| memcheck cuda_runner_test (batched demo) | $result | $(( $(date +%s) - start )) |" >> "$summary"
+  tail -3 "$out/memcheck.log"
+fi
+
+if [ -x "$here/bin/gemmaserve" ]; then
+  # CLI smoke test (informational): greedy continuations of a demo-model prompt on both devices.
+  # The random demo's logits are flat, so a bf16 near-tie may legitimately change a token.
+  demo=$(mktemp -d)/demo
+  "$here/bin/gemmaserve" make-demo-model --output "$demo" > /dev/null
+  cpu_ids=$("$here/bin/gemmaserve" generate --model "$demo" --prompt-ids 2,17,300,5 --max-tokens 8 \
+            --temperature 0 --device cpu 2> "$out/generate.err")
+  gpu_ids=$("$here/bin/gemmaserve" generate --model "$demo" --prompt-ids 2,17,300,5 --max-tokens 8 \
+            --temperature 0 --device cuda 2>> "$out/generate.err")
+  echo "| generate --device cpu: $cpu_ids / cuda: $gpu_ids | $([ "$cpu_ids" = "$gpu_ids" ] && echo same || echo "differ (informational)") | |" >> "$summary"
+  echo "decode/prefill benchmark on $card (dummy 26B-A4B weights)" >> "$summary"
+  timeout ${BENCH_TIMEOUT:-240} "$here/bin/gemmaserve" bench --load-format dummy \
+      --config "$here/configs/gemma-4-26B-A4B-it/config.json" ${BENCH_ARGS:-} \
+      > "$out/bench.log" 2> "$out/bench.err" || echo "bench failed ($?)" >> "$summary"
+  cat "$out/bench.log" >> "$summary"
+  tail -5 "$out/bench.err"
+fi
+echo
+echo "================ summary ($card)"
+cat "$summary"

@@ -1,0 +1,251 @@
+// gemmaserve bench: offline throughput on the GPU. With --load-format dummy it builds the config's
+// real shapes with random weights generated on the GPU (no checkpoint), then measures decode at
+// several batch sizes (prompts of --prompt-len, --gen-tokens steps each) and prefill of long
+// prompts, and prints achieved weight bandwidth against a device-to-device copy measured in the
+// same run.
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <numeric>
+#include <sstream>
+
+#include "cli/commands.h"
+#include "cli/model_loading.h"
+#include "model/config.h"
+#include "model/weights.h"
+#include "util/mapped_file.h"
+#if GS_HAVE_CUDA
+#include "runtime/cuda/cuda_runner.h"
+#endif
+
+namespace gs::cli {
+namespace {
+
+Expected<std::vector<int>> ParseList(const std::string& text, const char* option) {
+  std::vector<int> out;
+  std::stringstream in(text);
+  std::string part;
+  while (std::getline(in, part, ',')) {
+    char* end = nullptr;
+    const long v = std::strtol(part.c_str(), &end, 10);
+    if (part.empty() || *end != '\0' || v <= 0 || v > (1 << 20)) {
+      return MakeError(option, ": '", part, "' is not a positive integer");
+    }
+    out.push_back(static_cast<int>(v));
+  }
+  return out;
+}
+
+Expected<ModelConfig> LoadConfigPath(const std::string& path) {
+  if (std::filesystem::is_directory(path)) return LoadModelConfig(path);
+  GS_ASSIGN_OR_RETURN(std::string text, ReadTextFile(path));
+  return ParseModelConfig(text, path);
+}
+
+struct BenchOptions {
+  std::vector<int> batch_sizes, prefill_lens;
+  int prompt_len = 128, gen_tokens = 32;
+};
+
+#if GS_HAVE_CUDA
+
+double Seconds(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0 : v[v.size() / 2];
+}
+
+// Deterministic pseudo-random token ids in [3, vocab): the values do not matter for speed, but
+// real-looking ids route to varied experts.
+int32_t TokenId(uint64_t i, int vocab) {
+  uint64_t z = i * 0x9e3779b97f4a7c15ull + 12345;
+  z = (z ^ (z >> 31)) * 0xbf58476d1ce4e5b9ull;
+  return static_cast<int32_t>(3 + (z >> 33) % static_cast<uint64_t>(vocab - 3));
+}
+
+// Blocks [seq·per_seq, (seq+1)·per_seq) belong to sequence `seq`.
+BatchSequence Sequence(int seq, int first, int count, int start, int per_seq) {
+  BatchSequence s;
+  s.slot = seq;
+  s.first_token = first;
+  s.num_tokens = count;
+  s.start_position = start;
+  s.block_table.resize(static_cast<size_t>(per_seq));
+  std::iota(s.block_table.begin(), s.block_table.end(), seq * per_seq);
+  return s;
+}
+
+struct DecodeRow {
+  int batch = 0;
+  double ms_step = 0, tok_s = 0, gb_step = 0;
+};
+
+Expected<DecodeRow> BenchDecode(CudaRunner& runner, int batch, const BenchOptions& o,
+                                int per_seq) {
+  const int vocab = runner.config().vocab_size;
+  // Prefill every sequence's prompt in one step.
+  Batch pre;
+  for (int s = 0; s < batch; ++s) {
+    for (int i = 0; i < o.prompt_len; ++i) pre.token_ids.push_back(TokenId(s * 100003 + i, vocab));
+    pre.sequences.push_back(Sequence(s, s * o.prompt_len, o.prompt_len, 0, per_seq));
+    pre.logits_indices.push_back((s + 1) * o.prompt_len - 1);
+  }
+  std::vector<int32_t> next;
+  GS_RETURN_IF_ERROR(runner.ForwardGreedy(pre, &next));
+  std::vector<double> times;
+  double bytes = 0;
+  for (int step = 0; step < o.gen_tokens; ++step) {
+    Batch b;
+    for (int s = 0; s < batch; ++s) {
+      b.token_ids.push_back(next[static_cast<size_t>(s)]);
+      b.sequences.push_back(Sequence(s, s, 1, o.prompt_len + step, per_seq));
+      b.logits_indices.push_back(s);
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    GS_RETURN_IF_ERROR(runner.ForwardGreedy(b, &next));
+    const double t = Seconds(t0);
+    if (step >= 2) times.push_back(t);  // the first steps warm up plans and caches
+    GS_ASSIGN_OR_RETURN(int64_t step_bytes, runner.LastStepWeightBytes());
+    bytes += static_cast<double>(step_bytes);
+  }
+  DecodeRow row;
+  row.batch = batch;
+  row.ms_step = Median(times) * 1e3;
+  row.tok_s = batch / Median(times);
+  row.gb_step = bytes / o.gen_tokens / 1e9;
+  return row;
+}
+
+Expected<double> BenchPrefill(CudaRunner& runner, int len, int per_seq) {
+  Batch b;
+  for (int i = 0; i < len; ++i) b.token_ids.push_back(TokenId(7777777 + i, runner.config().vocab_size));
+  b.sequences.push_back(Sequence(0, 0, len, 0, per_seq));
+  b.logits_indices.push_back(len - 1);
+  std::vector<int32_t> ids;
+  std::vector<double> times;
+  for (int rep = 0; rep < 4; ++rep) {
+    const auto t0 = std::chrono::steady_clock::now();
+    GS_RETURN_IF_ERROR(runner.ForwardGreedy(b, &ids));
+    if (rep > 0) times.push_back(Seconds(t0));
+  }
+  return len / Median(times);
+}
+
+int RunOnGpu(const ModelConfig& config, const std::string& model, const BenchOptions& o) {
+  const int max_batch = *std::max_element(o.batch_sizes.begin(), o.batch_sizes.end());
+  const int max_prefill = o.prefill_lens.empty()
+                              ? 0 : *std::max_element(o.prefill_lens.begin(), o.prefill_lens.end());
+  KvCacheSpec spec;
+  spec.block_size = 16;
+  spec.max_sequences = std::max(1, max_batch);
+  const int per_seq = (std::max(o.prompt_len + o.gen_tokens, max_prefill) + 15) / 16;
+  spec.num_global_blocks = per_seq * spec.max_sequences;
+
+  const auto t0 = std::chrono::steady_clock::now();
+  Expected<std::unique_ptr<CudaRunner>> runner = MakeError("unset");
+  if (model.empty()) {
+    runner = CreateDummyCudaRunner(config, spec);
+  } else {
+    auto dir = model;
+    auto weights = LoadGemma4Weights(config, dir);
+    if (!weights) return Fail("bench", weights.error().message);
+    runner = CreateCudaRunner(config, *weights, spec);
+  }
+  if (!runner) return Fail("bench", runner.error().message);
+  CudaRunner& r = **runner;
+  std::fprintf(stderr, "weights: %.2f GB on %s (%s, %.1f s)\n", r.weight_bytes() / 1e9,
+               r.device_name().c_str(), model.empty() ? "dummy, generated on the GPU" : model.c_str(),
+               Seconds(t0));
+  auto copy_bw = MeasureCopyBandwidth();
+  if (!copy_bw) return Fail("bench", copy_bw.error().message);
+
+  std::vector<DecodeRow> rows;
+  for (int batch : o.batch_sizes) {
+    std::fprintf(stderr, "decode batch %d ...\n", batch);
+    auto row = BenchDecode(r, batch, o, per_seq);
+    if (!row) return Fail("bench", row.error().message);
+    rows.push_back(*row);
+  }
+  std::vector<std::pair<int, double>> prefill;
+  for (int len : o.prefill_lens) {
+    std::fprintf(stderr, "prefill %d ...\n", len);
+    auto tps = BenchPrefill(r, len, per_seq);
+    if (!tps) return Fail("bench", tps.error().message);
+    prefill.push_back({len, *tps});
+  }
+
+  std::printf("device: %s; device-to-device copy %.0f GB/s (read + write); weights %.2f GB\n",
+              r.device_name().c_str(), *copy_bw, r.weight_bytes() / 1e9);
+  std::printf("decode: prompt %d tokens, %d generated per sequence (median step, greedy on GPU)\n",
+              o.prompt_len, o.gen_tokens);
+  std::printf("| batch | tok/s | ms/step | weight GB/step | achieved GB/s | %% of copy BW |\n");
+  std::printf("|------:|------:|--------:|---------------:|--------------:|-------------:|\n");
+  for (const DecodeRow& row : rows) {
+    const double gbs = row.gb_step / (row.ms_step / 1e3);
+    std::printf("| %5d | %7.1f | %7.2f | %14.2f | %13.0f | %11.1f%% |\n", row.batch, row.tok_s,
+                row.ms_step, row.gb_step, gbs, 100.0 * gbs / *copy_bw);
+  }
+  if (!prefill.empty()) {
+    std::printf("| prefill tokens | tok/s |\n|---------------:|------:|\n");
+    for (const auto& [len, tps] : prefill) std::printf("| %14d | %7.0f |\n", len, tps);
+  }
+  return 0;
+}
+
+#endif  // GS_HAVE_CUDA
+
+}  // namespace
+
+int RunBench(int argc, char** argv) {
+  CLI::App app{"Offline GPU benchmark: decode tok/s per batch size with weight bandwidth against a\n"
+               "device-to-device copy, and prefill tok/s. --load-format dummy needs no checkpoint."};
+  std::string config_path, model, load_format = "dummy", batches = "1,4,16,32",
+                                   prefills = "1024,4096";
+  BenchOptions o;
+  app.add_option("--config", config_path,
+                 "config.json (or its directory) giving the shapes, e.g. "
+                 "configs/gemma-4-26B-A4B-it/config.json");
+  app.add_option("--model", model, "checkpoint directory (with --load-format auto)");
+  app.add_option("--load-format", load_format,
+                 "dummy: random weights generated on the GPU; auto: load --model")
+      ->check(CLI::IsMember({"dummy", "auto"}));
+  app.add_option("--batch-sizes", batches, "decode batch sizes, comma-separated");
+  app.add_option("--prompt-len", o.prompt_len, "prompt tokens per sequence before decoding")
+      ->check(CLI::Range(1, 1 << 16));
+  app.add_option("--gen-tokens", o.gen_tokens, "decode steps per batch size")
+      ->check(CLI::Range(3, 1 << 16));
+  app.add_option("--prefill-lens", prefills, "prefill prompt lengths, comma-separated ('' = none)");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  auto b = ParseList(batches, "--batch-sizes");
+  if (!b) return Fail("bench", b.error().message);
+  o.batch_sizes = *b;
+  if (!prefills.empty()) {
+    auto p = ParseList(prefills, "--prefill-lens");
+    if (!p) return Fail("bench", p.error().message);
+    o.prefill_lens = *p;
+  }
+  if (load_format == "auto" && model.empty()) return Fail("bench", "--load-format auto needs --model");
+  if (load_format == "dummy" && config_path.empty()) {
+    return Fail("bench", "--load-format dummy needs --config (e.g. configs/gemma-4-26B-A4B-it)");
+  }
+  Expected<ModelConfig> config =
+      load_format == "dummy" ? LoadConfigPath(config_path) : LoadModelConfig(model);
+  if (!config) return Fail("bench", config.error().message);
+#if GS_HAVE_CUDA
+  return RunOnGpu(*config, load_format == "dummy" ? std::string() : model, o);
+#else
+  return Fail("bench", "this gemmaserve was built without CUDA (nvcc was not found when it was "
+                       "configured); the benchmark needs the CUDA runner");
+#endif
+}
+
+}  // namespace gs::cli

@@ -1,0 +1,72 @@
+// The CUDA ModelRunner (DESIGN §4: BF16 activations between ops, fp32 accumulation, fp32 norms,
+// softmax and router; fp32 residual stream). Plain C++: no CUDA types here, so the CLI and the
+// engine include it without the toolkit's headers. Only built where nvcc exists (GS_HAVE_CUDA).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+#include "model/weights.h"
+#include "runtime/model_runner.h"
+#include "util/status.h"
+
+namespace gs {
+
+struct CudaRunnerOptions {
+  int device = 0;
+  // Multiplier of the token embeddings; 0 = the bf16 model's bf16(√hidden) (53.0 for 2816).
+  float embed_scale = 0.0f;
+};
+
+class CudaRunner : public ModelRunner {
+ public:
+  struct Impl;
+  explicit CudaRunner(std::unique_ptr<Impl> impl);
+  ~CudaRunner() override;
+
+  const ModelConfig& config() const override;
+  const KvCacheSpec& kv_spec() const override;
+  Status Forward(const Batch& batch, std::vector<float>* logits) override;
+
+  // Greedy decoding without copying logits: ids[i] = argmax of the (softcapped) logits of
+  // batch.logits_indices[i], computed on the GPU.
+  Status ForwardGreedy(const Batch& batch, std::vector<int32_t>* ids);
+
+  // Weight bytes the last step read: every dense weight once, the lm_head, and each layer's
+  // distinct routed experts (read back from the GPU; synchronizes).
+  Expected<int64_t> LastStepWeightBytes();
+  // Bytes of weights resident on the GPU.
+  int64_t weight_bytes() const;
+  // "NVIDIA H100 80GB HBM3" etc.
+  std::string device_name() const;
+  float embed_scale() const;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// Uploads `weights` (checked: attention BF16, MLP/experts NVFP4 or BF16 with supported shapes)
+// and allocates the KV cache of `spec` on the GPU.
+Expected<std::unique_ptr<CudaRunner>> CreateCudaRunner(const ModelConfig& config,
+                                                       const Gemma4Weights& weights,
+                                                       const KvCacheSpec& spec,
+                                                       const CudaRunnerOptions& options = {});
+
+// The config's shapes with pseudo-random weights generated on the GPU (no checkpoint): NVFP4 dense
+// MLP and experts, BF16 attention, router and embedding. For benchmarks.
+Expected<std::unique_ptr<CudaRunner>> CreateDummyCudaRunner(const ModelConfig& config,
+                                                            const KvCacheSpec& spec,
+                                                            const CudaRunnerOptions& options = {},
+                                                            uint64_t seed = 1);
+
+// Number of CUDA devices; 0 with `why` set when there is none or the driver is unusable.
+int CudaDeviceCount(std::string* why);
+
+// The bandwidth ceiling benchmarks compare against: a device-to-device cudaMemcpy of `bytes`,
+// timed with CUDA events after warm-up, median of `reps`; GB/s counting bytes read + written.
+Expected<double> MeasureCopyBandwidth(size_t bytes = size_t{1} << 30, int reps = 20);
+
+}  // namespace gs

@@ -1,0 +1,170 @@
+// Launchers of the CUDA runner's kernels, one group per .cu file. Internal to src/runtime/cuda and
+// the GPU tests: these take raw device pointers and a stream, check the launch, and return a
+// Status naming the kernel on failure. Activations are row-major [rows, width].
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "runtime/cuda/cuda_check.h"
+#include "util/status.h"
+
+namespace gs::cuda {
+
+using bf16 = __nv_bfloat16;
+
+// Streaming multiprocessors of the current device (cached after the first call).
+int DeviceSmCount();
+
+// ---------------------------------------------------------------------------------------------
+// nvfp4_gemm.cu: W4A16 (and packed-BF16) GEMM y = x · Wᵀ over one matrix or a bank of equally
+// shaped matrices (experts), weights in the lane-major layout of nvfp4_repack.h.
+
+enum class PackedFormat { kNvfp4, kBf16 };
+
+struct PackedMatrix {
+  PackedFormat format = PackedFormat::kNvfp4;
+  const uint8_t* codes = nullptr;   // nvfp4 codes, or bf16 values
+  const uint8_t* scales = nullptr;  // nvfp4 e4m3 block scales (unused for bf16)
+  int64_t bank_code_bytes = 0;      // stride between the matrices of a bank
+  int64_t bank_scale_bytes = 0;
+  // Per bank: {gate, up} (GLU epilogue) or {scale} (store epilogue), already multiplied by the
+  // kernel's fixed 2^16 dequant offset for nvfp4 (nvfp4_repack.h explains it).
+  const float* global_scales = nullptr;
+  int rows = 0;  // N: outputs (GLU: gate and up rows interleaved, 2 × intermediate)
+  int cols = 0;  // K: inputs, a multiple of 64
+};
+
+// Which banks run on which rows. Bank b processes entries [offsets[b], offsets[b+1]); entry e
+// reads x row entries[e] / in_div and writes output row entries[e]. Without offsets the only bank
+// (0) processes rows 0..m-1 of x into rows 0..m-1 of the output.
+struct GemmRows {
+  const int* active = nullptr;        // [max_active] bank ids, or null (bank 0)
+  const int* active_count = nullptr;  // device scalar, with `active`
+  int max_active = 1;
+  const int* offsets = nullptr;  // [banks + 1]
+  const int* entries = nullptr;
+  int in_div = 1;
+  int m = 0;         // rows without offsets; otherwise an upper bound of any bank's rows
+  const float* row_weight = nullptr;  // store epilogue: × row_weight[output row] (router weight)
+};
+
+enum class GemmEpilogue {
+  kGluBf16,   // out[r, j] = bf16(gelu_tanh(acc_gate·g_gate) · acc_up·g_up), j < rows/2
+  kStoreF32,  // out[r, n] = acc·g (· row_weight[r])
+};
+
+Status LaunchPackedGemm(const PackedMatrix& w, const GemmRows& rows, const bf16* x, int x_stride,
+                        void* out, int out_stride, GemmEpilogue epilogue, cudaStream_t stream);
+
+// ---------------------------------------------------------------------------------------------
+// moe.cu
+
+// Router, fp32: r = rmsnorm_noscale(h1) ⊙ scale · H^-½, logits = r · Wᵀ (into `logits`,
+// [tokens, experts] scratch), top-k of the softmax, renormalised over the k and
+// × per_expert_scale. ids/weights are [tokens, top_k].
+Status LaunchRouter(const float* h1, int tokens, int hidden, const float* router_scale,
+                    const bf16* router_w, int experts, int top_k, const float* per_expert_scale,
+                    float eps, float* logits, int* topk_ids, float* topk_weights,
+                    cudaStream_t stream);
+
+// Groups the tokens·top_k slots by expert: offsets [experts + 1], entries [slots] (slot ids),
+// active [experts] (experts with slots, ascending) and active_count.
+Status LaunchMoeGroup(const int* topk_ids, int slots, int experts, int* offsets, int* entries,
+                      int* active, int* active_count, cudaStream_t stream);
+
+// End of the feed-forward block, per token t (reference §3.3):
+//   moe = Σ_j slot_out[t·k + j]            (fixed order: deterministic)
+//   f   = moe ? rms(dense, post1) + rms(moe, post2) : dense
+//   h   = (h + rms(f, post)) · layer_scalar
+// slot_out may be null (no MoE block).
+Status LaunchFfnCombine(float* h, const float* dense, const float* slot_out, int top_k, int tokens,
+                        int hidden, const float* post1, const float* post2, const float* post,
+                        float layer_scalar, float eps, cudaStream_t stream);
+
+// ---------------------------------------------------------------------------------------------
+// norm_rope.cu
+
+// out[i] = bf16(rms(x[row_index ? row_index[i] : i]) ⊙ w), w may be null (scale-free).
+Status LaunchRmsNorm(const float* x, const int* row_index, int rows, int width, const float* w,
+                     float eps, bf16* out, cudaStream_t stream);
+
+// h += rms(attn, post_attn); x_dense = bf16(rms(h, pre_ffn)); x_moe = bf16(rms(h, pre_ffn_2))
+// (x_moe may be null).
+Status LaunchPostAttention(float* h, const float* attn, int tokens, int hidden,
+                           const float* post_attn, const float* pre_ffn, const float* pre_ffn_2,
+                           float eps, bf16* x_dense, bf16* x_moe, cudaStream_t stream);
+
+// From the fused projection qkv fp32 [T, (heads + 2·kv)·d] (no v columns when k_eq_v):
+// q = rope(rms(q) ⊙ q_norm), k = rope(rms(k) ⊙ k_norm), v = rms(v or raw k), stored bf16
+// [T, heads·d] and [T, kv·d]. RoPE is rotate-half with angle = float(pos)·inv_freq[i].
+Status LaunchQkvNormRope(const float* qkv, int tokens, int heads, int kv_heads, int head_dim,
+                         bool k_eq_v, const float* q_norm, const float* k_norm,
+                         const float* inv_freq, const int* positions, float eps, bf16* q, bf16* k,
+                         bf16* v, cudaStream_t stream);
+
+// ---------------------------------------------------------------------------------------------
+// attention.cu
+
+// Per-step sequence metadata on the device (see cuda_runner.cpp for how it is built).
+struct AttentionMeta {
+  const int* seq_start = nullptr;   // [S] position of the sequence's first new token
+  const int* seq_first = nullptr;   // [S] index of that token in the batch
+  const int* seq_count = nullptr;   // [S] new tokens
+  const int* seq_slot = nullptr;    // [S] KV slot (sliding rings)
+  const int* seq_table = nullptr;   // [S] offset of the sequence's block table in block_tables
+  const int* block_tables = nullptr;
+  const int* token_seq = nullptr;   // [T]
+  const int* positions = nullptr;   // [T]
+  // Query tiles: tile i covers tokens [tile_first[i], tile_first[i] + tile_count[i]) of sequence
+  // tile_seq[i]; tile_count <= 16 / (heads / kv_heads).
+  const int* tile_seq = nullptr;
+  const int* tile_first = nullptr;
+  const int* tile_count = nullptr;
+  int num_tiles = 0;
+};
+
+struct AttentionLayer {
+  int heads = 0, kv_heads = 0, head_dim = 0;
+  int window = 0;      // sliding window, 0 for global layers
+  int block_size = 0;  // global layers: tokens per paged block
+  bf16* k_cache = nullptr;  // sliding: [slots·window, kv, d]; global: [blocks·block_size, kv, d]
+  bf16* v_cache = nullptr;
+};
+
+// out[t, h] = Σ_p softmax_p(q[t,h] · k_p) v_p over the keys visible to token t (scale 1.0, no
+// softcap): keys before the sequence's chunk come from the cache, keys inside it from k/v.
+// `splits` > 1 divides each query's keys among that many blocks (flash-decoding) and merges;
+// `partial` then needs splits · T · heads · (d + 2) floats.
+Status LaunchAttention(const AttentionLayer& layer, const AttentionMeta& meta, const bf16* q,
+                       const bf16* k, const bf16* v, int tokens, int splits, float* partial,
+                       bf16* out, cudaStream_t stream);
+
+// Appends the chunk's k/v to the cache (for a ring, only the last `window` positions of each
+// sequence's chunk, so a chunk longer than the window keeps exactly the newest window).
+Status LaunchKvWrite(const AttentionLayer& layer, const AttentionMeta& meta, const bf16* k,
+                     const bf16* v, int tokens, cudaStream_t stream);
+
+// ---------------------------------------------------------------------------------------------
+// embedding.cu: h[t] = float(table[ids[t]]) · scale (scale = bf16(√hidden) for the real model).
+Status LaunchEmbed(const int* ids, int tokens, const bf16* table, int hidden, float scale,
+                   float* h, cudaStream_t stream);
+
+// ---------------------------------------------------------------------------------------------
+// sampling.cu
+// x = cap · tanh(x / cap) in place (cap > 0).
+Status LaunchSoftcap(float* logits, int64_t n, float cap, cudaStream_t stream);
+// out[r] = index of the largest logit of row r (lowest index on ties).
+Status LaunchArgmax(const float* logits, int rows, int vocab, int* out, cudaStream_t stream);
+
+// ---------------------------------------------------------------------------------------------
+// dummy_weights.cu: deterministic pseudo-random fills for `--load-format dummy`.
+// bf16 values ~ uniform with standard deviation `stddev`.
+Status LaunchFillBf16(bf16* out, int64_t n, float stddev, uint64_t seed, cudaStream_t stream);
+// Random e2m1 codes (any byte) and e4m3 block scales in [scale_lo, scale_hi).
+Status LaunchFillNvfp4(uint8_t* codes, int64_t code_bytes, uint8_t* scales, int64_t scale_bytes,
+                       float scale_lo, float scale_hi, uint64_t seed, cudaStream_t stream);
+
+}  // namespace gs::cuda

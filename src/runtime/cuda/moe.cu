@@ -1,0 +1,250 @@
+// Mixture-of-experts plumbing (reference gemma4 §3.6, nvfp4 §5.3): fp32 router with top-k,
+// grouping of token slots per expert, and the deterministic combine at the end of the FFN block.
+// The expert GLU and down projections themselves run in nvfp4_gemm.cu (router weights applied in
+// the down projection's epilogue).
+#include <cfloat>
+
+#include "runtime/cuda/kernels.h"
+
+namespace gs::cuda {
+namespace {
+
+constexpr int kRouterTokens = 4;    // tokens per router block (their fp32 rows sit in smem)
+constexpr int kRouterExperts = 8;   // experts per router block (one per warp)
+constexpr int kRouterThreads = 256;
+
+__device__ __forceinline__ float WarpSum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// Sum over the block (blockDim.x a multiple of 32, ≤ 1024); every thread gets the result.
+__device__ float BlockSum(float v, float* scratch) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+  v = WarpSum(v);
+  __syncthreads();  // scratch may still be read from a previous call
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  float total = 0.0f;
+  for (int i = 0; i < warps; ++i) total += scratch[i];
+  return total;
+}
+
+// Router logits for up to kRouterTokens tokens × kRouterExperts experts per block (blockIdx.y
+// picks the experts, so even one token spreads the 0.7 MB router matrix over many SMs):
+//   r       = h1 · (mean(h1²) + eps)^-½ ⊙ scale · H^-½      (fp32, in shared memory)
+//   logit_e = r · W[e]                                     (one warp per expert, fp32)
+__global__ void __launch_bounds__(kRouterThreads)
+    RouterLogitsKernel(const float* __restrict__ h1, int tokens, int hidden,
+                       const float* __restrict__ router_scale, const bf16* __restrict__ router_w,
+                       int experts, float eps, float* __restrict__ logits) {
+  extern __shared__ __align__(16) float rsm[];  // [kRouterTokens][hidden]
+  __shared__ float scratch[32];
+  const int t0 = blockIdx.x * kRouterTokens;
+  const int nt = min(kRouterTokens, tokens - t0);
+  const float root = rsqrtf(static_cast<float>(hidden));
+  for (int i = 0; i < nt; ++i) {
+    const float* row = h1 + static_cast<int64_t>(t0 + i) * hidden;
+    float ss = 0.0f;
+    for (int c = threadIdx.x; c < hidden; c += blockDim.x) ss += row[c] * row[c];
+    const float inv = rsqrtf(BlockSum(ss, scratch) / hidden + eps);
+    for (int c = threadIdx.x; c < hidden; c += blockDim.x) {
+      rsm[i * hidden + c] = row[c] * inv * (router_scale[c] * root);
+    }
+  }
+  __syncthreads();
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int e = blockIdx.y * kRouterExperts + warp;
+  if (e >= experts) return;
+  const bf16* wr = router_w + static_cast<int64_t>(e) * hidden;
+  float acc[kRouterTokens] = {};
+  for (int c = lane * 8; c < hidden; c += 32 * 8) {
+    const uint4 packed = *reinterpret_cast<const uint4*>(wr + c);
+    const bf16* wv = reinterpret_cast<const bf16*>(&packed);
+#pragma unroll
+    for (int q = 0; q < 8; ++q) {
+      const float wf = __bfloat162float(wv[q]);
+#pragma unroll
+      for (int i = 0; i < kRouterTokens; ++i) {
+        if (i < nt) acc[i] += wf * rsm[i * hidden + c + q];
+      }
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < kRouterTokens; ++i) {
+    const float s = WarpSum(acc[i]);
+    if (lane == 0 && i < nt) logits[static_cast<int64_t>(t0 + i) * experts + e] = s;
+  }
+}
+
+// One warp per token: top-k by logit (lowest index on ties), w_j = softmax over the k selected
+// (== the renormalised full softmax) × per_expert_scale[e_j].
+__global__ void __launch_bounds__(kRouterThreads)
+    RouterTopkKernel(const float* __restrict__ logits, int tokens, int experts, int top_k,
+                     const float* __restrict__ per_expert_scale, int* __restrict__ topk_ids,
+                     float* __restrict__ topk_weights) {
+  extern __shared__ float lsm[];  // [warps][experts]
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int t = blockIdx.x * (kRouterThreads / 32) + warp;
+  if (t >= tokens) return;
+  float* l = lsm + warp * experts;
+  for (int e = lane; e < experts; e += 32) l[e] = logits[static_cast<int64_t>(t) * experts + e];
+  __syncwarp();
+  int* ids = topk_ids + static_cast<int64_t>(t) * top_k;
+  float* wts = topk_weights + static_cast<int64_t>(t) * top_k;
+  float top = 0.0f, sum = 0.0f;
+  for (int j = 0; j < top_k; ++j) {
+    float best = -INFINITY;
+    int best_e = INT_MAX;
+    for (int e = lane; e < experts; e += 32) {
+      const float v = l[e];
+      if (v > best || (v == best && e < best_e)) {
+        best = v;
+        best_e = e;
+      }
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+      const float ov = __shfl_xor_sync(0xffffffffu, best, o);
+      const int oe = __shfl_xor_sync(0xffffffffu, best_e, o);
+      if (ov > best || (ov == best && oe < best_e)) {
+        best = ov;
+        best_e = oe;
+      }
+    }
+    if (best_e >= experts) best_e = j;  // only with NaN logits: keep the ids in range
+    if (j == 0) top = best;
+    const float p = expf(best - top);  // relative to the largest selected logit
+    sum += p;
+    if (lane == 0) {
+      ids[j] = best_e;
+      wts[j] = p;
+    }
+    __syncwarp();
+    if (lane == 0) l[best_e] = -INFINITY;  // taken
+    __syncwarp();
+  }
+  if (lane == 0) {
+    for (int j = 0; j < top_k; ++j) wts[j] = wts[j] / sum * per_expert_scale[ids[j]];
+  }
+}
+
+// Counting sort of slots (token·k + j) by expert, in one block: count, scan, place. The order of
+// slots inside an expert does not matter (each slot's result lands in its own output row).
+__global__ void __launch_bounds__(1024)
+    MoeGroupKernel(const int* __restrict__ topk_ids, int slots, int experts, int* offsets,
+                   int* entries, int* active, int* active_count) {
+  extern __shared__ int cnt[];  // [experts] counts, then [experts] cursors
+  int* cursor = cnt + experts;
+  for (int e = threadIdx.x; e < experts; e += blockDim.x) cnt[e] = 0;
+  __syncthreads();
+  for (int s = threadIdx.x; s < slots; s += blockDim.x) atomicAdd(&cnt[topk_ids[s]], 1);
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int run = 0, n_active = 0;
+    for (int e = 0; e < experts; ++e) {
+      offsets[e] = run;
+      cursor[e] = run;
+      if (cnt[e] > 0) active[n_active++] = e;
+      run += cnt[e];
+    }
+    offsets[experts] = run;
+    *active_count = n_active;
+  }
+  __syncthreads();
+  for (int s = threadIdx.x; s < slots; s += blockDim.x) {
+    entries[atomicAdd(&cursor[topk_ids[s]], 1)] = s;
+  }
+}
+
+// One block per token; rows staged in shared memory (2 × hidden floats).
+__global__ void FfnCombineKernel(float* __restrict__ h, const float* __restrict__ dense,
+                                 const float* __restrict__ slot_out, int top_k, int hidden,
+                                 const float* __restrict__ post1, const float* __restrict__ post2,
+                                 const float* __restrict__ post, float layer_scalar, float eps) {
+  extern __shared__ __align__(16) float buf[];  // f [hidden], m [hidden]
+  __shared__ float scratch[32];
+  float* f = buf;
+  float* m = buf + hidden;
+  const int64_t t = blockIdx.x;
+  const float* d = dense + t * hidden;
+  if (slot_out == nullptr) {
+    for (int c = threadIdx.x; c < hidden; c += blockDim.x) f[c] = d[c];
+  } else {
+    float ssd = 0.0f, ssm = 0.0f;
+    for (int c = threadIdx.x; c < hidden; c += blockDim.x) {
+      float s = 0.0f;
+      for (int j = 0; j < top_k; ++j) s += slot_out[(t * top_k + j) * hidden + c];
+      m[c] = s;
+      ssd += d[c] * d[c];
+      ssm += s * s;
+    }
+    const float inv_d = rsqrtf(BlockSum(ssd, scratch) / hidden + eps);
+    const float inv_m = rsqrtf(BlockSum(ssm, scratch) / hidden + eps);
+    for (int c = threadIdx.x; c < hidden; c += blockDim.x) {
+      f[c] = d[c] * inv_d * post1[c] + m[c] * inv_m * post2[c];
+    }
+  }
+  float ss = 0.0f;
+  for (int c = threadIdx.x; c < hidden; c += blockDim.x) ss += f[c] * f[c];
+  const float inv = rsqrtf(BlockSum(ss, scratch) / hidden + eps);
+  float* hr = h + t * hidden;
+  for (int c = threadIdx.x; c < hidden; c += blockDim.x) {
+    hr[c] = (hr[c] + f[c] * inv * post[c]) * layer_scalar;
+  }
+}
+
+}  // namespace
+
+Status LaunchRouter(const float* h1, int tokens, int hidden, const float* router_scale,
+                    const bf16* router_w, int experts, int top_k, const float* per_expert_scale,
+                    float eps, float* logits, int* topk_ids, float* topk_weights,
+                    cudaStream_t stream) {
+  if (tokens <= 0) return Ok();
+  if (hidden % 8 != 0 || top_k > experts || top_k <= 0) {
+    return MakeError("LaunchRouter: unsupported hidden ", hidden, " / top_k ", top_k);
+  }
+  const size_t smem = sizeof(float) * kRouterTokens * hidden;
+  static size_t raised = 0;
+  if (smem > 48 * 1024 && smem > raised) {
+    GS_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(RouterLogitsKernel,
+                                                 cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                 static_cast<int>(smem)));
+    raised = smem;
+  }
+  const dim3 grid((tokens + kRouterTokens - 1) / kRouterTokens,
+                  (experts + kRouterExperts - 1) / kRouterExperts);
+  RouterLogitsKernel<<<grid, kRouterThreads, smem, stream>>>(h1, tokens, hidden, router_scale,
+                                                             router_w, experts, eps, logits);
+  GS_CUDA_CHECK_LAUNCH("RouterLogitsKernel");
+  const int warps = kRouterThreads / 32;
+  RouterTopkKernel<<<(tokens + warps - 1) / warps, kRouterThreads,
+                     sizeof(float) * warps * experts, stream>>>(logits, tokens, experts, top_k,
+                                                                per_expert_scale, topk_ids,
+                                                                topk_weights);
+  GS_CUDA_CHECK_LAUNCH("RouterTopkKernel");
+  return Ok();
+}
+
+Status LaunchMoeGroup(const int* topk_ids, int slots, int experts, int* offsets, int* entries,
+                      int* active, int* active_count, cudaStream_t stream) {
+  MoeGroupKernel<<<1, 1024, sizeof(int) * 2 * experts, stream>>>(topk_ids, slots, experts, offsets,
+                                                                 entries, active, active_count);
+  GS_CUDA_CHECK_LAUNCH("MoeGroupKernel");
+  return Ok();
+}
+
+Status LaunchFfnCombine(float* h, const float* dense, const float* slot_out, int top_k, int tokens,
+                        int hidden, const float* post1, const float* post2, const float* post,
+                        float layer_scalar, float eps, cudaStream_t stream) {
+  if (tokens <= 0) return Ok();
+  const size_t smem = sizeof(float) * 2 * hidden;
+  if (smem > 48 * 1024) return MakeError("LaunchFfnCombine: hidden ", hidden, " too large");
+  FfnCombineKernel<<<tokens, 256, smem, stream>>>(h, dense, slot_out, top_k, hidden, post1, post2,
+                                                  post, layer_scalar, eps);
+  GS_CUDA_CHECK_LAUNCH("FfnCombineKernel");
+  return Ok();
+}
+
+}  // namespace gs::cuda

@@ -1,0 +1,162 @@
+// RMSNorms (Gemma 4: x·w, no 1 + w; fp32 inside, reference gemma4 §3.1) and the attention input
+// preparation: per-head q/k/v norms and rotate-half RoPE (default and proportional, §3.4).
+#include "runtime/cuda/kernels.h"
+
+namespace gs::cuda {
+namespace {
+
+__device__ __forceinline__ float WarpSum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+__device__ float BlockSum(float v, float* scratch) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+  v = WarpSum(v);
+  __syncthreads();
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  float total = 0.0f;
+  for (int i = 0; i < warps; ++i) total += scratch[i];
+  return total;
+}
+
+// out[i] = bf16(x_r · (mean(x_r²) + eps)^-½ · w), r = row_index[i] or i. One block per row.
+__global__ void RmsNormKernel(const float* __restrict__ x, const int* __restrict__ row_index,
+                              int width, const float* __restrict__ w, float eps,
+                              bf16* __restrict__ out) {
+  __shared__ float scratch[32];
+  const int64_t r = row_index != nullptr ? row_index[blockIdx.x] : blockIdx.x;
+  const float* xr = x + r * width;
+  float ss = 0.0f;
+  for (int c = threadIdx.x; c < width; c += blockDim.x) ss += xr[c] * xr[c];
+  const float inv = rsqrtf(BlockSum(ss, scratch) / width + eps);
+  bf16* o = out + static_cast<int64_t>(blockIdx.x) * width;
+  for (int c = threadIdx.x; c < width; c += blockDim.x) {
+    const float v = xr[c] * inv;
+    o[c] = __float2bfloat16_rn(w != nullptr ? v * w[c] : v);
+  }
+}
+
+// h1 = h + a · rms(a)⁻¹ · w_post_attn (fp32 residual, in place), then the two FFN inputs
+// x_dense = bf16(rms(h1) · w_pre_ffn), x_moe = bf16(rms(h1) · w_pre_ffn_2). One block per token.
+__global__ void PostAttentionKernel(float* __restrict__ h, const float* __restrict__ attn,
+                                    int hidden, const float* __restrict__ post_attn,
+                                    const float* __restrict__ pre_ffn,
+                                    const float* __restrict__ pre_ffn_2, float eps,
+                                    bf16* __restrict__ x_dense, bf16* __restrict__ x_moe) {
+  __shared__ float scratch[32];
+  const int64_t t = blockIdx.x;
+  const float* a = attn + t * hidden;
+  float* hr = h + t * hidden;
+  float ss = 0.0f;
+  for (int c = threadIdx.x; c < hidden; c += blockDim.x) ss += a[c] * a[c];
+  const float inv_a = rsqrtf(BlockSum(ss, scratch) / hidden + eps);
+  ss = 0.0f;
+  for (int c = threadIdx.x; c < hidden; c += blockDim.x) {
+    const float v = hr[c] + a[c] * inv_a * post_attn[c];
+    hr[c] = v;  // each thread rereads only its own columns below
+    ss += v * v;
+  }
+  const float inv_h = rsqrtf(BlockSum(ss, scratch) / hidden + eps);
+  for (int c = threadIdx.x; c < hidden; c += blockDim.x) {
+    const float v = hr[c] * inv_h;
+    x_dense[t * hidden + c] = __float2bfloat16_rn(v * pre_ffn[c]);
+    if (x_moe != nullptr) x_moe[t * hidden + c] = __float2bfloat16_rn(v * pre_ffn_2[c]);
+  }
+}
+
+// One block per (token, head) over heads q (0..H-1), k (H..H+kv-1), v (H+kv..H+2kv-1); thread i
+// owns the rotation pair (i, i + d/2):
+//   x  = rms(x) (⊙ q_norm / k_norm; v is scale-free; on k_eq_v layers v is the raw k)
+//   q, k: (x_i, x_{i+d/2}) rotated by angle = float(pos)·inv_freq[i] (sincosf on the fp32 angle,
+//   as PyTorch; inv_freq 0 leaves the pair as it is — proportional RoPE's static part).
+__global__ void QkvNormRopeKernel(const float* __restrict__ qkv, int heads, int kv_heads, int d,
+                                  bool k_eq_v, const float* __restrict__ q_norm,
+                                  const float* __restrict__ k_norm,
+                                  const float* __restrict__ inv_freq,
+                                  const int* __restrict__ positions, float eps,
+                                  bf16* __restrict__ q, bf16* __restrict__ k,
+                                  bf16* __restrict__ v) {
+  __shared__ float scratch[32];
+  const int64_t t = blockIdx.x;
+  const int head = blockIdx.y;
+  const int row = (heads + (k_eq_v ? 1 : 2) * kv_heads) * d;
+  const float* src;
+  const float* w = nullptr;
+  bf16* dst;
+  bool rope = true;
+  if (head < heads) {
+    src = qkv + t * row + head * d;
+    w = q_norm;
+    dst = q + (t * heads + head) * d;
+  } else if (head < heads + kv_heads) {
+    const int g = head - heads;
+    src = qkv + t * row + (heads + g) * d;
+    w = k_norm;
+    dst = k + (t * kv_heads + g) * d;
+  } else {
+    const int g = head - heads - kv_heads;
+    src = qkv + t * row + (heads + (k_eq_v ? 0 : kv_heads) + g) * d;
+    dst = v + (t * kv_heads + g) * d;
+    rope = false;
+  }
+  const int half = d / 2;
+  float ss = 0.0f;
+  for (int i = threadIdx.x; i < d; i += blockDim.x) ss += src[i] * src[i];
+  const float inv = rsqrtf(BlockSum(ss, scratch) / d + eps);
+  for (int i = threadIdx.x; i < half; i += blockDim.x) {
+    float x1 = src[i] * inv, x2 = src[i + half] * inv;
+    if (w != nullptr) {
+      x1 *= w[i];
+      x2 *= w[i + half];
+    }
+    if (rope && inv_freq[i] != 0.0f) {
+      const float angle = static_cast<float>(positions[t]) * inv_freq[i];
+      float s, c;
+      sincosf(angle, &s, &c);
+      const float r1 = x1 * c - x2 * s, r2 = x2 * c + x1 * s;
+      x1 = r1;
+      x2 = r2;
+    }
+    dst[i] = __float2bfloat16_rn(x1);
+    dst[i + half] = __float2bfloat16_rn(x2);
+  }
+}
+
+}  // namespace
+
+Status LaunchRmsNorm(const float* x, const int* row_index, int rows, int width, const float* w,
+                     float eps, bf16* out, cudaStream_t stream) {
+  if (rows <= 0) return Ok();
+  RmsNormKernel<<<rows, 256, 0, stream>>>(x, row_index, width, w, eps, out);
+  GS_CUDA_CHECK_LAUNCH("RmsNormKernel");
+  return Ok();
+}
+
+Status LaunchPostAttention(float* h, const float* attn, int tokens, int hidden,
+                           const float* post_attn, const float* pre_ffn, const float* pre_ffn_2,
+                           float eps, bf16* x_dense, bf16* x_moe, cudaStream_t stream) {
+  if (tokens <= 0) return Ok();
+  PostAttentionKernel<<<tokens, 256, 0, stream>>>(h, attn, hidden, post_attn, pre_ffn, pre_ffn_2,
+                                                  eps, x_dense, x_moe);
+  GS_CUDA_CHECK_LAUNCH("PostAttentionKernel");
+  return Ok();
+}
+
+Status LaunchQkvNormRope(const float* qkv, int tokens, int heads, int kv_heads, int head_dim,
+                         bool k_eq_v, const float* q_norm, const float* k_norm,
+                         const float* inv_freq, const int* positions, float eps, bf16* q, bf16* k,
+                         bf16* v, cudaStream_t stream) {
+  if (tokens <= 0) return Ok();
+  if (head_dim % 2 != 0) return MakeError("LaunchQkvNormRope: odd head_dim ", head_dim);
+  const dim3 grid(tokens, heads + 2 * kv_heads);
+  const int threads = std::min(256, std::max(32, (head_dim / 2 + 31) / 32 * 32));
+  QkvNormRopeKernel<<<grid, threads, 0, stream>>>(qkv, heads, kv_heads, head_dim, k_eq_v, q_norm,
+                                                  k_norm, inv_freq, positions, eps, q, k, v);
+  GS_CUDA_CHECK_LAUNCH("QkvNormRopeKernel");
+  return Ok();
+}
+
+}  // namespace gs::cuda

@@ -1,0 +1,140 @@
+// Helpers of the GPU tests: skip loudly without a GPU, device arrays that are poisoned (NaN) before
+// each kernel runs, bf16 conversions and error measures against the CPU reference.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "runtime/cuda/cuda_runner.h"
+#include "util/numeric_formats.h"
+
+namespace gs::gputest {
+
+#define GS_REQUIRE_GPU()                                                                   \
+  do {                                                                                     \
+    std::string why_;                                                                      \
+    if (::gs::CudaDeviceCount(&why_) == 0) {                                               \
+      GTEST_SKIP() << "\n*** NO CUDA GPU (" << why_ << "): GPU TEST SKIPPED, NOTHING CHECKED ***"; \
+    }                                                                                      \
+  } while (0)
+
+#define GS_ASSERT_OK(expr)                                    \
+  do {                                                        \
+    auto gs_st_ = (expr);                                     \
+    ASSERT_TRUE(gs_st_.ok()) << gs_st_.error().message;       \
+  } while (0)
+
+#define GS_CUDA_ASSERT(call) ASSERT_EQ((call), cudaSuccess) << #call
+
+// A typed device array; Poison() fills it with 0xFF bytes (NaN for float and bf16, -1 for int)
+// so elements a kernel forgot to write fail the comparison.
+template <typename T>
+class DeviceArray {
+ public:
+  explicit DeviceArray(size_t n = 0) { Resize(n); }
+  ~DeviceArray() { if (p_) cudaFree(p_); }
+  DeviceArray(const DeviceArray&) = delete;
+  DeviceArray& operator=(const DeviceArray&) = delete;
+  void Resize(size_t n) {
+    if (p_) cudaFree(p_);
+    p_ = nullptr;
+    n_ = n;
+    if (n) {
+      EXPECT_EQ(cudaMalloc(&p_, n * sizeof(T)), cudaSuccess);
+    }
+  }
+  void Upload(const std::vector<T>& v) {
+    if (v.size() != n_) Resize(v.size());
+    EXPECT_EQ(cudaMemcpy(p_, v.data(), n_ * sizeof(T), cudaMemcpyHostToDevice), cudaSuccess);
+  }
+  std::vector<T> Download() const {
+    std::vector<T> v(n_);
+    EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    EXPECT_EQ(cudaMemcpy(v.data(), p_, n_ * sizeof(T), cudaMemcpyDeviceToHost), cudaSuccess);
+    return v;
+  }
+  void Poison() { EXPECT_EQ(cudaMemset(p_, 0xff, n_ * sizeof(T)), cudaSuccess); }
+  T* get() const { return p_; }
+  size_t size() const { return n_; }
+
+ private:
+  T* p_ = nullptr;
+  size_t n_ = 0;
+};
+
+inline std::vector<__nv_bfloat16> ToBf16(const std::vector<float>& v) {
+  std::vector<__nv_bfloat16> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) {
+    __nv_bfloat16_raw raw;
+    raw.x = FloatToBf16(v[i]);
+    out[i] = raw;
+  }
+  return out;
+}
+
+inline std::vector<float> FromBf16(const std::vector<__nv_bfloat16>& v) {
+  std::vector<float> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) {
+    const __nv_bfloat16_raw raw = v[i];
+    out[i] = Bf16ToFloat(raw.x);
+  }
+  return out;
+}
+
+// Random values rounded to bf16 (so the CPU reference sees exactly what the GPU reads).
+inline std::vector<float> RandomBf16Values(size_t n, float stddev, std::mt19937_64& rng) {
+  std::normal_distribution<float> dist(0.0f, stddev);
+  std::vector<float> v(n);
+  for (float& x : v) x = RoundToBf16(dist(rng));
+  return v;
+}
+
+// ||a - b|| / ||b|| over n values (NaN anywhere gives NaN, which fails every bound).
+inline double RelL2(const float* a, const float* b, size_t n) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const double d = static_cast<double>(a[i]) - b[i];
+    num += d * d;
+    den += static_cast<double>(b[i]) * b[i];
+  }
+  return std::sqrt(num / std::max(den, 1e-30));
+}
+
+// Worst row-wise relative L2 error of [rows, width] arrays.
+inline double WorstRowRelL2(const std::vector<float>& got, const std::vector<float>& want,
+                            size_t width) {
+  double worst = 0;
+  for (size_t r = 0; r * width < want.size(); ++r) {
+    const double e = RelL2(got.data() + r * width, want.data() + r * width, width);
+    if (!(e <= worst)) worst = e;  // NaN sticks
+  }
+  return worst;
+}
+
+// KL(p ‖ q) of the softmaxes of two logit rows, in double.
+inline double KlDivergence(const float* ref, const float* ours, size_t n) {
+  double mr = -INFINITY, mo = -INFINITY;
+  for (size_t i = 0; i < n; ++i) {
+    mr = std::max(mr, static_cast<double>(ref[i]));
+    mo = std::max(mo, static_cast<double>(ours[i]));
+  }
+  double zr = 0, zo = 0;
+  for (size_t i = 0; i < n; ++i) {
+    zr += std::exp(ref[i] - mr);
+    zo += std::exp(ours[i] - mo);
+  }
+  double kl = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const double lp = ref[i] - mr - std::log(zr), lq = ours[i] - mo - std::log(zo);
+    kl += std::exp(lp) * (lp - lq);
+  }
+  return kl;
+}
+
+}  // namespace gs::gputest

@@ -1,0 +1,305 @@
+// The MoE kernels (moe.cu + the banked packed GEMM) against the CPU runner's cpu::Route and
+// cpu::RunExperts at the real 26B-A4B shapes (128 experts, top-8, 704 wide, hidden 2816), and the
+// feed-forward combine against the reference formula.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <random>
+
+#include "gpu/gpu_test_util.h"
+#include "runtime/cpu/cpu_moe.h"
+#include "runtime/cpu/cpu_ops.h"
+#include "runtime/cuda/kernels.h"
+#include "runtime/cuda/nvfp4_repack.h"
+
+namespace gs {
+namespace {
+
+using cuda::bf16;
+using gputest::DeviceArray;
+
+constexpr int kHidden = 2816, kExperts = 128, kTopK = 8, kInter = 704;
+
+struct MoeFixture {
+  ModelConfig config;
+  LayerWeights w;
+  std::vector<std::vector<uint8_t>> storage;
+  std::vector<uint8_t> router_bytes;
+
+  void AddNvfp4(QuantizedLinear& q, int64_t rows, int64_t cols, std::mt19937_64& rng) {
+    std::uniform_int_distribution<int> byte(0, 255), scale(0x30, 0x40);
+    storage.emplace_back(static_cast<size_t>(rows * cols / 2));
+    for (auto& b : storage.back()) b = static_cast<uint8_t>(byte(rng));
+    q.data = storage.back().data();
+    storage.emplace_back(static_cast<size_t>(rows * cols / 16));
+    for (auto& b : storage.back()) b = static_cast<uint8_t>(scale(rng));
+    q.block_scale = storage.back().data();
+    q.format = WeightFormat::kNvfp4;
+    q.rows = rows;
+    q.cols = cols;
+    q.global_scale = std::uniform_real_distribution<float>(0.001f, 0.004f)(rng);
+  }
+
+  explicit MoeFixture(uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    config.hidden_size = kHidden;
+    config.num_experts = kExperts;
+    config.top_k_experts = kTopK;
+    config.moe_intermediate_size = kInter;
+    config.enable_moe_block = true;
+    config.rms_norm_eps = 1e-6;
+    const auto rw = gputest::RandomBf16Values(static_cast<size_t>(kExperts) * kHidden, 1.0f, rng);
+    router_bytes.resize(rw.size() * 2);
+    for (size_t i = 0; i < rw.size(); ++i) {
+      const uint16_t b = FloatToBf16(rw[i]);
+      std::memcpy(&router_bytes[2 * i], &b, 2);
+    }
+    w.router.name = "router";
+    w.router.format = WeightFormat::kBf16;
+    w.router.rows = kExperts;
+    w.router.cols = kHidden;
+    w.router.data = router_bytes.data();
+    std::uniform_real_distribution<float> around_one(0.5f, 1.5f);
+    for (int i = 0; i < kHidden; ++i) w.router_scale.push_back(around_one(rng));
+    for (int e = 0; e < kExperts; ++e) w.per_expert_scale.push_back(around_one(rng));
+    storage.reserve(6 * kExperts + 4);
+    w.experts.experts.resize(kExperts);
+    for (auto& ex : w.experts.experts) {
+      AddNvfp4(ex.gate, kInter, kHidden, rng);
+      AddNvfp4(ex.up, kInter, kHidden, rng);
+      AddNvfp4(ex.down, kHidden, kInter, rng);
+    }
+  }
+};
+
+// Near-ties between the k-th and (k+1)-th router logit may legitimately order differently in
+// fp32 on the two devices; this reports whether token t has one (logits in double).
+bool NearTie(const MoeFixture& f, const float* h1) {
+  std::vector<double> r(kHidden);
+  double ss = 0;
+  for (int c = 0; c < kHidden; ++c) ss += static_cast<double>(h1[c]) * h1[c];
+  const double inv = 1.0 / std::sqrt(ss / kHidden + 1e-6);
+  for (int c = 0; c < kHidden; ++c) r[c] = h1[c] * inv * f.w.router_scale[c] / std::sqrt(double{kHidden});
+  std::vector<double> l(kExperts, 0.0);
+  std::vector<float> row(kHidden);
+  for (int e = 0; e < kExperts; ++e) {
+    f.w.router.DequantizeRowUnscaled(e, row.data());
+    for (int c = 0; c < kHidden; ++c) l[e] += r[c] * row[c];
+  }
+  std::sort(l.begin(), l.end(), std::greater<>());
+  for (int j = 0; j < kTopK; ++j) {
+    if (l[j] - l[j + 1] < 1e-4) return true;
+  }
+  return false;
+}
+
+TEST(Moe, RouterMatchesCpu) {
+  GS_REQUIRE_GPU();
+  MoeFixture f(1);
+  ThreadPool pool(0);
+  std::mt19937_64 rng(2);
+  DeviceArray<bf16> router;
+  {
+    std::vector<bf16> rb(f.router_bytes.size() / 2);
+    std::memcpy(static_cast<void*>(rb.data()), f.router_bytes.data(), f.router_bytes.size());
+    router.Upload(rb);
+  }
+  DeviceArray<float> scale, pes;
+  scale.Upload(f.w.router_scale);
+  pes.Upload(f.w.per_expert_scale);
+  for (int t : {1, 3, 17, 64, 129}) {
+    std::normal_distribution<float> dist(0.0f, 3.0f);
+    std::vector<float> h1(static_cast<size_t>(t) * kHidden);
+    for (float& v : h1) v = dist(rng);
+    DeviceArray<float> dh;
+    dh.Upload(h1);
+    DeviceArray<int> ids(static_cast<size_t>(t) * kTopK);
+    DeviceArray<float> wts(ids.size()), logits(static_cast<size_t>(t) * kExperts);
+    ids.Poison();
+    wts.Poison();
+    logits.Poison();
+    GS_ASSERT_OK(cuda::LaunchRouter(dh.get(), t, kHidden, scale.get(), router.get(), kExperts,
+                                    kTopK, pes.get(), 1e-6f, logits.get(), ids.get(), wts.get(),
+                                    nullptr));
+    const auto got_ids = ids.Download();
+    const auto got_w = wts.Download();
+    const cpu::Routing want = cpu::Route(f.config, f.w, h1.data(), t, pool);
+    int ties = 0;
+    for (int i = 0; i < t; ++i) {
+      bool same = true;
+      for (int j = 0; j < kTopK; ++j) same &= got_ids[i * kTopK + j] == want.experts[i * kTopK + j];
+      if (!same && NearTie(f, &h1[static_cast<size_t>(i) * kHidden])) {
+        ++ties;
+        continue;
+      }
+      ASSERT_TRUE(same) << "tokens " << t << ": token " << i << " routed differently";
+      for (int j = 0; j < kTopK; ++j) {
+        EXPECT_NEAR(got_w[i * kTopK + j], want.weights[i * kTopK + j], 2e-5)
+            << "token " << i << " slot " << j;
+      }
+    }
+    EXPECT_LE(ties, 1) << "too many near-ties to be chance";
+  }
+}
+
+// Expert GLU + down projection (router weight in the epilogue) over the grouped slots, summed
+// per token on the host in slot order, against cpu::RunExperts with the same routing.
+TEST(Moe, GroupedExpertsMatchCpu) {
+  GS_REQUIRE_GPU();
+  MoeFixture f(3);
+  ThreadPool pool(0);
+  std::mt19937_64 rng(4);
+  // Pack all experts as banks, as the runner does.
+  const int64_t gu_codes = cuda::PackedCodeBytes(WeightFormat::kNvfp4, 2 * kInter, kHidden);
+  const int64_t gu_scales = cuda::PackedScaleBytes(WeightFormat::kNvfp4, 2 * kInter, kHidden);
+  const int64_t d_codes = cuda::PackedCodeBytes(WeightFormat::kNvfp4, kHidden, kInter);
+  const int64_t d_scales = cuda::PackedScaleBytes(WeightFormat::kNvfp4, kHidden, kInter);
+  std::vector<uint8_t> c1(kExperts * gu_codes), s1(kExperts * gu_scales);
+  std::vector<uint8_t> c2(kExperts * d_codes), s2(kExperts * d_scales);
+  std::vector<float> g1, g2;
+  for (int e = 0; e < kExperts; ++e) {
+    const ExpertWeights& ex = f.w.experts.experts[e];
+    cuda::PackGlu(ex.gate, ex.up, &c1[e * gu_codes], &s1[e * gu_scales]);
+    cuda::PackLinear(ex.down, &c2[e * d_codes], &s2[e * d_scales]);
+    g1.push_back(ex.gate.global_scale * cuda::kNvfp4DequantOffset);
+    g1.push_back(ex.up.global_scale * cuda::kNvfp4DequantOffset);
+    g2.push_back(ex.down.global_scale * cuda::kNvfp4DequantOffset);
+  }
+  DeviceArray<uint8_t> dc1, ds1, dc2, ds2;
+  DeviceArray<float> dg1, dg2;
+  dc1.Upload(c1);
+  ds1.Upload(s1);
+  dc2.Upload(c2);
+  ds2.Upload(s2);
+  dg1.Upload(g1);
+  dg2.Upload(g2);
+  const cuda::PackedMatrix gate_up{cuda::PackedFormat::kNvfp4, dc1.get(), ds1.get(), gu_codes,
+                                   gu_scales, dg1.get(), 2 * kInter, kHidden};
+  const cuda::PackedMatrix down{cuda::PackedFormat::kNvfp4, dc2.get(), ds2.get(), d_codes,
+                                d_scales, dg2.get(), kHidden, kInter};
+
+  for (int t : {1, 3, 17, 64, 129}) {
+    // Routing: random distinct experts per token, weights in (0, 1); for t = 129 every token
+    // also picks expert 5, so one expert has more than 64 tokens (two chunks).
+    cpu::Routing routing;
+    std::vector<int> perm(kExperts);
+    std::iota(perm.begin(), perm.end(), 0);
+    for (int i = 0; i < t; ++i) {
+      std::shuffle(perm.begin(), perm.end(), rng);
+      if (t == 129) std::iter_swap(perm.begin(), std::find(perm.begin(), perm.end(), 5));
+      for (int j = 0; j < kTopK; ++j) {
+        routing.experts.push_back(perm[j]);
+        routing.weights.push_back(std::uniform_real_distribution<float>(0.05f, 1.0f)(rng));
+      }
+    }
+    const auto x = gputest::RandomBf16Values(static_cast<size_t>(t) * kHidden, 1.0f, rng);
+    std::vector<float> want(x.size());
+    cpu::RunExperts(f.config, f.w, routing, x.data(), t, want.data(), pool);
+
+    const int slots = t * kTopK;
+    DeviceArray<int> ids, offsets(kExperts + 1), entries(slots), active(kExperts), count(1);
+    ids.Upload(routing.experts);
+    DeviceArray<float> wts;
+    wts.Upload(routing.weights);
+    DeviceArray<bf16> dx, inter(static_cast<size_t>(slots) * kInter);
+    dx.Upload(gputest::ToBf16(x));
+    DeviceArray<float> slot_out(static_cast<size_t>(slots) * kHidden);
+    for (auto* a : {&offsets, &entries, &active, &count}) a->Poison();
+    inter.Poison();
+    slot_out.Poison();
+    GS_ASSERT_OK(cuda::LaunchMoeGroup(ids.get(), slots, kExperts, offsets.get(), entries.get(),
+                                      active.get(), count.get(), nullptr));
+    // The grouping itself: offsets partition the slots by expert, in ascending expert order.
+    const auto off = offsets.Download(), ent = entries.Download(), act = active.Download();
+    const int n_active = count.Download()[0];
+    ASSERT_EQ(off[kExperts], slots);
+    std::vector<int> seen(slots, 0);
+    int listed = 0;
+    for (int e = 0; e < kExperts; ++e) {
+      ASSERT_LE(off[e], off[e + 1]);
+      if (off[e + 1] > off[e]) {
+        ASSERT_EQ(act[listed++], e);
+      }
+      for (int i = off[e]; i < off[e + 1]; ++i) {
+        ASSERT_EQ(routing.experts[ent[i]], e);
+        ++seen[ent[i]];
+      }
+    }
+    ASSERT_EQ(listed, n_active);
+    for (int s : seen) ASSERT_EQ(s, 1);
+
+    cuda::GemmRows rows;
+    rows.active = active.get();
+    rows.active_count = count.get();
+    rows.max_active = std::min(kExperts, slots);
+    rows.offsets = offsets.get();
+    rows.entries = entries.get();
+    rows.m = t;
+    rows.in_div = kTopK;
+    GS_ASSERT_OK(cuda::LaunchPackedGemm(gate_up, rows, dx.get(), kHidden, inter.get(), kInter,
+                                        cuda::GemmEpilogue::kGluBf16, nullptr));
+    rows.in_div = 1;
+    rows.row_weight = wts.get();
+    GS_ASSERT_OK(cuda::LaunchPackedGemm(down, rows, inter.get(), kInter, slot_out.get(), kHidden,
+                                        cuda::GemmEpilogue::kStoreF32, nullptr));
+    const auto so = slot_out.Download();
+    std::vector<float> got(x.size(), 0.0f);
+    for (int i = 0; i < t; ++i) {
+      for (int j = 0; j < kTopK; ++j) {
+        for (int c = 0; c < kHidden; ++c) {
+          got[static_cast<size_t>(i) * kHidden + c] += so[(static_cast<size_t>(i) * kTopK + j) * kHidden + c];
+        }
+      }
+    }
+    // The GPU rounds the 704-wide GLU output to bf16 before the down projection.
+    EXPECT_LT(gputest::WorstRowRelL2(got, want, kHidden), 1e-2) << "tokens " << t;
+  }
+}
+
+TEST(Moe, FfnCombineMatchesReference) {
+  GS_REQUIRE_GPU();
+  std::mt19937_64 rng(5);
+  std::normal_distribution<float> dist(0.0f, 2.0f);
+  std::uniform_real_distribution<float> around_one(0.5f, 1.5f);
+  for (bool with_moe : {true, false}) {
+    const int t = 17;
+    auto fill = [&](size_t n) { std::vector<float> v(n); for (float& x : v) x = dist(rng); return v; };
+    auto norm_w = [&] { std::vector<float> v(kHidden); for (float& x : v) x = around_one(rng); return v; };
+    const auto h = fill(static_cast<size_t>(t) * kHidden), dense = fill(h.size());
+    const auto slots = fill(h.size() * kTopK);
+    const auto p1 = norm_w(), p2 = norm_w(), p = norm_w();
+    const float scalar = 0.7f;
+    std::vector<float> want = h;
+    for (int i = 0; i < t; ++i) {
+      std::vector<float> d(dense.begin() + i * kHidden, dense.begin() + (i + 1) * kHidden);
+      if (with_moe) {
+        std::vector<float> m(kHidden, 0.0f);
+        for (int j = 0; j < kTopK; ++j) {
+          for (int c = 0; c < kHidden; ++c) m[c] += slots[(static_cast<size_t>(i) * kTopK + j) * kHidden + c];
+        }
+        cpu::RmsNorm(d.data(), 1, kHidden, p1, 1e-6f);
+        cpu::RmsNorm(m.data(), 1, kHidden, p2, 1e-6f);
+        for (int c = 0; c < kHidden; ++c) d[c] += m[c];
+      }
+      cpu::RmsNorm(d.data(), 1, kHidden, p, 1e-6f);
+      for (int c = 0; c < kHidden; ++c) {
+        float& o = want[static_cast<size_t>(i) * kHidden + c];
+        o = (o + d[c]) * scalar;
+      }
+    }
+    DeviceArray<float> dh, dd, ds, d1, d2, dp;
+    dh.Upload(h);
+    dd.Upload(dense);
+    ds.Upload(slots);
+    d1.Upload(p1);
+    d2.Upload(p2);
+    dp.Upload(p);
+    GS_ASSERT_OK(cuda::LaunchFfnCombine(dh.get(), dd.get(), with_moe ? ds.get() : nullptr, kTopK, t,
+                                        kHidden, d1.get(), d2.get(), dp.get(), scalar, 1e-6f,
+                                        nullptr));
+    EXPECT_LT(gputest::WorstRowRelL2(dh.Download(), want, kHidden), 1e-5) << "moe " << with_moe;
+  }
+}
+
+}  // namespace
+}  // namespace gs
