@@ -30,7 +30,7 @@ test: build
 
 test-asan: deps
 	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DGS_SANITIZE=ON -DGS_WITH_CUDA=OFF
-	cmake --build $(ASAN_BUILD) -j $(JOBS) --target $$(scripts/asan_targets.sh)
+	cmake --build $(ASAN_BUILD) -j $(JOBS) --target gemmaserve $$(scripts/asan_targets.sh)
 	ctest --test-dir $(ASAN_BUILD) --output-on-failure -j $(JOBS) -R "^($$(scripts/asan_targets.sh | tr " " "|"))$$"
 
 demo: build
