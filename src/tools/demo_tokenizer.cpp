@@ -21,6 +21,18 @@ const std::map<int, std::string>& GemmaSpecials() {
 
 constexpr int kNewlineId = 107, kFirstByteId = 108, kFirstCharId = kFirstByteId + 256;
 
+constexpr const char* kDemoWords[] = {
+    "the", "of", "and", "to", "in", "is", "that", "for", "it", "as", "was", "with", "be", "by",
+    "on", "not", "he", "this", "are", "or", "his", "from", "at", "which", "but", "have", "an",
+    "had", "they", "you", "were", "their", "one", "all", "we", "can", "her", "has", "there",
+    "been", "if", "more", "when", "will", "would", "who", "so", "no", "model", "token", "random",
+    "weights", "gemma", "server", "hello", "world", "answer", "question", "because", "about",
+    "through", "between", "without", "people", "number", "little", "should", "before", "after",
+    "under", "water", "light", "sound", "place", "small", "large", "great", "right", "think",
+    "where", "every", "other", "these", "those", "there", "could", "first", "never", "always",
+    "something", "nothing", "example", "language", "computer", "memory", "kernel", "expert",
+    "attention", "window", "layer", "value", "float", "quantized", "sample", "stream", "request"};
+
 json AddedToken(int id, const std::string& content) {
   return {{"id", id}, {"content", content}, {"single_word", false}, {"lstrip", false},
           {"rstrip", false}, {"normalized", false}, {"special", true}};
@@ -44,8 +56,24 @@ json DemoTokenizerJson(int vocab_size) {
     vocab[name] = kFirstByteId + b;
   }
   int id = kFirstCharId;
-  vocab["\xe2\x96\x81"] = id++;  // '▁', the normalized space
+  const std::string space = "\xe2\x96\x81";  // '▁', the normalized space
+  vocab[space] = id++;
   for (char c = '!'; c <= '~' && id < vocab_size; ++c) vocab[std::string(1, c)] = id++;
+  // The rest of the vocabulary: merges that spell common English words (each word built one
+  // character at a time), so every model id decodes to text and the output reads like words.
+  json merges = json::array();
+  for (const char* word : kDemoWords) {
+    std::string token = space;
+    for (const char* c = word; *c && id < vocab_size; ++c) {
+      const std::string next = token + *c;
+      if (!vocab.contains(next)) {
+        merges.push_back({token, std::string(1, *c)});
+        vocab[next] = id++;
+      }
+      token = next;
+    }
+  }
+  for (; id < vocab_size; ++id) vocab["<unused" + std::to_string(id) + ">"] = id;
   return {{"version", "1.0"},
           {"truncation", nullptr},
           {"padding", nullptr},
@@ -69,7 +97,7 @@ json DemoTokenizerJson(int vocab_size) {
           {"model",
            {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", "<unk>"}, {"continuing_subword_prefix", nullptr},
             {"end_of_word_suffix", nullptr}, {"fuse_unk", true}, {"byte_fallback", true}, {"ignore_merges", false},
-            {"vocab", vocab}, {"merges", json::array()}}}};
+            {"vocab", vocab}, {"merges", merges}}}};
 }
 
 json DemoTokenizerConfig() {

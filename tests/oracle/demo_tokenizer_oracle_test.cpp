@@ -22,7 +22,7 @@ TEST(DemoTokenizer, MatchesHfTokenizers) {
   const std::vector<std::string> strings = {
       "Hello world!", "  two  spaces\nnew line\n\n", "<|turn>user\nHi there<turn|>\n<|turn>model\n",
       "caf\xc3\xa9 \xe2\x82\xac 100 \xf0\x9f\x98\x80", "<|tool_call>call:f{a:<|\"|>x<|\"|>}<tool_call|>",
-      "<bos><eos><pad> tabs\tand ~symbols~", ""};
+      "<bos><eos><pad> tabs\tand ~symbols~", "hello the world: answer the question about memory", ""};
   {
     std::ofstream s(dir / "strings.jsonl");
     for (const auto& x : strings) s << nlohmann::json(x).dump() << "\n";
