@@ -10,6 +10,7 @@
 #include "model/nvfp4_quantize.h"
 #include "model/quant_config.h"
 #include "model/weights.h"
+#include "tools/calibration.h"
 #include "tools/checkpoint_writer.h"
 #include "tools/convert.h"
 #include "util/mapped_file.h"
@@ -34,7 +35,7 @@ std::vector<float> Bf16ToFloats(const uint8_t* data, int64_t rows, int64_t cols)
 // The three tensors of one quantized linear share one quantization, computed when the first
 // of them is written and dropped after the last.
 void AddQuantized(const std::string& module, const uint8_t* bf16, int64_t rows, int64_t cols,
-                  std::vector<OutputTensor>* out) {
+                  const std::map<std::string, float>* input_amax, std::vector<OutputTensor>* out) {
   auto cache = std::make_shared<std::optional<Nvfp4Weights>>();
   auto get = [=]() -> Nvfp4Weights& {
     if (!cache->has_value()) *cache = QuantizeNvfp4(Bf16ToFloats(bf16, rows, cols).data(), rows, cols);
@@ -55,6 +56,16 @@ void AddQuantized(const std::string& module, const uint8_t* bf16, int64_t rows, 
                     cache->reset();
                     return std::span<const uint8_t>(scratch);
                   }});
+  const auto seen = input_amax ? input_amax->find(module) : std::map<std::string, float>::const_iterator{};
+  if (!input_amax || seen == input_amax->end()) return;
+  // ModelOpt: input_scale = amax / (6 · 448), computed in double and rounded once.
+  const float scale = static_cast<float>(static_cast<double>(seen->second) / (6.0 * 448.0));
+  out->push_back({{module + ".input_scale", DType::kF32, {}},
+                  [scale](std::vector<uint8_t>& scratch) -> Expected<std::span<const uint8_t>> {
+                    scratch.resize(4);
+                    std::memcpy(scratch.data(), &scale, 4);
+                    return std::span<const uint8_t>(scratch);
+                  }});
 }
 
 OutputTensor Copy(const TensorView* v) {
@@ -66,8 +77,9 @@ OutputTensor Copy(const TensorView* v) {
 
 class Planner {
  public:
-  Planner(const ModelConfig& c, const QuantizationInfo& excluded, std::string prefix)
-      : c_(c), excluded_(excluded), prefix_(std::move(prefix)) {}
+  Planner(const ModelConfig& c, const QuantizationInfo& excluded, std::string prefix,
+          const std::map<std::string, float>* input_amax)
+      : c_(c), excluded_(excluded), prefix_(std::move(prefix)), input_amax_(input_amax) {}
 
   std::vector<OutputTensor> Plan(const TensorStore& store) const {
     static const std::regex layer_re(R"(^(.*)layers\.(\d+)\.(experts\.(gate_up_proj|down_proj)|mlp\.(gate|up|down)_proj\.weight)$)");
@@ -86,7 +98,7 @@ class Planner {
       } else {
         const std::string module = name.substr(0, name.size() - 7);
         if (excluded_.IsIgnored(module)) out.push_back(Copy(view));
-        else AddQuantized(module, view->data, view->shape[0], view->shape[1], &out);
+        else AddQuantized(module, view->data, view->shape[0], view->shape[1], input_amax_, &out);
       }
     }
     return out;
@@ -115,7 +127,7 @@ class Planner {
   // An excluded expert stays BF16 as a per-expert 2-D tensor (the loader accepts mixed banks).
   void AddOrKeep(const std::string& module, const uint8_t* data, int64_t rows, int64_t cols,
                  std::vector<OutputTensor>* out) const {
-    if (!excluded_.IsIgnored(module)) return AddQuantized(module, data, rows, cols, out);
+    if (!excluded_.IsIgnored(module)) return AddQuantized(module, data, rows, cols, input_amax_, out);
     out->push_back({{module + ".weight", DType::kBF16, {rows, cols}},
                     [data, rows, cols](std::vector<uint8_t>&) -> Expected<std::span<const uint8_t>> {
                       return std::span<const uint8_t>(data, static_cast<size_t>(rows * cols * 2));
@@ -125,6 +137,7 @@ class Planner {
   const ModelConfig& c_;
   const QuantizationInfo& excluded_;
   std::string prefix_;
+  const std::map<std::string, float>* input_amax_;
 };
 
 }  // namespace
@@ -150,19 +163,29 @@ Status QuantizeBf16ToNvfp4(const QuantizeOptions& o) {
   exclude.insert(exclude.end(), o.exclude.begin(), o.exclude.end());
   QuantizationInfo excluded;
   excluded.ignore = o.exclude;
-  const std::vector<OutputTensor> tensors = Planner(config, excluded, weights.prefix).Plan(*store);
+  std::optional<std::map<std::string, float>> amax;
+  if (!o.calib_file.empty()) {
+    GS_ASSIGN_OR_RETURN(auto seqs, ReadCalibrationSequences(o.calib_file, o.from, o.calib_chunk_tokens,
+                                                            config.vocab_size));
+    GS_ASSIGN_OR_RETURN(amax, MeasureInputAmax(config, weights, seqs));
+  }
+  const std::vector<OutputTensor> tensors =
+      Planner(config, excluded, weights.prefix, amax ? &*amax : nullptr).Plan(*store);
+  const std::string algo = amax ? "NVFP4" : "W4A16_NVFP4";
 
   GS_ASSIGN_OR_RETURN(std::string config_text, ReadTextFile(o.from + "/config.json"));
   json cfg = json::parse(config_text, nullptr, false);
   const json args = {{"num_bits", 4}, {"type", "float"}, {"group_size", 16}, {"dynamic", false}};
+  json group = {{"targets", {"Linear"}}, {"weights", args}};
+  if (amax) group["input_activations"] = args;
   cfg["quantization_config"] = {{"quant_method", "modelopt"},
-                                {"quant_algo", "W4A16_NVFP4"},
+                                {"quant_algo", algo},
                                 {"producer", {{"name", "gemmaserve quantize"}}},
                                 {"ignore", exclude},
-                                {"config_groups", {{"group_0", {{"targets", {"Linear"}}, {"weights", args}}}}}};
+                                {"config_groups", {{"group_0", group}}}};
   const json hf_quant = {{"producer", {{"name", "gemmaserve quantize"}}},
                          {"quantization",
-                          {{"quant_algo", "W4A16_NVFP4"}, {"kv_cache_quant_algo", nullptr},
+                          {{"quant_algo", algo}, {"kv_cache_quant_algo", nullptr},
                            {"group_size", 16}, {"exclude_modules", exclude}}}};
   GS_ASSIGN_OR_RETURN(auto writer, CheckpointWriter::Begin(o.to, o.overwrite));
   GS_RETURN_IF_ERROR(writer->WriteTensors(tensors, o.max_shard_bytes, "quantizing"));

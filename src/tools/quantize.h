@@ -2,7 +2,7 @@
 // recipe (src/model/nvfp4_quantize.h). By default the routed experts (written per expert) and the
 // dense MLP are quantized and attention, router, embeddings/lm_head and vision stay BF16 — the
 // FusenAI pattern. Without calibration the result is weight-only (quant_algo W4A16_NVFP4, no
-// input_scale), which is what Hopper runs anyway.
+// input_scale), which is what Hopper runs anyway; with --calib it is W4A4-ready NVFP4.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +18,11 @@ struct QuantizeOptions {
   std::vector<std::string> exclude;  // extra modules kept in BF16 (ModelOpt-style '*' globs)
   bool overwrite = false;
   uint64_t max_shard_bytes = 5'000'000'000;
+  // Calibration data for input_scale (= amax of each quantized linear's input / (6·448), every
+  // expert seeing every token): a .jsonl file of token-id arrays or JSON strings, or plain text;
+  // text needs the checkpoint's tokenizer.json. Empty = weight-only (W4A16_NVFP4).
+  std::string calib_file;
+  int calib_chunk_tokens = 512;  // text is cut into sequences of at most this many tokens
 };
 
 Status QuantizeBf16ToNvfp4(const QuantizeOptions& options);

@@ -59,6 +59,12 @@ Routing Route(const ModelConfig& config, const LayerWeights& w, const float* h1,
 void RunExperts(const ModelConfig& config, const LayerWeights& w, const Routing& routing,
                 const float* x, int tokens, float* out, ThreadPool& pool) {
   const int hsz = config.hidden_size, k = config.top_k_experts;
+  if (HasLinearInputObserver()) {
+    // Calibration: every expert sees every token, so experts the router rarely picks still get
+    // activation ranges. The outputs are discarded.
+    std::vector<float> scratch(static_cast<size_t>(tokens) * hsz);
+    for (const ExpertWeights& ew : w.experts.experts) Glu(ew.gate, ew.up, ew.down, x, tokens, scratch.data(), pool);
+  }
   std::fill(out, out + static_cast<size_t>(tokens) * hsz, 0.0f);
   // Group tokens by expert so each expert's weights are dequantized once per step.
   std::vector<std::vector<std::pair<int, float>>> by_expert(static_cast<size_t>(config.num_experts));

@@ -3,8 +3,20 @@
 #include <cmath>
 
 namespace gs::cpu {
+namespace {
+
+LinearInputObserver& Observer() {
+  static LinearInputObserver observer;
+  return observer;
+}
+
+}  // namespace
+
+void SetLinearInputObserver(LinearInputObserver observer) { Observer() = std::move(observer); }
+bool HasLinearInputObserver() { return static_cast<bool>(Observer()); }
 
 void Linear(const QuantizedLinear& w, const float* x, int tokens, float* y, ThreadPool& pool) {
+  if (Observer()) Observer()(w, x, tokens);
   const int64_t n_out = w.rows, k = w.cols;
   const float out_scale = w.OutputScale();
   pool.ParallelFor(n_out, [&](int64_t begin, int64_t end) {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -13,6 +14,13 @@ namespace gs::cpu {
 // y[t, :] = x[t, :] · Wᵀ for t < tokens. NVFP4 rows are dequantized once per call (never kept)
 // and the global scale is applied to the fp32 dot product.
 void Linear(const QuantizedLinear& w, const float* x, int tokens, float* y, ThreadPool& pool);
+
+// Calibration hook (`quantize --calib`): sees the input rows of every Linear call, and makes the
+// MoE run every expert on every token for observation (the "calibrate all experts" convention).
+// Process-wide and not thread-safe to change while a forward runs; never set while serving.
+using LinearInputObserver = std::function<void(const QuantizedLinear& w, const float* x, int tokens)>;
+void SetLinearInputObserver(LinearInputObserver observer);  // an empty function clears it
+bool HasLinearInputObserver();
 
 // Gemma 4 RMSNorm: x · (mean(x²) + eps)^-½ · w (plain w, no 1 + w). Empty weight = no scale.
 // Applied to each `width`-sized row of x, in place.
