@@ -2,6 +2,7 @@
 
 #include <httplib.h>
 #include <signal.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 
@@ -13,6 +14,15 @@
 #include "util/str.h"
 
 namespace gs::server {
+
+// httplib listens with a backlog of 5: a burst of simultaneous connects overflows the accept
+// queue and the excess clients see their connection reset. Calling listen() again on the bound
+// socket raises the backlog (Linux allows that), which needs the protected socket.
+class ListeningServer : public httplib::Server {
+ public:
+  void RaiseBacklog() { ::listen(svr_sock_, SOMAXCONN); }
+};
+
 namespace {
 
 constexpr const char* kVersion = "0.1.0";
@@ -52,7 +62,7 @@ size_t JsonNestingDepth(const std::string& text) {
 }
 
 HttpServer::HttpServer(ServingContext ctx, HttpServerOptions options)
-    : ctx_(std::move(ctx)), options_(std::move(options)), http_(std::make_unique<httplib::Server>()) {
+    : ctx_(std::move(ctx)), options_(std::move(options)), http_(std::make_unique<ListeningServer>()) {
   chat_ = std::make_unique<ChatService>(ctx_);
   completion_ = std::make_unique<CompletionService>(ctx_);
   tokenize_ = std::make_unique<TokenizeService>(ctx_, *chat_);
@@ -75,6 +85,7 @@ Expected<int> HttpServer::Bind() {
   } else {
     port_ = http_->bind_to_port(options_.host, options_.port) ? options_.port : -1;
   }
+  if (port_ >= 0) static_cast<ListeningServer*>(http_.get())->RaiseBacklog();
   if (port_ < 0) {
     return MakeError("cannot listen on ", options_.host, ":", options_.port,
                      " (address in use, or not a local address?)");
