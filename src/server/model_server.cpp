@@ -87,7 +87,7 @@ Expected<int> ModelServer::Start() {
 }
 
 void ModelServer::Shutdown(double drain_seconds) {
-  if (shut_down_) return;
+  if (shut_down_ || !engine_ || !http_) return;  // (Create may have failed half-way)
   shut_down_ = true;
   http_->BeginDrain();
   // Drain on another thread so that a deadline can turn it into a cancel.
