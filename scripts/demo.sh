@@ -7,10 +7,31 @@ echo "== gemmaserve demo =="
 "$bin" make-demo-model --output "$dir" --overwrite
 echo
 echo "-- greedy generation from a prompt of token ids (NVFP4 experts, BF16 attention, CPU runner):"
-"$bin" generate --model "$dir" --prompt-ids 2,105,2364,107,9,42,7 --max-tokens 16 --temperature 0
+"$bin" generate --model "$dir" --prompt-ids 2,105,400,107,9,42,7 --max-tokens 16 --temperature 0
 echo
 echo "-- the same prompt fed token by token through the decode path gives the same ids:"
-"$bin" generate --model "$dir" --prompt-ids 2,105,2364,107,9,42,7 --max-tokens 16 --temperature 0 --prefill-chunk 1
+"$bin" generate --model "$dir" --prompt-ids 2,105,400,107,9,42,7 --max-tokens 16 --temperature 0 --prefill-chunk 1
+echo
+echo "-- the OpenAI-compatible server on the demo model: one chat request with curl, then stop:"
+port=${GS_DEMO_PORT:-18080}
+log=build/demo-serve.log
+"$bin" serve "$dir" --port "$port" --served-model-name demo --threads 2 > "$log" 2>&1 &
+server=$!
+trap 'kill -TERM $server 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+  grep -q " on http://" "$log" && break
+  kill -0 $server 2>/dev/null || { cat "$log"; exit 1; }
+  sleep 0.1
+done
+grep -E "KV cache:|serving" "$log"
+request='{"model": "demo", "messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 16, "temperature": 0}'
+echo "POST /v1/chat/completions $request"
+curl -sS "http://127.0.0.1:$port/v1/chat/completions" -H "Content-Type: application/json" -d "$request"
+echo
+kill -TERM $server
+wait $server && echo "server stopped cleanly (exit 0)"
+trap - EXIT
+
 cat <<'NOTE'
 
 The demo model has RANDOM weights: the ids above are gibberish by construction. They show the
@@ -18,6 +39,8 @@ loader, the NVFP4 path and the CPU runner working end to end. To run a real chec
 
   build/gemmaserve generate --model FusenAI/gemma-4-26B-A4B-it-NVFP4 --prompt-ids 2,105,... \
       --max-tokens 64
+
+  build/gemmaserve serve FusenAI/gemma-4-26B-A4B-it-NVFP4 --max-model-len 4096
 
 (--model takes a directory or a Hugging Face id already in the local cache.)
 NOTE
