@@ -15,6 +15,9 @@ int RunTokenize(int argc, char** argv);
 int RunDetokenize(int argc, char** argv);
 int RunBenchTokenizer(int argc, char** argv);
 int RunChatTemplate(int argc, char** argv);
+int RunServe(int argc, char** argv);
+int RunBenchServe(int argc, char** argv);
+int RunKvCapacity(int argc, char** argv);
 
 const std::vector<Command>& AllCommands() {
   static const std::vector<Command> commands = {
@@ -30,6 +33,9 @@ const std::vector<Command>& AllCommands() {
       {"detokenize", "token ids (JSON lines) -> text with a tokenizer.json", RunDetokenize},
       {"bench-tokenizer", "tokenizer load and encode speed (vs HF tokenizers)", RunBenchTokenizer},
       {"chat-template", "render a chat request through a chat template", RunChatTemplate},
+      {"serve", "OpenAI-compatible HTTP server (flags as vllm serve)", RunServe},
+      {"bench-serve", "load-test a running server (as vllm bench serve)", RunBenchServe},
+      {"kv-capacity", "sequences that fit in a KV budget with gemmaserve's KV layout", RunKvCapacity},
   };
   return commands;
 }

@@ -1,0 +1,271 @@
+// gemmaserve serve: the OpenAI-compatible HTTP server, with `vllm serve`'s flags.
+//
+//   gemmaserve serve FusenAI/gemma-4-26B-A4B-it-NVFP4 --max-model-len 4096
+//
+// SIGINT / SIGTERM: stop accepting work, let running requests finish (up to --drain-timeout),
+// cancel the rest, exit 0. A second signal cancels at once.
+#include <CLI/CLI.hpp>
+#include <signal.h>
+#include <time.h>
+
+#include <atomic>
+#include <cstdio>
+#include <thread>
+
+#include "cli/commands.h"
+#include "cli/runner_factory.h"
+#include "engine/engine.h"
+#include "model/checkpoint.h"
+#include "model/config.h"
+#include "model/quant_config.h"
+#include "server/model_server.h"
+#include "util/mapped_file.h"
+
+namespace gs::cli {
+namespace {
+
+struct ServeFlags {
+  std::string model_positional, model, quantization, chat_template, generation_config = "auto";
+  std::vector<std::string> served_model_names;
+  std::string host = "127.0.0.1", api_key, device = "cpu", kv_cache_dtype = "auto";
+  std::string default_chat_template_kwargs, tool_call_parser, reasoning_parser;
+  int port = 8000, max_model_len = 0, max_num_seqs = 32, max_num_batched_tokens = 2048;
+  int threads = 0, kv_cache_tokens = 0, max_waiting_requests = 256, http_threads = 0;
+  int prefix_snapshot_interval = 0, prefix_snapshots = 8;
+  double gpu_memory_utilization = 0.9, drain_timeout = 30.0;
+  size_t max_body_mb = 32;
+  bool prefix_caching = true, enforce_eager = false, auto_tool_choice = false;
+};
+
+void AddFlags(CLI::App& app, ServeFlags& f) {
+  app.add_option("model_tag", f.model_positional,
+                 "checkpoint directory or Hugging Face id in the local cache (or use --model)");
+  app.add_option("--model", f.model, "same as the positional model argument");
+  app.add_option("--quantization,-q", f.quantization,
+                 "expected quantization; checked against the checkpoint (which is detected anyway)")
+      ->check(CLI::IsMember({"modelopt", "modelopt_fp4", "compressed-tensors"}));
+  app.add_option("--served-model-name", f.served_model_names,
+                 "name(s) the API answers to; the first is reported (default: the model argument)");
+  app.add_option("--host", f.host, "address to listen on");
+  app.add_option("--port", f.port, "port to listen on")->check(CLI::Range(1, 65535));
+  app.add_option("--api-key", f.api_key, "require 'Authorization: Bearer <key>' on /v1/*");
+  app.add_option("--max-model-len", f.max_model_len,
+                 "prompt + output tokens per sequence (default: what the KV pool and the model allow)")
+      ->check(CLI::Range(0, 1 << 24));
+  app.add_option("--max-num-seqs", f.max_num_seqs, "sequences running at once")
+      ->check(CLI::Range(1, 4096));
+  app.add_option("--max-num-batched-tokens", f.max_num_batched_tokens, "tokens per engine step")
+      ->check(CLI::Range(1, 1 << 24));
+  app.add_option("--max-waiting-requests", f.max_waiting_requests,
+                 "requests queued beyond the running ones before new ones get 429")
+      ->check(CLI::Range(1, 1 << 20));
+  app.add_option("--gpu-memory-utilization", f.gpu_memory_utilization,
+                 "fraction of GPU memory to use (CUDA runner; ignored on --device cpu)")
+      ->check(CLI::Range(0.05, 1.0));
+  app.add_option("--kv-cache-dtype", f.kv_cache_dtype, "KV cache element type")
+      ->check(CLI::IsMember({"auto", "bf16", "fp8"}));
+  app.add_flag("--enable-prefix-caching,!--no-enable-prefix-caching", f.prefix_caching,
+               "reuse the KV of shared prompt prefixes (default on)");
+  app.add_option("--prefix-snapshot-interval", f.prefix_snapshot_interval,
+                 "also snapshot sliding-window state every N prompt tokens (0: prompt ends only)")
+      ->check(CLI::Range(0, 1 << 24));
+  app.add_option("--prefix-snapshots", f.prefix_snapshots,
+                 "KV slots kept for sliding-window snapshots of cached prefixes")
+      ->check(CLI::Range(0, 4096));
+  app.add_option("--chat-template", f.chat_template,
+                 "chat template file or inline template (default: the model's)");
+  app.add_option("--default-chat-template-kwargs", f.default_chat_template_kwargs,
+                 "JSON object merged under each request's chat_template_kwargs, e.g. "
+                 "'{\"enable_thinking\": true}'");
+  app.add_flag("--enforce-eager", f.enforce_eager, "accepted for vLLM compatibility (no-op on CPU)");
+  app.add_option("--generation-config", f.generation_config,
+                 "'auto' (the model's generation_config.json), 'vllm' (no model defaults), or a "
+                 "directory holding a generation_config.json");
+  app.add_option("--device", f.device, "cpu, or cuda (once the CUDA runner is wired in)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
+  app.add_option("--threads", f.threads, "CPU threads for the model (0 = all cores)")
+      ->check(CLI::Range(0, 1024));
+  app.add_option("--kv-cache-tokens", f.kv_cache_tokens,
+                 "CPU: global-layer KV pool size in tokens (default max(16384, max-model-len))")
+      ->check(CLI::Range(0, 1 << 26));
+  app.add_option("--http-threads", f.http_threads,
+                 "HTTP worker threads (0 = 2 x max-num-seqs + 64); each open stream holds one")
+      ->check(CLI::Range(0, 65536));
+  app.add_option("--max-body-mb", f.max_body_mb, "largest request body accepted (413 beyond)")
+      ->check(CLI::Range(1, 4096));
+  app.add_option("--drain-timeout", f.drain_timeout,
+                 "seconds SIGTERM/SIGINT waits for running requests before cancelling them")
+      ->check(CLI::Range(0.0, 86400.0));
+  app.add_option("--tool-call-parser", f.tool_call_parser, "accepted for vLLM compatibility")
+      ->check(CLI::IsMember({"gemma4"}));
+  app.add_option("--reasoning-parser", f.reasoning_parser, "accepted for vLLM compatibility")
+      ->check(CLI::IsMember({"gemma4"}));
+  app.add_flag("--enable-auto-tool-choice", f.auto_tool_choice,
+               "accepted for vLLM compatibility (tool calls are always parsed for tool_choice auto)");
+}
+
+Status CheckQuantization(const std::string& dir, const std::string& expected) {
+  GS_ASSIGN_OR_RETURN(QuantizationInfo quant, LoadQuantizationInfo(dir));
+  if (expected.empty()) return Ok();
+  const std::string want = expected == "modelopt_fp4" ? "modelopt" : expected;
+  if (want != QuantMethodName(quant.method)) {
+    return MakeError("--quantization ", expected, ": the checkpoint ", dir, " is ",
+                     QuantMethodName(quant.method),
+                     quant.source.empty() ? "" : StrCat(" (declared in ", quant.source, ")"));
+  }
+  return Ok();
+}
+
+Status ApplyGenerationFlag(const std::string& flag, const std::string& model_dir,
+                           ModelConfig* config, std::optional<SamplingParams>* defaults) {
+  if (flag == "auto") return Ok();  // LoadModelConfig already read the model's file
+  if (flag == "vllm") {
+    SamplingParams plain;  // vLLM's own defaults: plain sampling at temperature 1
+    plain.temperature = 1.0;
+    *defaults = plain;
+    return Ok();
+  }
+  const std::string path = (std::filesystem::path(flag) / "generation_config.json").string();
+  GS_ASSIGN_OR_RETURN(std::string text, ReadTextFile(path));
+  (void)model_dir;
+  return ApplyGenerationConfig(text, path, config);
+}
+
+// KV memory the CPU runner allocates for this spec (fp32 elements), for the startup line.
+std::string KvMemoryLine(const ModelConfig& c, const KvCacheSpec& spec) {
+  int64_t global = 0, sliding = 0;
+  for (int l = 0; l < c.num_layers; ++l) {
+    const int64_t b = c.KvBytesPerToken(l, 4);
+    (c.layers[static_cast<size_t>(l)].kind == LayerKind::kGlobal ? global : sliding) += b;
+  }
+  const double mib = 1024.0 * 1024.0;
+  const double pool = static_cast<double>(global) * spec.num_global_blocks * spec.block_size / mib;
+  const double rings = static_cast<double>(sliding) * c.sliding_window * spec.max_sequences / mib;
+  return StrCat("KV memory (fp32 on CPU): global pool ", static_cast<int64_t>(pool),
+                " MiB + sliding rings ", static_cast<int64_t>(rings), " MiB (", spec.max_sequences,
+                " slots x ", c.sliding_window, " positions)");
+}
+
+// Waits for SIGINT/SIGTERM (blocked in every thread, so only this sigwait sees them).
+int WaitForSignal(const sigset_t& set, double timeout_s) {
+  if (timeout_s < 0) {
+    int sig = 0;
+    sigwait(&set, &sig);
+    return sig;
+  }
+  timespec ts{static_cast<time_t>(timeout_s),
+              static_cast<long>((timeout_s - static_cast<double>(static_cast<time_t>(timeout_s))) * 1e9)};
+  const int sig = sigtimedwait(&set, nullptr, &ts);
+  return sig > 0 ? sig : 0;
+}
+
+}  // namespace
+
+int RunServe(int argc, char** argv) {
+  CLI::App app{"Serve a Gemma 4 checkpoint over an OpenAI-compatible HTTP API (as `vllm serve`):\n"
+               "/v1/chat/completions, /v1/completions, /v1/models, /tokenize, /detokenize,\n"
+               "/health, /metrics. Example:\n"
+               "  gemmaserve serve FusenAI/gemma-4-26B-A4B-it-NVFP4 --max-model-len 4096"};
+  ServeFlags f;
+  AddFlags(app, f);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  const std::string model = !f.model.empty() ? f.model : f.model_positional;
+  if (model.empty()) return Fail("serve", "no model given (positional argument or --model)");
+  if (!f.model.empty() && !f.model_positional.empty() && f.model != f.model_positional) {
+    return Fail("serve", StrCat("two different models given: '", f.model_positional, "' and --model '",
+                                f.model, "'"));
+  }
+  server::Json default_kwargs = server::Json::object();
+  if (!f.default_chat_template_kwargs.empty()) {
+    try {
+      default_kwargs = server::Json::parse(f.default_chat_template_kwargs);
+    } catch (const std::exception& e) {
+      return Fail("serve", StrCat("--default-chat-template-kwargs: invalid JSON: ", e.what()));
+    }
+    if (!default_kwargs.is_object()) {
+      return Fail("serve", "--default-chat-template-kwargs must be a JSON object");
+    }
+  }
+  // Signals are taken by one sigwait below; block them before any thread starts.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  auto dir = ResolveModelPath(model);
+  if (!dir) return Fail("serve", dir.error().message);
+  if (Status st = CheckQuantization(*dir, f.quantization); !st) return Fail("serve", st.error().message);
+  auto config = LoadModelConfig(*dir);
+  if (!config) return Fail("serve", config.error().message);
+  server::ModelServerOptions o;
+  if (Status st = ApplyGenerationFlag(f.generation_config, *dir, &*config, &o.sampling_defaults); !st) {
+    return Fail("serve", st.error().message);
+  }
+
+  EngineConfig& ec = o.engine;
+  ec.max_num_seqs = f.max_num_seqs;
+  ec.max_num_batched_tokens = f.max_num_batched_tokens;
+  ec.max_model_len = f.max_model_len;
+  ec.max_waiting_requests = f.max_waiting_requests;
+  ec.enable_prefix_caching = f.prefix_caching;
+  ec.prefix_snapshot_interval = f.prefix_snapshot_interval;
+  const int kv_tokens = f.kv_cache_tokens > 0 ? f.kv_cache_tokens : std::max(16384, f.max_model_len);
+  const int block = 16;
+  RunnerChoice rc;
+  rc.device = f.device;
+  rc.model_dir = *dir;
+  rc.config = *config;
+  rc.kv_spec = EngineKvSpec(ec, (kv_tokens + block - 1) / block,
+                            f.prefix_caching ? f.prefix_snapshots : 0, block);
+  rc.threads = f.threads;
+  rc.gpu_memory_utilization = f.gpu_memory_utilization;
+  rc.kv_cache_dtype = f.kv_cache_dtype;
+  auto runner = MakeRunner(rc);
+  if (!runner) return Fail("serve", runner.error().message);
+  if (f.device == "cpu") std::fprintf(stderr, "%s\n", KvMemoryLine(*config, rc.kv_spec).c_str());
+
+  o.model_dir = *dir;
+  o.model_label = model;
+  o.served_model_names = f.served_model_names;
+  o.chat_template = f.chat_template;
+  o.default_chat_template_kwargs = default_kwargs;
+  o.http.host = f.host;
+  o.http.port = f.port;
+  o.http.api_key = f.api_key;
+  o.http.threads = f.http_threads;
+  o.http.max_body_bytes = f.max_body_mb << 20;
+  auto server = server::ModelServer::Create(std::move(*runner), std::move(o));
+  if (!server) return Fail("serve", server.error().message);
+  std::fprintf(stderr, "%s\n", (*server)->engine().info().Describe().c_str());
+  auto port = (*server)->Start();
+  if (!port) return Fail("serve", port.error().message);
+  std::fprintf(stderr, "gemmaserve: serving %s on %s (OpenAI API under /v1; Ctrl-C to stop)\n",
+               model.c_str(), (*server)->url().c_str());
+  std::fflush(stderr);
+
+  const int sig = WaitForSignal(signals, -1);
+  std::fprintf(stderr, "gemmaserve: %s received: draining (up to %.0f s; signal again to cancel)\n",
+               sig == SIGINT ? "SIGINT" : "SIGTERM", f.drain_timeout);
+  std::atomic<bool> done{false};
+  std::thread second([&] {
+    while (!done) {
+      if (WaitForSignal(signals, 0.2) != 0) {
+        std::fprintf(stderr, "gemmaserve: cancelling running requests\n");
+        (*server)->engine().Shutdown(ShutdownMode::kCancel);
+        return;
+      }
+    }
+  });
+  (*server)->Shutdown(f.drain_timeout);
+  done = true;
+  second.join();
+  std::fprintf(stderr, "gemmaserve: stopped\n");
+  return 0;
+}
+
+}  // namespace gs::cli

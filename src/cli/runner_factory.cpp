@@ -1,0 +1,46 @@
+#include "cli/runner_factory.h"
+
+#include <chrono>
+#include <cstdio>
+
+#include "model/weights.h"
+#include "runtime/cpu/cpu_runner.h"
+
+namespace gs::cli {
+namespace {
+
+Expected<std::unique_ptr<ModelRunner>> MakeCpuRunner(const RunnerChoice& c) {
+  if (c.kv_cache_dtype == "fp8") {
+    return MakeError("--kv-cache-dtype fp8: the CPU runner keeps its KV cache in fp32 and has no "
+                     "fp8 KV path; use auto or bf16 on --device cpu");
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  std::fprintf(stderr, "loading weights from %s ...\n", c.model_dir.c_str());
+  GS_ASSIGN_OR_RETURN(Gemma4Weights weights, LoadGemma4Weights(c.config, c.model_dir));
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::fprintf(stderr, "loaded in %.2f s: %d layers, %s\n", secs, c.config.num_layers,
+               weights.Describe().c_str());
+  return std::unique_ptr<ModelRunner>(
+      std::make_unique<CpuRunner>(c.config, std::move(weights), c.kv_spec,
+                                  CpuRunnerOptions{c.threads, 0.0f}));
+}
+
+}  // namespace
+
+Expected<std::unique_ptr<ModelRunner>> MakeRunner(const RunnerChoice& c) {
+  if (c.device == "cpu") return MakeCpuRunner(c);
+  if (c.device == "cuda") {
+    // Plug-in point for the CUDA runner: build it here from c.config, c.model_dir, c.kv_spec,
+    // c.gpu_memory_utilization and c.kv_cache_dtype.
+#ifdef GS_HAVE_CUDA
+    return MakeError("--device cuda: the CUDA runner is not wired into serving yet "
+                     "(src/cli/runner_factory.cpp); use --device cpu");
+#else
+    return MakeError("--device cuda: this gemmaserve was built without CUDA "
+                     "(cmake -DGS_WITH_CUDA=ON with nvcc); use --device cpu");
+#endif
+  }
+  return MakeError("--device ", c.device, ": expected cpu or cuda");
+}
+
+}  // namespace gs::cli
