@@ -53,25 +53,74 @@ int OrientationFromTiff(std::span<const uint8_t> tiff) {
   return 1;
 }
 
-Expected<RgbImage> DecodeWithStb(std::span<const uint8_t> bytes, const std::string& source,
-                                 ImageFormat format) {
-  const int len = static_cast<int>(bytes.size());
-  int w = 0, h = 0, channels = 0;
-  if (!stb::Info(bytes.data(), len, &w, &h, &channels)) {
-    return MakeError(source, ": cannot read the ", ImageFormatName(format), " header (",
-                     stb::FailureReason(), "); the file is corrupt or truncated");
+struct Dimensions {
+  int64_t width = -1, height = -1;  // -1: not found in the header
+};
+
+// Width and height as the header declares them, read without stb so that an oversized image
+// gets a clear error (stb reports only "unknown image type" once every format test failed).
+Dimensions HeaderDimensions(std::span<const uint8_t> b, ImageFormat format) {
+  auto be = [&](size_t at, int n) {
+    int64_t v = 0;
+    for (int i = 0; i < n; ++i) v = (v << 8) | b[at + static_cast<size_t>(i)];
+    return v;
+  };
+  if (format == ImageFormat::kPng && b.size() >= 24 && StartsWith(b, 12, "IHDR", 4)) {
+    return {be(16, 4), be(20, 4)};
   }
-  if (w <= 0 || h <= 0) return MakeError(source, ": image has no pixels (", w, "x", h, ")");
-  if (w > kMaxImageSide || h > kMaxImageSide ||
-      static_cast<int64_t>(w) * h > kMaxImagePixels) {
+  if (format == ImageFormat::kGif && b.size() >= 10) {
+    return {b[6] | (b[7] << 8), b[8] | (b[9] << 8)};
+  }
+  if (format == ImageFormat::kJpeg) {
+    size_t i = 2;
+    while (i + 9 <= b.size() && b[i] == 0xff) {
+      const uint8_t m = b[i + 1];
+      if (m == 0xff) {
+        ++i;
+        continue;
+      }
+      const bool sof = m >= 0xc0 && m <= 0xcf && m != 0xc4 && m != 0xc8 && m != 0xcc;
+      if (sof) return {be(i + 7, 2), be(i + 5, 2)};
+      if (m == 0xda || m == 0xd9) break;
+      i += 2 + static_cast<size_t>(be(i + 2, 2));
+    }
+  }
+  return {};
+}
+
+Status CheckDimensions(int64_t w, int64_t h, const std::string& source) {
+  if (w == 0 || h == 0) return MakeError(source, ": image has no pixels (", w, "x", h, ")");
+  if (w > kMaxImageSide || h > kMaxImageSide || w * h > kMaxImagePixels) {
     return MakeError(source, ": image is ", w, "x", h, " pixels; the limit is ", kMaxImagePixels,
                      " pixels and ", kMaxImageSide, " per side");
   }
+  return Ok();
+}
+
+Expected<RgbImage> DecodeWithStb(std::span<const uint8_t> bytes, const std::string& source,
+                                 ImageFormat format) {
+  const int len = static_cast<int>(bytes.size());
+  const Dimensions declared = HeaderDimensions(bytes, format);
+  if (declared.width >= 0) GS_RETURN_IF_ERROR(CheckDimensions(declared.width, declared.height, source));
+  int w = 0, h = 0, channels = 0;
+  if (!stb::Info(bytes.data(), len, &w, &h, &channels)) {
+    const std::string why = stb::FailureReason() ? stb::FailureReason() : "unknown";
+    if (why == "too large") {
+      return MakeError(source, ": the ", ImageFormatName(format), " header declares an image too "
+                       "large to decode; the limit is ", kMaxImagePixels, " pixels and ",
+                       kMaxImageSide, " per side");
+    }
+    return MakeError(source, ": cannot read the ", ImageFormatName(format), " header (", why,
+                     "); the file is corrupt or truncated");
+  }
+  if (w <= 0 || h <= 0) return MakeError(source, ": image has no pixels (", w, "x", h, ")");
+  GS_RETURN_IF_ERROR(CheckDimensions(w, h, source));
   std::unique_ptr<uint8_t, void (*)(uint8_t*)> data(stb::LoadRgb(bytes.data(), len, &w, &h),
                                                      stb::Free);
   if (!data) {
     return MakeError(source, ": cannot decode the ", ImageFormatName(format), " image (",
-                     stb::FailureReason(), "); the file is corrupt or truncated");
+                     stb::FailureReason() ? stb::FailureReason() : "unknown",
+                     "); the file is corrupt or truncated");
   }
   RgbImage image;
   image.width = w;
