@@ -11,7 +11,7 @@ golden data of make_golden.py stays byte-identical.
     images/<name>.<png|jpg|gif>        inputs, generated here from fixed formulas (no randomness)
     preprocess/<case>.png              the processor's resized image, rebuilt from pixel_values
                                        (pixel_values == uint8 * float32(1/255), checked)
-    preprocess/<case>_pixels.npy       uint8 [patches, 768] for one case (patch order check)
+    preprocess/<case>_pixels.npy       uint8 [8, 768]: whole patch rows of one case (patch order)
     decoded/<name>.png                 PIL's decode of the JPEG/GIF inputs (EXIF applied)
     preprocess.json                    per case: input, max_soft_tokens, resized h/w, patch grid,
                                        num_soft_tokens, pixel formula, PIL-backend max diff
@@ -21,6 +21,8 @@ golden data of make_golden.py stays byte-identical.
     model/reference.json               prompts, images, greedy, masks the text layers used
 
 Run:  python3 scripts/golden/make_golden_vision.py --out tests/data/golden_vision
+(on the GPU machine, CPU only: copy this script and make_golden.py to .device/vision/ of the
+checkout that travels and run it there; about 15 s.)
 Needs torch, torchvision, numpy, pillow, safetensors, transformers >= 5.5 (CPU only).
 """
 
