@@ -88,6 +88,57 @@ Dimensions HeaderDimensions(std::span<const uint8_t> b, ImageFormat format) {
   return {};
 }
 
+// stb_image 2.27 (Debian 12) builds a JPEG Huffman table without checking that its 16 code counts
+// sum to at most 256: a crafted DHT segment writes past the table (found by this module's fuzz
+// test under ASan). Walk the markers at least everywhere stb may find one (padding is skipped
+// byte by byte; after a scan, resync at the first 0xFF followed by a non-zero, non-RST byte) and
+// refuse any DHT table with more than 256 codes.
+bool JpegHuffmanTablesSafe(std::span<const uint8_t> b) {
+  size_t i = 2;
+  while (i + 1 < b.size()) {
+    if (b[i] != 0xff) {  // stb skips padding between header segments byte by byte
+      ++i;
+      continue;
+    }
+    while (i + 1 < b.size() && b[i + 1] == 0xff) ++i;  // fill bytes
+    if (i + 1 >= b.size()) return true;
+    const uint8_t m = b[i + 1];
+    if (m == 0xd9) return true;
+    if ((m >= 0xd0 && m <= 0xd7) || m == 0x01 || m == 0x00) {
+      i += 2;
+      continue;
+    }
+    if (i + 3 >= b.size()) return true;
+    const size_t len = (static_cast<size_t>(b[i + 2]) << 8) | b[i + 3];
+    if (m == 0xc4) {
+      size_t pos = i + 4;
+      for (int64_t left = static_cast<int64_t>(len) - 2; left > 0;) {
+        int n = 0;
+        for (size_t c = 1; c <= 16; ++c) n += pos + c < b.size() ? b[pos + c] : 0;
+        if (n > 256) return false;
+        pos += 17 + static_cast<size_t>(n);
+        left -= 17 + n;
+      }
+    }
+    i += 2 + len;
+    if (m == 0xda) {  // entropy-coded data up to the next real marker
+      while (i + 1 < b.size()) {
+        if (b[i] == 0xff) {
+          size_t j = i + 1;
+          while (j < b.size() && b[j] == 0xff) ++j;
+          if (j < b.size() && b[j] != 0x00 && !(b[j] >= 0xd0 && b[j] <= 0xd7)) {
+            i = j - 1;
+            break;
+          }
+          i = j;
+        }
+        ++i;
+      }
+    }
+  }
+  return true;
+}
+
 Status CheckDimensions(int64_t w, int64_t h, const std::string& source) {
   if (w == 0 || h == 0) return MakeError(source, ": image has no pixels (", w, "x", h, ")");
   if (w > kMaxImageSide || h > kMaxImageSide || w * h > kMaxImagePixels) {
@@ -100,6 +151,9 @@ Status CheckDimensions(int64_t w, int64_t h, const std::string& source) {
 Expected<RgbImage> DecodeWithStb(std::span<const uint8_t> bytes, const std::string& source,
                                  ImageFormat format) {
   const int len = static_cast<int>(bytes.size());
+  if (format == ImageFormat::kJpeg && !JpegHuffmanTablesSafe(bytes)) {
+    return MakeError(source, ": corrupt JPEG (a Huffman table declares more than 256 codes)");
+  }
   const Dimensions declared = HeaderDimensions(bytes, format);
   if (declared.width >= 0) GS_RETURN_IF_ERROR(CheckDimensions(declared.width, declared.height, source));
   int w = 0, h = 0, channels = 0;
