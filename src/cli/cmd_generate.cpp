@@ -1,11 +1,14 @@
 // gemmaserve generate: one prompt of token ids through the model; prints the generated ids and
-// the prefill / decode speed. --dump-logits writes the prompt's logits for comparisons.
+// the prefill / decode speed. --dump-logits writes the prompt's logits for comparisons. --image
+// adds images (see cli/image_prompt.h for where their tokens go).
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <optional>
 
 #include "cli/commands.h"
+#include "cli/image_prompt.h"
 #include "cli/model_loading.h"
+#include "model/checkpoint.h"
 #include "runtime/generate.h"
 #include "util/npy.h"
 
@@ -51,6 +54,8 @@ int RunGenerate(int argc, char** argv) {
   std::optional<int> top_k;
   uint64_t seed = 0;
   bool ignore_eos = false;
+  std::vector<std::string> image_files;
+  int max_soft_tokens = 0;
   app.add_option("--model", model, "checkpoint directory or Hugging Face id in the local cache")->required();
   app.add_option("--prompt-ids", prompt_text, "comma-separated token ids, e.g. 2,105,2364")->required();
   app.add_option("--max-tokens", max_tokens, "tokens to generate (0 = only score the prompt)")
@@ -69,6 +74,14 @@ int RunGenerate(int argc, char** argv) {
   app.add_option("--device", device, "cpu (fp32 reference) or cuda (needs a CUDA build and GPU)")
       ->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_flag("--ignore-eos", ignore_eos, "keep generating past end-of-sequence tokens");
+  app.add_option("--image", image_files,
+                 "image file (PNG, JPEG, GIF; repeatable). Each replaces the next image "
+                 "placeholder id (config image_token_id, 258880 = <|image|> for Gemma 4) in "
+                 "--prompt-ids with <|image> + n x <|image|> + <image|>; without placeholders "
+                 "the images are appended to the prompt. CPU only.");
+  app.add_option("--max-soft-tokens", max_soft_tokens,
+                 "image token budget per image: 70, 140, 280, 560 or 1120 (default: the "
+                 "config's default_output_length, 280)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -77,8 +90,19 @@ int RunGenerate(int argc, char** argv) {
 
   auto ids = ParseIds(prompt_text);
   if (!ids) return Fail("generate", ids.error().message);
+  ImagePrompt image_prompt;
+  if (!image_files.empty()) {
+    auto dir = ResolveModelPath(model);
+    if (!dir) return Fail("generate", dir.error().message);
+    auto cfg = LoadModelConfig(*dir);
+    if (!cfg) return Fail("generate", cfg.error().message);
+    auto built = BuildImagePrompt(*cfg, *ids, image_files, max_soft_tokens);
+    if (!built) return Fail("generate", built.error().message);
+    image_prompt = std::move(*built);
+    *ids = image_prompt.ids;
+  }
   const int total = static_cast<int>(ids->size()) + max_tokens;
-  auto loaded = LoadModel(model, device, total, CpuRunnerOptions{threads, 0.0f});
+  auto loaded = LoadModel(model, device, total, CpuRunnerOptions{threads, 0.0f}, !image_files.empty());
   if (!loaded) return Fail("generate", loaded.error().message);
   const ModelConfig& config = loaded->runner->config();
 
@@ -94,6 +118,13 @@ int RunGenerate(int argc, char** argv) {
   opts.sampling.top_p = top_p.value_or(g.do_sample ? g.top_p : 1.0);
   opts.sampling.min_p = min_p.value_or(g.do_sample ? g.min_p : 0.0);
   opts.sampling.seed = seed;
+  if (!image_prompt.images.empty()) {
+    auto encoded = EncodeImages(*loaded->runner, image_prompt);
+    if (!encoded) return Fail("generate", encoded.error().message);
+    opts.images = std::move(*encoded);
+    std::fprintf(stderr, "%zu image(s): %zu prompt tokens after expansion\n", opts.images.size(),
+                 ids->size());
+  }
 
   auto result = Generate(*loaded->runner, *ids, opts);
   if (!result) return Fail("generate", result.error().message);

@@ -2,9 +2,11 @@
 
 #include <chrono>
 #include <cstdio>
+#include <optional>
 
 #include "model/checkpoint.h"
 #include "model/config.h"
+#include "model/vision_weights.h"
 #include "model/weights.h"
 #include "runtime/generate.h"
 #if GS_HAVE_CUDA
@@ -50,7 +52,8 @@ Expected<LoadedModel> LoadCpuModel(const std::string& model, int max_tokens_in_k
 }
 
 Expected<LoadedModel> LoadModel(const std::string& model, const std::string& device,
-                                int max_tokens_in_kv, const CpuRunnerOptions& cpu_options) {
+                                int max_tokens_in_kv, const CpuRunnerOptions& cpu_options,
+                                bool with_vision) {
   if (device != "cpu" && device != "cuda") {
     return MakeError("--device '", device, "' is not one of cpu, cuda");
   }
@@ -62,9 +65,19 @@ Expected<LoadedModel> LoadModel(const std::string& model, const std::string& dev
   LoadedModel loaded;
   loaded.dir = host.dir;
   const KvCacheSpec spec = KvSpecForSingleSequence(max_tokens_in_kv);
+  if (with_vision && device != "cpu") {
+    return MakeError("image input runs on --device cpu only for now (the CUDA vision encoder is "
+                     "not written yet)");
+  }
   if (device == "cpu") {
-    loaded.runner = std::make_unique<CpuRunner>(std::move(host.config), std::move(host.weights),
-                                                spec, cpu_options);
+    std::optional<VisionWeights> vision;
+    if (with_vision) {
+      GS_ASSIGN_OR_RETURN(vision, BindVisionWeights(host.config, host.weights.store));
+    }
+    auto runner = std::make_unique<CpuRunner>(std::move(host.config), std::move(host.weights),
+                                              spec, cpu_options);
+    if (vision) GS_RETURN_IF_ERROR(runner->AttachVision(std::move(*vision)));
+    loaded.runner = std::move(runner);
     return loaded;
   }
 #if GS_HAVE_CUDA

@@ -20,8 +20,10 @@ Expected<LoadedModel> LoadCpuModel(const std::string& model, int max_tokens_in_k
                                    const CpuRunnerOptions& options);
 
 // The same on `device` ("cpu" or "cuda"). "cuda" in a build without CUDA is an error saying so.
+// `with_vision` also binds the vision tower (image input; CPU runner only for now).
 Expected<LoadedModel> LoadModel(const std::string& model, const std::string& device,
-                                int max_tokens_in_kv, const CpuRunnerOptions& cpu_options);
+                                int max_tokens_in_kv, const CpuRunnerOptions& cpu_options,
+                                bool with_vision = false);
 
 // True when this binary was built with the CUDA runner.
 bool BuiltWithCuda();

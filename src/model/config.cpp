@@ -284,6 +284,22 @@ Expected<VisionConfig> ParseVision(const Fields& v) {
   GS_ASSIGN_OR_RETURN(vc.default_output_length, v.Int("default_output_length", 280));
   GS_ASSIGN_OR_RETURN(vc.rms_norm_eps, v.Number("rms_norm_eps", 1e-6));
   GS_ASSIGN_OR_RETURN(vc.standardize, v.Bool("standardize", false));
+  GS_ASSIGN_OR_RETURN(int kv_heads, v.Int("num_key_value_heads", vc.num_heads));
+  if (kv_heads != vc.num_heads) {
+    return MakeError(v.Where("num_key_value_heads"), " = ", kv_heads,
+                     ": the vision encoder is multi-head (num_attention_heads ", vc.num_heads, ")");
+  }
+  GS_ASSIGN_OR_RETURN(bool clipped, v.Bool("use_clipped_linears", false));
+  if (clipped) {
+    return MakeError(v.Where("use_clipped_linears"),
+                     ": clipped vision linears (Gemma 4 E2B/E4B) are not supported yet");
+  }
+  if (vc.hidden_size <= 0 || vc.num_layers < 0 || vc.num_heads <= 0 || vc.head_dim <= 0 ||
+      vc.head_dim % 4 != 0 || vc.intermediate_size <= 0 || vc.patch_size <= 0 ||
+      vc.pooling_kernel_size <= 0 || vc.position_embedding_size <= 0) {
+    return MakeError(v.source(), ": vision_config has out-of-range sizes (head_dim must be a "
+                     "positive multiple of 4 for the 2-D RoPE)");
+  }
   if (v.Has("rope_parameters")) {
     GS_ASSIGN_OR_RETURN(Fields rp, v.Object("rope_parameters"));
     GS_ASSIGN_OR_RETURN(vc.rope_theta, rp.Number("rope_theta", 100.0));

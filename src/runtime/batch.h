@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 namespace gs {
@@ -16,9 +17,21 @@ struct BatchSequence {
   std::vector<int32_t> block_table;
 };
 
+// One image's soft tokens in this step (issue 7): its rows replace the token embeddings of
+// token_ids[first_token, first_token + num_tokens) — after the text embedding scale, unscaled —
+// and on sliding-window layers these tokens see each other bidirectionally (HF rule:
+// allowed(q, k) = (k <= q or same image) and k > q - window); full layers stay causal. A span
+// lies inside one sequence's tokens of this step: an image is never split across prefill chunks.
+struct BatchImageSpan {
+  int first_token = 0;                // index into Batch::token_ids
+  int num_tokens = 0;
+  std::span<const float> embeddings;  // [num_tokens, hidden]; the caller keeps it alive
+};
+
 struct Batch {
   std::vector<int32_t> token_ids;
   std::vector<BatchSequence> sequences;
+  std::vector<BatchImageSpan> image_spans;  // empty for text-only steps
   // Indices into token_ids whose logits the step must return, in this order.
   std::vector<int32_t> logits_indices;
 

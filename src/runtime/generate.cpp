@@ -31,6 +31,24 @@ Batch SingleSequenceBatch(const std::vector<int32_t>& ids, int start, int count,
   return b;
 }
 
+// The images of prompt[start, start + count) as batch-local spans.
+void AddImageSpans(const std::vector<PromptImage>& images, int start, int count, Batch* b) {
+  for (const PromptImage& im : images) {
+    if (im.first_token >= start && im.first_token < start + count) {
+      b->image_spans.push_back({im.first_token - start, im.num_tokens, im.embeddings});
+    }
+  }
+}
+
+// A chunk ending inside an image grows to the image's end.
+int ChunkEnd(const std::vector<PromptImage>& images, int start, int chunk, int n) {
+  int end = std::min(start + chunk, n);
+  for (const PromptImage& im : images) {
+    if (im.first_token < end && im.first_token + im.num_tokens > end) end = im.first_token + im.num_tokens;
+  }
+  return std::min(end, n);
+}
+
 }  // namespace
 
 KvCacheSpec KvSpecForSingleSequence(int total_tokens, int block_size) {
@@ -59,9 +77,19 @@ Expected<GenerateResult> Generate(ModelRunner& runner, const std::vector<int32_t
   GenerateResult result;
   std::vector<float> logits, last;
   auto t0 = std::chrono::steady_clock::now();
-  for (int start = 0; start < n; start += chunk) {
-    const int count = std::min(chunk, n - start);
+  int prev_end = 0;
+  for (const PromptImage& im : options.images) {
+    if (im.first_token < prev_end || im.num_tokens <= 0 || im.first_token + im.num_tokens > n) {
+      return MakeError("image at prompt token ", im.first_token, " (", im.num_tokens,
+                       " tokens) overlaps another or lies outside the prompt of ", n, " tokens");
+    }
+    prev_end = im.first_token + im.num_tokens;
+  }
+  for (int start = 0; start < n;) {
+    const int count = ChunkEnd(options.images, start, chunk, n) - start;
     Batch b = SingleSequenceBatch(prompt, start, count, blocks, options.prompt_logits);
+    AddImageSpans(options.images, start, count, &b);
+    start += count;
     GS_RETURN_IF_ERROR(runner.Forward(b, &logits));
     if (options.prompt_logits) result.prompt_logits.insert(result.prompt_logits.end(), logits.begin(), logits.end());
     last.assign(logits.end() - vocab, logits.end());

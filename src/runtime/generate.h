@@ -12,6 +12,15 @@
 
 namespace gs {
 
+// An image already in the prompt: prompt[first_token, first_token + num_tokens) are its
+// <|image|> tokens and `embeddings` ([num_tokens, hidden], from ModelRunner::EncodeImage) replace
+// them. A prefill chunk boundary never falls inside it (the chunk grows to the image's end).
+struct PromptImage {
+  int first_token = 0;
+  int num_tokens = 0;
+  std::vector<float> embeddings;
+};
+
 struct GenerateOptions {
   int max_tokens = 16;      // 0 = only score the prompt
   int prefill_chunk = 0;    // prompt tokens per forward step; 0 = the whole prompt at once
@@ -19,6 +28,7 @@ struct GenerateOptions {
   bool ignore_eos = false;
   SamplingParams sampling;
   std::vector<int> stop_ids;  // generation ends after emitting one of these
+  std::vector<PromptImage> images;  // in prompt order, not overlapping
 };
 
 struct GenerateResult {

@@ -7,6 +7,7 @@
 #include "model/config.h"
 #include "runtime/batch.h"
 #include "util/status.h"
+#include "vision/image_processor.h"
 
 namespace gs {
 
@@ -32,6 +33,12 @@ class ModelRunner {
   // from supports_slot_copy(), and the engine then turns prefix caching off for models that have
   // sliding layers.
   virtual bool supports_slot_copy() const { return false; }
+
+  // Soft-token embeddings [image.num_soft_tokens, hidden] of one preprocessed image, for
+  // Batch::image_spans. A runner without a vision encoder says so.
+  virtual Expected<std::vector<float>> EncodeImage(const ProcessedImage& /*image*/) {
+    return MakeError("this runner has no vision encoder (image input runs on the CPU runner)");
+  }
   virtual Status CopySlot(int /*src*/, int /*dst*/) {
     return MakeError("this runner cannot copy KV slots");
   }

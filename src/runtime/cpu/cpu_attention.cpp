@@ -14,12 +14,20 @@ void AttendAndCache(const AttentionChunk& c, KvCache& cache, float* out, ThreadP
   const int kv_row = lc.num_kv_heads * d, q_row = c.num_heads * d;
   const int group = c.num_heads / lc.num_kv_heads;  // q head h reads kv head h / group
   const bool sliding = lc.kind == LayerKind::kSliding;
+  // Last visible key of chunk query i: its own position, or the end of its image span.
+  std::vector<int> last(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) last[static_cast<size_t>(i)] = start + i;
+  if (sliding && c.bidirectional_blocks) {
+    for (const auto& [b0, b1] : *c.bidirectional_blocks) {
+      for (int i = b0; i < b1; ++i) last[static_cast<size_t>(i)] = start + b1 - 1;
+    }
+  }
 
   pool.ParallelFor(static_cast<int64_t>(n) * c.num_heads, [&](int64_t begin, int64_t end) {
     std::vector<float> scores;
     for (int64_t task = begin; task < end; ++task) {
       const int i = static_cast<int>(task / c.num_heads), h = static_cast<int>(task % c.num_heads);
-      const int pos = start + i, g = h / group;
+      const int pos = start + i, g = h / group, stop = last[static_cast<size_t>(i)];
       const int first = sliding ? std::max(0, pos - c.sliding_window + 1) : 0;
       const float* qh = c.q + static_cast<int64_t>(i) * q_row + h * d;
       auto key = [&](int p) -> const float* {
@@ -30,9 +38,9 @@ void AttendAndCache(const AttentionChunk& c, KvCache& cache, float* out, ThreadP
         return p >= start ? c.v + static_cast<int64_t>(p - start) * kv_row + g * d
                           : cache.Value(c.layer_index, seq, p) + g * d;
       };
-      scores.assign(static_cast<size_t>(pos - first + 1), 0.0f);
+      scores.assign(static_cast<size_t>(stop - first + 1), 0.0f);
       float max_score = -INFINITY;
-      for (int p = first; p <= pos; ++p) {
+      for (int p = first; p <= stop; ++p) {
         const float* kp = key(p);
         float s = 0.0f;
         for (int x = 0; x < d; ++x) s += qh[x] * kp[x];
@@ -43,7 +51,7 @@ void AttendAndCache(const AttentionChunk& c, KvCache& cache, float* out, ThreadP
       for (float& s : scores) sum += s = std::exp(s - max_score);
       float* o = out + static_cast<int64_t>(i) * q_row + h * d;
       std::fill(o, o + d, 0.0f);
-      for (int p = first; p <= pos; ++p) {
+      for (int p = first; p <= stop; ++p) {
         const float w = static_cast<float>(scores[static_cast<size_t>(p - first)] / sum);
         const float* vp = value(p);
         for (int x = 0; x < d; ++x) o[x] += w * vp[x];

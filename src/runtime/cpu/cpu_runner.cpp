@@ -1,11 +1,13 @@
 #include "runtime/cpu/cpu_runner.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
 #include "runtime/cpu/cpu_attention.h"
 #include "runtime/cpu/cpu_moe.h"
 #include "runtime/cpu/cpu_ops.h"
+#include "runtime/cpu/cpu_vision.h"
 #include "util/numeric_formats.h"
 
 namespace gs {
@@ -61,7 +63,45 @@ Status CpuRunner::CheckBatch(const Batch& b) const {
   for (int32_t i : b.logits_indices) {
     if (i < 0 || i >= b.num_tokens()) return MakeError("batch: logits index ", i, " out of range");
   }
+  return CheckImageSpans(b);
+}
+
+// Each span inside one sequence's tokens, in order, not overlapping, with its embedding rows.
+Status CpuRunner::CheckImageSpans(const Batch& b) const {
+  int prev_end = 0;
+  for (size_t i = 0; i < b.image_spans.size(); ++i) {
+    const BatchImageSpan& s = b.image_spans[i];
+    const int64_t end = int64_t{s.first_token} + s.num_tokens;
+    if (s.num_tokens <= 0 || s.first_token < prev_end || end > b.num_tokens()) {
+      return MakeError("batch: image span ", i, " (tokens ", s.first_token, "..", end,
+                       ") is empty, overlaps another or leaves the batch");
+    }
+    if (s.embeddings.size() != static_cast<size_t>(s.num_tokens) * config_.hidden_size) {
+      return MakeError("batch: image span ", i, " has ", s.embeddings.size(),
+                       " embedding values, expected ", s.num_tokens, " x ", config_.hidden_size);
+    }
+    bool inside = false;
+    for (const BatchSequence& q : b.sequences) {
+      inside |= s.first_token >= q.first_token && end <= int64_t{q.first_token} + q.num_tokens;
+    }
+    if (!inside) return MakeError("batch: image span ", i, " crosses a sequence boundary");
+    prev_end = static_cast<int>(end);
+  }
   return Ok();
+}
+
+Status CpuRunner::AttachVision(VisionWeights vision) {
+  if (!config_.vision) return MakeError("the model has no vision_config: it takes no images");
+  vision_ = std::move(vision);
+  return Ok();
+}
+
+Expected<std::vector<float>> CpuRunner::EncodeImage(const ProcessedImage& image) {
+  if (!vision_) {
+    return MakeError(config_.vision ? "the vision weights were not loaded (CpuRunner::AttachVision)"
+                                    : "the model has no vision_config: it takes no images");
+  }
+  return cpu::EncodeImage(config_, *vision_, image, *pool_);
 }
 
 Status CpuRunner::Forward(const Batch& batch, std::vector<float>* logits) {
@@ -91,6 +131,10 @@ void CpuRunner::Embed(const Batch& batch, float* h) const {
     float* row = h + static_cast<size_t>(t) * hsz;
     weights_.embed.DequantizeRowUnscaled(batch.token_ids[static_cast<size_t>(t)], row);
     for (int i = 0; i < hsz; ++i) row[i] *= embed_scale_;
+  }
+  // Image soft tokens replace their placeholders after the scale and are not scaled (§3.2).
+  for (const BatchImageSpan& s : batch.image_spans) {
+    std::copy(s.embeddings.begin(), s.embeddings.end(), h + static_cast<size_t>(s.first_token) * hsz);
   }
 }
 
@@ -138,9 +182,16 @@ void CpuRunner::Attention(int l, const Batch& batch, const float* x, float* out)
   }
   for (const BatchSequence& s : batch.sequences) {
     const size_t t0 = static_cast<size_t>(s.first_token);
+    std::vector<std::pair<int, int>> blocks;  // this sequence's image spans, chunk-local
+    for (const BatchImageSpan& span : batch.image_spans) {
+      if (span.first_token >= s.first_token && span.first_token < s.first_token + s.num_tokens) {
+        blocks.emplace_back(span.first_token - s.first_token,
+                            span.first_token - s.first_token + span.num_tokens);
+      }
+    }
     cpu::AttentionChunk chunk{&lc, l, heads, config_.sliding_window, &s,
                               q.data() + t0 * heads * d, k.data() + t0 * kv * d,
-                              v.data() + t0 * kv * d};
+                              v.data() + t0 * kv * d, blocks.empty() ? nullptr : &blocks};
     cpu::AttendAndCache(chunk, cache_, o.data() + t0 * heads * d, *pool_);
   }
   cpu::Linear(w.o, o.data(), tokens, out, *pool_);

@@ -3,7 +3,9 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 
+#include "model/vision_weights.h"
 #include "model/weights.h"
 #include "runtime/cpu/cpu_kv_cache.h"
 #include "runtime/model_runner.h"
@@ -28,11 +30,17 @@ class CpuRunner : public ModelRunner {
   Status Forward(const Batch& batch, std::vector<float>* logits) override;
   bool supports_slot_copy() const override { return true; }
   Status CopySlot(int src, int dst) override;
+  Expected<std::vector<float>> EncodeImage(const ProcessedImage& image) override;
+
+  // Enables image input (config.vision must be present).
+  Status AttachVision(VisionWeights vision);
+  bool has_vision() const { return vision_.has_value(); }
 
   float embed_scale() const { return embed_scale_; }
 
  private:
   Status CheckBatch(const Batch& batch) const;
+  Status CheckImageSpans(const Batch& batch) const;
   void Embed(const Batch& batch, float* h) const;
   void RunLayer(int layer, const Batch& batch, float* h);
   void Attention(int layer, const Batch& batch, const float* x, float* out);
@@ -46,6 +54,7 @@ class CpuRunner : public ModelRunner {
   std::unique_ptr<ThreadPool> pool_;
   cpu::KvCache cache_;
   std::vector<std::vector<float>> inv_freq_;  // per layer
+  std::optional<VisionWeights> vision_;
 };
 
 }  // namespace gs

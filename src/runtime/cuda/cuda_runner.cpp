@@ -126,6 +126,7 @@ Status CudaRunner::Impl::Init(const CudaRunnerOptions& options) {
 }
 
 Status CudaRunner::Impl::CheckBatch(const Batch& b) const {
+  if (!b.image_spans.empty()) return MakeError("batch: image input is not supported by the CUDA runner yet");
   int expected_first = 0;
   if (b.sequences.empty() || b.num_tokens() == 0) return MakeError("batch: no tokens");
   for (const BatchSequence& s : b.sequences) {
