@@ -19,6 +19,10 @@ out=$dest_repo/.device/cuda
 rm -rf "$out"
 mkdir -p "$out/bin" "$out/tests" "$out/configs"
 cp "$build/gemmaserve" "$out/bin/"
+# Debian's cpp-httplib is a shared library (and pulls brotli) that the GPU machine lacks: carry
+# them; check.sh puts lib/ on LD_LIBRARY_PATH after the system paths.
+mkdir -p "$out/lib"
+ldd "$build/gemmaserve" | awk '/libcpp-httplib|libbrotli/ {print $3}' | xargs -r -I{} cp -L {} "$out/lib/"
 for t in $tests; do cp "$build/tests/$t" "$out/tests/"; done
 strip "$out/bin/"* "$out/tests/"*
 cp -r "$root/configs/gemma-4-26B-A4B-it" "$out/configs/"

@@ -325,13 +325,14 @@ Status LaunchAttention(const AttentionLayer& layer, const AttentionMeta& meta, c
     return MakeError("LaunchAttention: bad split count ", splits);
   }
   switch (layer.head_dim) {
+    case 32: return LaunchFor<32>(layer, meta, q, k, v, tokens, splits, partial, out, stream);
     case 64: return LaunchFor<64>(layer, meta, q, k, v, tokens, splits, partial, out, stream);
     case 128: return LaunchFor<128>(layer, meta, q, k, v, tokens, splits, partial, out, stream);
     case 256: return LaunchFor<256>(layer, meta, q, k, v, tokens, splits, partial, out, stream);
     case 512: return LaunchFor<512>(layer, meta, q, k, v, tokens, splits, partial, out, stream);
     default:
       return MakeError("LaunchAttention: head_dim ", layer.head_dim,
-                       " is not supported (64, 128, 256, 512)");
+                       " is not supported (32, 64, 128, 256, 512)");
   }
 }
 
