@@ -87,6 +87,13 @@ Status CheckpointWriter::CopyOtherFiles(const std::string& from_dir,
   return Ok();
 }
 
+Status CheckpointWriter::CopyNonWeightFiles(const std::string& from_dir) {
+  return CopyOtherFiles(from_dir, [](const std::string& name) {
+    return name.ends_with(".safetensors") || name == "model.safetensors.index.json" ||
+           name == "config.json" || name == "hf_quant_config.json" || name.ends_with(".tmp");
+  });
+}
+
 Status CheckpointWriter::Commit() {
   std::error_code ec;
   if (fs::exists(to_, ec)) {

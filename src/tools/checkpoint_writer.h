@@ -35,6 +35,9 @@ class CheckpointWriter {
   // Copies every regular file of `from_dir` except those `skip` says no to.
   Status CopyOtherFiles(const std::string& from_dir,
                         const std::function<bool(const std::string& name)>& skip);
+  // Copies what a conversion keeps as is (tokenizer, templates, generation and processor
+  // configs): everything but weights, their index, config.json, hf_quant_config.json and *.tmp.
+  Status CopyNonWeightFiles(const std::string& from_dir);
   Status Commit();
 
   const std::string& partial_dir() const { return partial_; }

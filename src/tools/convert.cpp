@@ -161,10 +161,7 @@ Status ConvertCompressedTensorsToModelopt(const ConvertOptions& o) {
   GS_RETURN_IF_ERROR(writer->WriteTensors(tensors, o.max_shard_bytes, "converting"));
   GS_RETURN_IF_ERROR(writer->WriteJson("config.json", cfg));
   GS_RETURN_IF_ERROR(writer->WriteJson("hf_quant_config.json", hf_quant));
-  GS_RETURN_IF_ERROR(writer->CopyOtherFiles(o.from, [](const std::string& name) {
-    return EndsWith(name, ".safetensors") || name == "model.safetensors.index.json" ||
-           name == "config.json" || name == "hf_quant_config.json" || EndsWith(name, ".tmp");
-  }));
+  GS_RETURN_IF_ERROR(writer->CopyNonWeightFiles(o.from));
   return writer->Commit();
 }
 

@@ -191,10 +191,7 @@ Status QuantizeBf16ToNvfp4(const QuantizeOptions& o) {
   GS_RETURN_IF_ERROR(writer->WriteTensors(tensors, o.max_shard_bytes, "quantizing"));
   GS_RETURN_IF_ERROR(writer->WriteJson("config.json", cfg));
   GS_RETURN_IF_ERROR(writer->WriteJson("hf_quant_config.json", hf_quant));
-  GS_RETURN_IF_ERROR(writer->CopyOtherFiles(o.from, [](const std::string& name) {
-    return name.ends_with(".safetensors") || name == "model.safetensors.index.json" ||
-           name == "config.json" || name == "hf_quant_config.json" || name.ends_with(".tmp");
-  }));
+  GS_RETURN_IF_ERROR(writer->CopyNonWeightFiles(o.from));
   return writer->Commit();
 }
 
