@@ -8,6 +8,9 @@
 #include "cli/model_loading.h"
 #include "runtime/generate.h"
 #include "util/npy.h"
+#if GS_HAVE_CUDA
+#include "runtime/cuda/cuda_runner.h"
+#endif
 
 namespace gs::cli {
 namespace {
@@ -69,6 +72,9 @@ int RunGenerate(int argc, char** argv) {
   app.add_option("--device", device, "cpu (fp32 reference) or cuda (needs a CUDA build and GPU)")
       ->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_flag("--ignore-eos", ignore_eos, "keep generating past end-of-sequence tokens");
+  bool enforce_eager = false;
+  app.add_flag("--enforce-eager", enforce_eager,
+               "--device cuda: run decode steps kernel by kernel (no CUDA graphs)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -80,6 +86,11 @@ int RunGenerate(int argc, char** argv) {
   const int total = static_cast<int>(ids->size()) + max_tokens;
   auto loaded = LoadModel(model, device, total, CpuRunnerOptions{threads, 0.0f});
   if (!loaded) return Fail("generate", loaded.error().message);
+#if GS_HAVE_CUDA
+  if (auto* cuda = dynamic_cast<CudaRunner*>(loaded->runner.get()); cuda && enforce_eager) {
+    cuda->set_enforce_eager(true);
+  }
+#endif
   const ModelConfig& config = loaded->runner->config();
 
   GenerateOptions opts;
