@@ -46,7 +46,11 @@ Expected<ModelConfig> LoadConfigPath(const std::string& path) {
 
 struct BenchOptions {
   std::vector<int> batch_sizes, prefill_lens;
-  int prompt_len = 128, gen_tokens = 32;
+  int prompt_len = 128, gen_tokens = 256;
+  // Eager decode steps per batch for the graphs-vs-eager column: -1 = as many as the graph run
+  // (the same contexts, so attention costs the same), 0 = skip.
+  int eager_steps = -1;
+  bool enforce_eager = false;
 };
 
 #if GS_HAVE_CUDA
@@ -68,25 +72,29 @@ int32_t TokenId(uint64_t i, int vocab) {
   return static_cast<int32_t>(3 + (z >> 33) % static_cast<uint64_t>(vocab - 3));
 }
 
-// Blocks [seq·per_seq, (seq+1)·per_seq) belong to sequence `seq`.
-BatchSequence Sequence(int seq, int first, int count, int start, int per_seq) {
+// Blocks [first_block + seq·per_seq, … + per_seq) belong to sequence `seq`.
+BatchSequence Sequence(int seq, int first, int count, int start, int per_seq,
+                       int first_block = 0) {
   BatchSequence s;
   s.slot = seq;
   s.first_token = first;
   s.num_tokens = count;
   s.start_position = start;
   s.block_table.resize(static_cast<size_t>(per_seq));
-  std::iota(s.block_table.begin(), s.block_table.end(), seq * per_seq);
+  std::iota(s.block_table.begin(), s.block_table.end(), first_block + seq * per_seq);
   return s;
 }
 
 struct DecodeRow {
   int batch = 0;
-  double ms_step = 0, tok_s = 0, gb_step = 0;
+  double ms_step = 0, tok_s = 0, gb_step = 0, latency_s = 0;
 };
 
+// Prefills `batch` prompts together, then decodes `steps` greedy steps (the first two — a decode
+// bucket's eager warm-up and its graph capture — are left out of the median). The request
+// latency is the wall time from the prefill's start to the last step's tokens on the host.
 Expected<DecodeRow> BenchDecode(CudaRunner& runner, int batch, const BenchOptions& o,
-                                int per_seq) {
+                                int per_seq, int steps) {
   const int vocab = runner.config().vocab_size;
   // Prefill every sequence's prompt in one step.
   Batch pre;
@@ -96,10 +104,12 @@ Expected<DecodeRow> BenchDecode(CudaRunner& runner, int batch, const BenchOption
     pre.logits_indices.push_back((s + 1) * o.prompt_len - 1);
   }
   std::vector<int32_t> next;
+  const auto start = std::chrono::steady_clock::now();
   GS_RETURN_IF_ERROR(runner.ForwardGreedy(pre, &next));
   std::vector<double> times;
   double bytes = 0;
-  for (int step = 0; step < o.gen_tokens; ++step) {
+  int measured_bytes = 0;
+  for (int step = 0; step < steps; ++step) {
     Batch b;
     for (int s = 0; s < batch; ++s) {
       b.token_ids.push_back(next[static_cast<size_t>(s)]);
@@ -110,21 +120,26 @@ Expected<DecodeRow> BenchDecode(CudaRunner& runner, int batch, const BenchOption
     GS_RETURN_IF_ERROR(runner.ForwardGreedy(b, &next));
     const double t = Seconds(t0);
     if (step >= 2) times.push_back(t);  // the first steps warm up plans and caches
-    GS_ASSIGN_OR_RETURN(int64_t step_bytes, runner.LastStepWeightBytes());
-    bytes += static_cast<double>(step_bytes);
+    if (step % 16 == 0) {  // reading the expert counts back syncs; sample a few steps
+      GS_ASSIGN_OR_RETURN(int64_t step_bytes, runner.LastStepWeightBytes());
+      bytes += static_cast<double>(step_bytes);
+      ++measured_bytes;
+    }
   }
   DecodeRow row;
+  row.latency_s = Seconds(start);
   row.batch = batch;
   row.ms_step = Median(times) * 1e3;
   row.tok_s = batch / Median(times);
-  row.gb_step = bytes / o.gen_tokens / 1e9;
+  row.gb_step = bytes / std::max(measured_bytes, 1) / 1e9;
   return row;
 }
 
-Expected<double> BenchPrefill(CudaRunner& runner, int len, int per_seq) {
+// One prompt of `len` tokens in the blocks from `first_block` on.
+Expected<double> BenchPrefill(CudaRunner& runner, int len, int first_block) {
   Batch b;
   for (int i = 0; i < len; ++i) b.token_ids.push_back(TokenId(7777777 + i, runner.config().vocab_size));
-  b.sequences.push_back(Sequence(0, 0, len, 0, per_seq));
+  b.sequences.push_back(Sequence(0, 0, len, 0, (len + 15) / 16, first_block));
   b.logits_indices.push_back(len - 1);
   std::vector<int32_t> ids;
   std::vector<double> times;
@@ -140,21 +155,25 @@ int RunOnGpu(const ModelConfig& config, const std::string& model, const BenchOpt
   const int max_batch = *std::max_element(o.batch_sizes.begin(), o.batch_sizes.end());
   const int max_prefill = o.prefill_lens.empty()
                               ? 0 : *std::max_element(o.prefill_lens.begin(), o.prefill_lens.end());
+  // Decode sequences own per_seq blocks each; the (one) prefill prompt the blocks after them.
   KvCacheSpec spec;
   spec.block_size = 16;
   spec.max_sequences = std::max(1, max_batch);
-  const int per_seq = (std::max(o.prompt_len + o.gen_tokens, max_prefill) + 15) / 16;
-  spec.num_global_blocks = per_seq * spec.max_sequences;
+  const int per_seq = (o.prompt_len + o.gen_tokens + 15) / 16;
+  const int prefill_block0 = per_seq * spec.max_sequences;
+  spec.num_global_blocks = prefill_block0 + (max_prefill + 15) / 16;
 
   const auto t0 = std::chrono::steady_clock::now();
   Expected<std::unique_ptr<CudaRunner>> runner = MakeError("unset");
+  CudaRunnerOptions ro;
+  ro.enforce_eager = o.enforce_eager;
   if (model.empty()) {
-    runner = CreateDummyCudaRunner(config, spec);
+    runner = CreateDummyCudaRunner(config, spec, ro);
   } else {
     auto dir = model;
     auto weights = LoadGemma4Weights(config, dir);
     if (!weights) return Fail("bench", weights.error().message);
-    runner = CreateCudaRunner(config, *weights, spec);
+    runner = CreateCudaRunner(config, *weights, spec, ro);
   }
   if (!runner) return Fail("bench", runner.error().message);
   CudaRunner& r = **runner;
@@ -164,31 +183,47 @@ int RunOnGpu(const ModelConfig& config, const std::string& model, const BenchOpt
   auto copy_bw = MeasureCopyBandwidth();
   if (!copy_bw) return Fail("bench", copy_bw.error().message);
 
-  std::vector<DecodeRow> rows;
+  std::vector<DecodeRow> rows, eager_rows;
   for (int batch : o.batch_sizes) {
     std::fprintf(stderr, "decode batch %d ...\n", batch);
-    auto row = BenchDecode(r, batch, o, per_seq);
+    auto row = BenchDecode(r, batch, o, per_seq, o.gen_tokens);
     if (!row) return Fail("bench", row.error().message);
     rows.push_back(*row);
+    DecodeRow eager;
+    if (o.eager_steps != 0 && !o.enforce_eager) {
+      r.set_enforce_eager(true);
+      const int steps = o.eager_steps < 0 ? o.gen_tokens : std::min(o.eager_steps, o.gen_tokens);
+      auto e = BenchDecode(r, batch, o, per_seq, steps);
+      r.set_enforce_eager(false);
+      if (!e) return Fail("bench", e.error().message);
+      eager = *e;
+    }
+    eager_rows.push_back(eager);
   }
   std::vector<std::pair<int, double>> prefill;
   for (int len : o.prefill_lens) {
     std::fprintf(stderr, "prefill %d ...\n", len);
-    auto tps = BenchPrefill(r, len, per_seq);
+    auto tps = BenchPrefill(r, len, prefill_block0);
     if (!tps) return Fail("bench", tps.error().message);
     prefill.push_back({len, *tps});
   }
 
   std::printf("device: %s; device-to-device copy %.0f GB/s (read + write); weights %.2f GB\n",
               r.device_name().c_str(), *copy_bw, r.weight_bytes() / 1e9);
-  std::printf("decode: prompt %d tokens, %d generated per sequence (median step, greedy on GPU)\n",
-              o.prompt_len, o.gen_tokens);
-  std::printf("| batch | tok/s | ms/step | weight GB/step | achieved GB/s | %% of copy BW |\n");
-  std::printf("|------:|------:|--------:|---------------:|--------------:|-------------:|\n");
-  for (const DecodeRow& row : rows) {
+  std::printf("decode: prompt %d tokens, %d generated per sequence (median step, greedy on GPU; "
+              "%s; eager column: the same batches kernel by kernel); BF16 KV cache\n",
+              o.prompt_len, o.gen_tokens, o.enforce_eager ? "--enforce-eager" : "CUDA graphs");
+  std::printf("| batch | tok/s | ms/step | eager tok/s | graphs/eager | avg request latency s | "
+              "weight GB/step | achieved GB/s | %% of copy BW |\n");
+  std::printf("|------:|------:|--------:|------------:|-------------:|----------------------:|"
+              "---------------:|--------------:|-------------:|\n");
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const DecodeRow& row = rows[i];
+    const DecodeRow& e = eager_rows[i];
     const double gbs = row.gb_step / (row.ms_step / 1e3);
-    std::printf("| %5d | %7.1f | %7.2f | %14.2f | %13.0f | %11.1f%% |\n", row.batch, row.tok_s,
-                row.ms_step, row.gb_step, gbs, 100.0 * gbs / *copy_bw);
+    std::printf("| %5d | %7.1f | %7.2f | %11.1f | %11.2fx | %21.2f | %14.2f | %13.0f | %11.1f%% |\n",
+                row.batch, row.tok_s, row.ms_step, e.tok_s, e.tok_s > 0 ? row.tok_s / e.tok_s : 0.0,
+                row.latency_s, row.gb_step, gbs, 100.0 * gbs / *copy_bw);
   }
   if (!prefill.empty()) {
     std::printf("| prefill tokens | tok/s |\n|---------------:|------:|\n");
@@ -204,8 +239,8 @@ int RunOnGpu(const ModelConfig& config, const std::string& model, const BenchOpt
 int RunBench(int argc, char** argv) {
   CLI::App app{"Offline GPU benchmark: decode tok/s per batch size with weight bandwidth against a\n"
                "device-to-device copy, and prefill tok/s. --load-format dummy needs no checkpoint."};
-  std::string config_path, model, load_format = "dummy", batches = "1,4,16,32",
-                                   prefills = "1024,4096";
+  std::string config_path, model, load_format = "dummy", batches = "1,4,16,32,128",
+                                   prefills = "1024,4096,16384";
   BenchOptions o;
   app.add_option("--config", config_path,
                  "config.json (or its directory) giving the shapes, e.g. "
@@ -220,6 +255,12 @@ int RunBench(int argc, char** argv) {
   app.add_option("--gen-tokens", o.gen_tokens, "decode steps per batch size")
       ->check(CLI::Range(3, 1 << 16));
   app.add_option("--prefill-lens", prefills, "prefill prompt lengths, comma-separated ('' = none)");
+  app.add_option("--eager-steps", o.eager_steps,
+                 "decode steps per batch size run again without CUDA graphs (-1 = as many as "
+                 "--gen-tokens, 0 = skip)")
+      ->check(CLI::Range(-1, 1 << 16));
+  app.add_flag("--enforce-eager", o.enforce_eager,
+               "run decode steps kernel by kernel (no CUDA graphs)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

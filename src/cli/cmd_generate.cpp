@@ -11,6 +11,9 @@
 #include "model/checkpoint.h"
 #include "runtime/generate.h"
 #include "util/npy.h"
+#if GS_HAVE_CUDA
+#include "runtime/cuda/cuda_runner.h"
+#endif
 
 namespace gs::cli {
 namespace {
@@ -82,6 +85,9 @@ int RunGenerate(int argc, char** argv) {
   app.add_option("--max-soft-tokens", max_soft_tokens,
                  "image token budget per image: 70, 140, 280, 560 or 1120 (default: the "
                  "config's default_output_length, 280)");
+  bool enforce_eager = false;
+  app.add_flag("--enforce-eager", enforce_eager,
+               "--device cuda: run decode steps kernel by kernel (no CUDA graphs)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -102,8 +108,14 @@ int RunGenerate(int argc, char** argv) {
     *ids = image_prompt.ids;
   }
   const int total = static_cast<int>(ids->size()) + max_tokens;
-  auto loaded = LoadModel(model, device, total, CpuRunnerOptions{threads, 0.0f}, !image_files.empty());
+  auto loaded = LoadModel(model, device, total, CpuRunnerOptions{threads, 0.0f},
+                          !image_files.empty());
   if (!loaded) return Fail("generate", loaded.error().message);
+#if GS_HAVE_CUDA
+  if (auto* cuda = dynamic_cast<CudaRunner*>(loaded->runner.get()); cuda && enforce_eager) {
+    cuda->set_enforce_eager(true);
+  }
+#endif
   const ModelConfig& config = loaded->runner->config();
 
   GenerateOptions opts;

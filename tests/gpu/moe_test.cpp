@@ -207,7 +207,7 @@ TEST(Moe, GroupedExpertsMatchCpu) {
     for (auto* a : {&offsets, &entries, &active, &count}) a->Poison();
     inter.Poison();
     slot_out.Poison();
-    GS_ASSERT_OK(cuda::LaunchMoeGroup(ids.get(), slots, kExperts, offsets.get(), entries.get(),
+    GS_ASSERT_OK(cuda::LaunchMoeGroup(ids.get(), slots, 1, nullptr, kExperts, offsets.get(), entries.get(),
                                       active.get(), count.get(), nullptr));
     // The grouping itself: offsets partition the slots by expert, in ascending expert order.
     const auto off = offsets.Download(), ent = entries.Download(), act = active.Download();

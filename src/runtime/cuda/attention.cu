@@ -87,6 +87,25 @@ __global__ void __launch_bounds__(kThreads)
   const TileInfo t = GetTile(meta, blockIdx.x, L.window);
   const int tid = threadIdx.x;
 
+  // This split's key tiles. Each split gets ≥ 2 key tiles (64 keys): with short contexts the
+  // trailing splits are empty, so the split count can be fixed per batch shape (decode graphs)
+  // without spending blocks on 32-key slivers. Empty splits only mark their partials empty.
+  const int n_tiles = (t.kend - t.kbeg + kKeys) / kKeys;
+  const int splits = min(static_cast<int>(gridDim.z), max(1, (n_tiles + 1) / 2));
+  const int per_split = (n_tiles + splits - 1) / splits;
+  const int tile_begin = blockIdx.z * per_split;
+  const int tile_end = min(n_tiles, tile_begin + per_split);
+  if (gridDim.z > 1 && tile_begin >= tile_end) {
+    if (tid < kRows && tid / group < t.nq) {
+      const int64_t row = static_cast<int64_t>(t.tok0 + tid / group) * L.heads + g * group +
+                          tid % group;
+      float* dst = partial + (static_cast<int64_t>(blockIdx.z) * tokens * L.heads + row) * (D + 2);
+      dst[D] = -INFINITY;
+      dst[D + 1] = 0.0f;
+    }
+    return;
+  }
+
   for (int i = tid; i < kRows * D; i += kThreads) {
     const int r = i / D, c = i % D, qi = r / group;
     float v = 0.0f;
@@ -100,12 +119,6 @@ __global__ void __launch_bounds__(kThreads)
     row_m[tid] = -INFINITY;
     row_l[tid] = 0.0f;
   }
-
-  // This split's key tiles.
-  const int n_tiles = (t.kend - t.kbeg + kKeys) / kKeys;
-  const int per_split = (n_tiles + gridDim.z - 1) / gridDim.z;
-  const int tile_begin = blockIdx.z * per_split;
-  const int tile_end = min(n_tiles, tile_begin + per_split);
 
   const int pair = tid % kPairThreads, rgroup = tid / kPairThreads;
   float acc[kRowsPerThread][2];

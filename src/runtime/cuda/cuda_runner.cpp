@@ -50,20 +50,54 @@ struct CudaRunner::Impl {
   cuda::AttentionMeta meta;
   const int* d_token_ids = nullptr;
   const int* d_logit_rows = nullptr;
+  const int* d_valid_tokens = nullptr;
+
+  // Decode graphs (one per batch bucket) and the side stream the dense MLP runs on.
+  cudaStream_t side = nullptr;
+  cudaEvent_t fork = nullptr, join = nullptr;
+  bool enforce_eager = false;
+  struct Graph {
+    cudaGraphExec_t exec = nullptr;
+    uint64_t epoch = 0;
+  };
+  std::map<int, Graph> graphs;     // by bucket
+  std::map<int, int> bucket_seen;  // eager decode steps per bucket before its capture
+  uint64_t epoch_ = 1;             // bumped whenever a scratch buffer moves (graphs hold pointers)
+  int graph_launches_ = 0;
+  int graph_captures_ = 0;
 
   ~Impl() {
+    DropGraphs();
+    if (fork) cudaEventDestroy(fork);
+    if (join) cudaEventDestroy(join);
+    if (side) cudaStreamDestroy(side);
     if (stream) cudaStreamDestroy(stream);
+  }
+  void DropGraphs() {
+    for (auto& [b, g] : graphs) {
+      if (g.exec) cudaGraphExecDestroy(g.exec);
+    }
+    graphs.clear();
+  }
+  // Reserve that records when the buffer moves.
+  Status Grow(DeviceBuffer& buf, size_t bytes, const char* what) {
+    if (bytes <= buf.bytes()) return Ok();
+    ++epoch_;
+    return buf.Allocate(bytes, what);
   }
 
   Status Init(const CudaRunnerOptions& options);
   Status CheckBatch(const Batch& b) const;
-  Status UploadMeta(const Batch& b);
+  Status UploadMeta(const Batch& b, int valid_tokens);
   Status EnsureScratch(int tokens, int logit_rows);
-  int AttentionSplits(const TileList& tl, const Batch& b, int window, int kv_heads) const;
-  Status Attention(int l, const Batch& b);
+  int AttentionSplits(int tiles, int kv_heads) const;
+  Status Attention(int l);
   Status Feedforward(int l, int tokens);
   Status Step(const Batch& b);
+  Status Kernels(const Batch& b);
   Status Logits(const Batch& b);
+  Status LaunchGraph(int bucket, const Batch& b);
+  int Rows(const Batch& b) const { return static_cast<int>(b.logits_indices.size()); }
 
   int tokens_ = 0;
   size_t partial_floats_ = 0;
@@ -92,6 +126,10 @@ Status CudaRunner::Impl::Init(const CudaRunnerOptions& options) {
                      prop.major, ".", prop.minor, "; this build targets sm_90a (Hopper)");
   }
   GS_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  GS_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&side, cudaStreamNonBlocking));
+  GS_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&fork, cudaEventDisableTiming));
+  GS_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&join, cudaEventDisableTiming));
+  enforce_eager = options.enforce_eager;
   GS_RETURN_IF_ERROR(gemm.Init());
   embed_scale = options.embed_scale > 0
                     ? options.embed_scale
@@ -106,14 +144,15 @@ Status CudaRunner::Impl::Init(const CudaRunnerOptions& options) {
   if (config.top_k_experts <= 0 && config.enable_moe_block) {
     return MakeError("config: enable_moe_block with top_k_experts ", config.top_k_experts);
   }
-  // KV cache: sliding layers a ring of `window` positions per slot, global layers the paged pool.
+  // KV cache: sliding layers a ring of `window` positions per slot, global layers the paged pool,
+  // each with one spare (slot max_sequences, block num_global_blocks) for decode-bucket padding.
   k_cache.resize(config.layers.size());
   v_cache.resize(config.layers.size());
   for (size_t l = 0; l < config.layers.size(); ++l) {
     const LayerConfig& lc = config.layers[l];
     const size_t positions = lc.kind == LayerKind::kSliding
-                                 ? static_cast<size_t>(spec.max_sequences) * config.sliding_window
-                                 : static_cast<size_t>(spec.num_global_blocks) * spec.block_size;
+                                 ? static_cast<size_t>(spec.max_sequences + 1) * config.sliding_window
+                                 : static_cast<size_t>(spec.num_global_blocks + 1) * spec.block_size;
     const size_t bytes = positions * lc.num_kv_heads * lc.head_dim * sizeof(bf16);
     GS_RETURN_IF_ERROR(k_cache[l].Allocate(bytes, "K cache"));
     GS_RETURN_IF_ERROR(v_cache[l].Allocate(bytes, "V cache"));
@@ -169,19 +208,26 @@ Status CudaRunner::Impl::CheckBatch(const Batch& b) const {
   return Ok();
 }
 
-// Packs every per-step integer array into one pinned buffer and uploads it with one copy.
-Status CudaRunner::Impl::UploadMeta(const Batch& b) {
+// Packs every per-step integer array into one pinned buffer and uploads it with one copy. The
+// block tables go last, so every other array sits at an offset that depends only on the token,
+// sequence, logit-row and tile counts: a decode graph captured for a batch bucket stays valid
+// while the tables grow (the buffer is reserved with headroom; when it moves, graphs recapture).
+// `valid_tokens` (the tokens before any bucket padding) is one int after the token ids.
+Status CudaRunner::Impl::UploadMeta(const Batch& b, int valid_tokens) {
   const int T = b.num_tokens(), S = static_cast<int>(b.sequences.size());
   std::vector<int> buf;
   buf.reserve(static_cast<size_t>(8 * T + 8 * S));
   auto mark = [&] { return buf.size(); };
   const size_t o_ids = mark();
   buf.insert(buf.end(), b.token_ids.begin(), b.token_ids.end());
+  const size_t o_valid = mark();
+  buf.push_back(valid_tokens);
   const size_t o_pos = mark();
   buf.resize(buf.size() + 2 * static_cast<size_t>(T));
   const size_t o_tseq = o_pos + T;
   const size_t o_seq = mark();
   buf.resize(buf.size() + 5 * static_cast<size_t>(S));
+  int table_at = 0;
   for (int si = 0; si < S; ++si) {
     const BatchSequence& s = b.sequences[static_cast<size_t>(si)];
     for (int i = 0; i < s.num_tokens; ++i) {
@@ -192,8 +238,8 @@ Status CudaRunner::Impl::UploadMeta(const Batch& b) {
     buf[o_seq + S + si] = s.first_token;
     buf[o_seq + 2 * S + si] = s.num_tokens;
     buf[o_seq + 3 * S + si] = s.slot;
-    buf[o_seq + 4 * S + si] = static_cast<int>(buf.size());  // absolute; rebased below
-    buf.insert(buf.end(), s.block_table.begin(), s.block_table.end());
+    buf[o_seq + 4 * S + si] = table_at;  // relative to the tables, which go last
+    table_at += static_cast<int>(s.block_table.size());
   }
   const size_t o_rows = mark();
   buf.insert(buf.end(), b.logits_indices.begin(), b.logits_indices.end());
@@ -215,18 +261,22 @@ Status CudaRunner::Impl::UploadMeta(const Batch& b) {
     buf.insert(buf.end(), tl.first.begin(), tl.first.end());
     buf.insert(buf.end(), tl.count.begin(), tl.count.end());
   }
-  // Block tables are addressed relative to the table block.
-  const size_t o_tables = o_seq + 5 * static_cast<size_t>(S);
-  for (int si = 0; si < S; ++si) buf[o_seq + 4 * S + si] -= static_cast<int>(o_tables);
+  const size_t o_tables = mark();
+  for (const BatchSequence& s : b.sequences) {
+    buf.insert(buf.end(), s.block_table.begin(), s.block_table.end());
+  }
 
   const size_t bytes = buf.size() * sizeof(int);
   GS_RETURN_IF_ERROR(meta_host.Reserve(bytes));
   std::copy(buf.begin(), buf.end(), meta_host.get<int>());
-  GS_RETURN_IF_ERROR(s.meta.Reserve(bytes, "step metadata"));
+  size_t reserve = 64 * 1024;
+  while (reserve < bytes) reserve *= 2;
+  GS_RETURN_IF_ERROR(Grow(s.meta, reserve, "step metadata"));
   GS_CUDA_RETURN_IF_ERROR(
       cudaMemcpyAsync(s.meta.get(), meta_host.get(), bytes, cudaMemcpyHostToDevice, stream));
   const int* d = s.meta.get<int>();
   d_token_ids = d + o_ids;
+  d_valid_tokens = d + o_valid;
   d_logit_rows = d + o_rows;
   meta = cuda::AttentionMeta{};
   meta.positions = d + o_pos;
@@ -248,55 +298,46 @@ Status CudaRunner::Impl::EnsureScratch(int T, int R) {
   for (const auto& lc : c.layers) kvd = std::max(kvd, static_cast<size_t>(lc.num_kv_heads) * lc.head_dim);
   const size_t slots = c.enable_moe_block ? t * c.top_k_experts : 0;
   const size_t E = c.enable_moe_block ? c.num_experts : 0;
-  GS_RETURN_IF_ERROR(s.h.Reserve(t * H * 4, "h"));
-  GS_RETURN_IF_ERROR(s.x.Reserve(t * H * 2, "x"));
-  GS_RETURN_IF_ERROR(s.qkv.Reserve(t * MaxQkvRows(model) * 4, "qkv"));
-  GS_RETURN_IF_ERROR(s.q.Reserve(t * qd * 2, "q"));
-  GS_RETURN_IF_ERROR(s.k.Reserve(t * kvd * 2, "k"));
-  GS_RETURN_IF_ERROR(s.v.Reserve(t * kvd * 2, "v"));
-  GS_RETURN_IF_ERROR(s.attn.Reserve(t * qd * 2, "attention output"));
-  GS_RETURN_IF_ERROR(s.attn_out.Reserve(t * H * 4, "o_proj output"));
-  GS_RETURN_IF_ERROR(s.x_dense.Reserve(t * H * 2, "dense MLP input"));
-  GS_RETURN_IF_ERROR(s.x_moe.Reserve(t * H * 2, "expert input"));
-  GS_RETURN_IF_ERROR(s.inter_dense.Reserve(t * c.intermediate_size * 2, "dense intermediate"));
-  GS_RETURN_IF_ERROR(s.dense_out.Reserve(t * H * 4, "dense MLP output"));
+  GS_RETURN_IF_ERROR(Grow(s.h, t * H * 4, "h"));
+  GS_RETURN_IF_ERROR(Grow(s.x, t * H * 2, "x"));
+  GS_RETURN_IF_ERROR(Grow(s.qkv, t * MaxQkvRows(model) * 4, "qkv"));
+  GS_RETURN_IF_ERROR(Grow(s.q, t * qd * 2, "q"));
+  GS_RETURN_IF_ERROR(Grow(s.k, t * kvd * 2, "k"));
+  GS_RETURN_IF_ERROR(Grow(s.v, t * kvd * 2, "v"));
+  GS_RETURN_IF_ERROR(Grow(s.attn, t * qd * 2, "attention output"));
+  GS_RETURN_IF_ERROR(Grow(s.attn_out, t * H * 4, "o_proj output"));
+  GS_RETURN_IF_ERROR(Grow(s.x_dense, t * H * 2, "dense MLP input"));
+  GS_RETURN_IF_ERROR(Grow(s.x_moe, t * H * 2, "expert input"));
+  GS_RETURN_IF_ERROR(Grow(s.inter_dense, t * c.intermediate_size * 2, "dense intermediate"));
+  GS_RETURN_IF_ERROR(Grow(s.dense_out, t * H * 4, "dense MLP output"));
   if (c.enable_moe_block) {
-    GS_RETURN_IF_ERROR(s.router_logits.Reserve(t * E * 4, "router logits"));
-    GS_RETURN_IF_ERROR(s.topk_ids.Reserve(slots * 4, "top-k ids"));
-    GS_RETURN_IF_ERROR(s.topk_w.Reserve(slots * 4, "top-k weights"));
-    GS_RETURN_IF_ERROR(s.offsets.Reserve((E + 1) * 4, "expert offsets"));
-    GS_RETURN_IF_ERROR(s.entries.Reserve(slots * 4, "expert entries"));
-    GS_RETURN_IF_ERROR(s.active.Reserve(E * 4, "active experts"));
-    GS_RETURN_IF_ERROR(s.inter_moe.Reserve(slots * c.moe_intermediate_size * 2, "expert intermediate"));
-    GS_RETURN_IF_ERROR(s.slot_out.Reserve(slots * H * 4, "expert outputs"));
+    GS_RETURN_IF_ERROR(Grow(s.router_logits, t * E * 4, "router logits"));
+    GS_RETURN_IF_ERROR(Grow(s.topk_ids, slots * 4, "top-k ids"));
+    GS_RETURN_IF_ERROR(Grow(s.topk_w, slots * 4, "top-k weights"));
+    GS_RETURN_IF_ERROR(Grow(s.offsets, (E + 1) * 4, "expert offsets"));
+    GS_RETURN_IF_ERROR(Grow(s.entries, slots * 4, "expert entries"));
+    GS_RETURN_IF_ERROR(Grow(s.active, E * 4, "active experts"));
+    GS_RETURN_IF_ERROR(Grow(s.inter_moe, slots * c.moe_intermediate_size * 2, "expert intermediate"));
+    GS_RETURN_IF_ERROR(Grow(s.slot_out, slots * H * 4, "expert outputs"));
   }
-  GS_RETURN_IF_ERROR(s.x_logits.Reserve(static_cast<size_t>(R) * H * 2, "final norm"));
-  GS_RETURN_IF_ERROR(s.logits.Reserve(static_cast<size_t>(R) * c.vocab_size * 4, "logits"));
-  GS_RETURN_IF_ERROR(s.argmax.Reserve(static_cast<size_t>(R) * 4, "argmax"));
+  GS_RETURN_IF_ERROR(Grow(s.x_logits, static_cast<size_t>(R) * H * 2, "final norm"));
+  GS_RETURN_IF_ERROR(Grow(s.logits, static_cast<size_t>(R) * c.vocab_size * 4, "logits"));
+  GS_RETURN_IF_ERROR(Grow(s.argmax, static_cast<size_t>(R) * 4, "argmax"));
   return Ok();
 }
 
 // Flash-decoding split of each query's keys when the (tiles × kv heads) grid alone would leave
-// most SMs idle: ≥ 64 keys per split, ≤ 32 splits.
-int CudaRunner::Impl::AttentionSplits(const TileList& tl, const Batch& b, int window,
-                                      int kv_heads) const {
-  int max_keys = 0;
-  for (size_t i = 0; i < tl.seq.size(); ++i) {
-    const BatchSequence& s = b.sequences[static_cast<size_t>(tl.seq[i])];
-    const int pos0 = s.start_position + (tl.first[i] - s.first_token);
-    const int kend = pos0 + tl.count[i] - 1;
-    const int kbeg = window > 0 ? std::max(0, pos0 - window + 1) : 0;
-    max_keys = std::max(max_keys, kend - kbeg + 1);
-  }
-  const int blocks = static_cast<int>(tl.seq.size()) * kv_heads;
+// most SMs idle, ≤ 32 splits. It depends on the grid only (not on the context length: the kernel
+// leaves splits beyond 64 keys each empty), so eager and graph steps of one shape run the same
+// split and sum in the same order.
+int CudaRunner::Impl::AttentionSplits(int tiles, int kv_heads) const {
+  const int blocks = tiles * kv_heads;
   const int sms = cuda::DeviceSmCount();
   if (blocks >= sms) return 1;
-  const int by_keys = (max_keys + 63) / 64;
-  const int by_grid = (2 * sms + blocks - 1) / blocks;
-  return std::clamp(std::min(by_keys, by_grid), 1, 32);
+  return std::clamp((2 * sms + blocks - 1) / blocks, 1, 32);
 }
 
-Status CudaRunner::Impl::Attention(int l, const Batch& b) {
+Status CudaRunner::Impl::Attention(int l) {
   const cuda::DeviceLayer& L = model.layers[static_cast<size_t>(l)];
   const LayerConfig& lc = L.lc;
   const int T = tokens_, H = config.hidden_size, d = lc.head_dim;
@@ -326,11 +367,11 @@ Status CudaRunner::Impl::Attention(int l, const Batch& b) {
   al.block_size = spec.block_size;
   al.k_cache = k_cache[static_cast<size_t>(l)].get<bf16>();
   al.v_cache = v_cache[static_cast<size_t>(l)].get<bf16>();
-  const int splits = AttentionSplits(tl, b, al.window, al.kv_heads);
+  const int splits = AttentionSplits(m.num_tiles, al.kv_heads);
   float* partial = nullptr;
   if (splits > 1) {
     const size_t need = static_cast<size_t>(splits) * T * config.num_heads * (d + 2);
-    GS_RETURN_IF_ERROR(s.partial.Reserve(need * sizeof(float), "attention partials"));
+    GS_RETURN_IF_ERROR(Grow(s.partial, need * sizeof(float), "attention partials"));
     partial = Ptr<float>(s.partial);
   }
   GS_RETURN_IF_ERROR(cuda::LaunchAttention(al, m, Ptr<bf16>(s.q), Ptr<bf16>(s.k), Ptr<bf16>(s.v), T,
@@ -348,24 +389,31 @@ Status CudaRunner::Impl::Feedforward(int l, int T) {
   const cuda::DeviceLayer& L = model.layers[static_cast<size_t>(l)];
   const int H = config.hidden_size;
   const float eps = static_cast<float>(config.rms_norm_eps);
+  // The dense MLP runs on the side stream, beside the router and the experts: at small batches
+  // neither fills the GPU alone. The join below orders it before the combine.
+  GS_CUDA_RETURN_IF_ERROR(cudaEventRecord(fork, stream));
+  GS_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(side, fork, 0));
   cuda::GemmRows dense;
   dense.m = T;
   GS_RETURN_IF_ERROR(cuda::LaunchPackedGemm(L.mlp_gate_up.view, dense, Ptr<bf16>(s.x_dense), H,
                                             s.inter_dense.get(), config.intermediate_size,
-                                            cuda::GemmEpilogue::kGluBf16, stream));
+                                            cuda::GemmEpilogue::kGluBf16, side));
   GS_RETURN_IF_ERROR(cuda::LaunchPackedGemm(L.mlp_down.view, dense, Ptr<bf16>(s.inter_dense),
                                             config.intermediate_size, s.dense_out.get(), H,
-                                            cuda::GemmEpilogue::kStoreF32, stream));
+                                            cuda::GemmEpilogue::kStoreF32, side));
+  GS_CUDA_RETURN_IF_ERROR(cudaEventRecord(join, side));
   const float* slot_out = nullptr;
   if (config.enable_moe_block) {
     const int E = config.num_experts, k = config.top_k_experts, I = config.moe_intermediate_size;
     int* active_count = active_counts.get<int>() + l;
     GS_RETURN_IF_ERROR(cuda::LaunchRouter(Ptr<float>(s.h), T, H, L.router_scale,
                                           L.router.get<bf16>(), E, k, L.per_expert_scale, eps,
-                                          Ptr<float>(s.router_logits), Ptr<int>(s.topk_ids), Ptr<float>(s.topk_w), stream));
-    GS_RETURN_IF_ERROR(cuda::LaunchMoeGroup(Ptr<int>(s.topk_ids), T * k, E, Ptr<int>(s.offsets),
-                                            Ptr<int>(s.entries), Ptr<int>(s.active), active_count,
-                                            stream));
+                                          Ptr<float>(s.router_logits), Ptr<int>(s.topk_ids),
+                                          Ptr<float>(s.topk_w), stream));
+    // Padding tokens of a decode bucket (beyond *d_valid_tokens) join no expert.
+    GS_RETURN_IF_ERROR(cuda::LaunchMoeGroup(Ptr<int>(s.topk_ids), T * k, k, d_valid_tokens, E,
+                                            Ptr<int>(s.offsets), Ptr<int>(s.entries),
+                                            Ptr<int>(s.active), active_count, stream));
     cuda::GemmRows rows;
     rows.active = Ptr<int>(s.active);
     rows.active_count = active_count;
@@ -384,6 +432,7 @@ Status CudaRunner::Impl::Feedforward(int l, int T) {
                                               stream));
     slot_out = Ptr<float>(s.slot_out);
   }
+  GS_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream, join, 0));
   return cuda::LaunchFfnCombine(Ptr<float>(s.h), Ptr<float>(s.dense_out), slot_out,
                                 config.top_k_experts, T, H, L.post1, L.post2, L.post,
                                 L.layer_scalar, eps, stream);
@@ -402,18 +451,107 @@ Status CudaRunner::Impl::Logits(const Batch& b) {
                              static_cast<float>(config.final_logit_softcapping), stream);
 }
 
-Status CudaRunner::Impl::Step(const Batch& b) {
-  GS_RETURN_IF_ERROR(CheckBatch(b));
-  tokens_ = b.num_tokens();
-  GS_RETURN_IF_ERROR(EnsureScratch(tokens_, static_cast<int>(b.logits_indices.size())));
-  GS_RETURN_IF_ERROR(UploadMeta(b));
+// Every kernel of one step, embedding to greedy argmax, on `stream` (capturable).
+Status CudaRunner::Impl::Kernels(const Batch& b) {
   GS_RETURN_IF_ERROR(cuda::LaunchEmbed(d_token_ids, tokens_, model.embed.get<bf16>(),
                                        config.hidden_size, embed_scale, Ptr<float>(s.h), stream));
   for (int l = 0; l < config.num_layers; ++l) {
-    GS_RETURN_IF_ERROR(Attention(l, b));
+    GS_RETURN_IF_ERROR(Attention(l));
     GS_RETURN_IF_ERROR(Feedforward(l, tokens_));
   }
-  return Logits(b);
+  GS_RETURN_IF_ERROR(Logits(b));
+  return cuda::LaunchArgmax(s.logits.get<float>(), Rows(b), config.vocab_size,
+                            s.argmax.get<int>(), stream);
+}
+
+namespace {
+
+constexpr int kGraphBuckets[] = {1, 2, 4, 8, 16, 32, 64, 128};
+
+// A pure decode step: one token per sequence, the logits of each in order.
+bool IsDecode(const Batch& b) {
+  if (b.logits_indices.size() != b.sequences.size()) return false;
+  for (size_t i = 0; i < b.sequences.size(); ++i) {
+    if (b.sequences[i].num_tokens != 1 || b.logits_indices[i] != static_cast<int32_t>(i)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+// Decode steps are padded to a batch bucket with dummy sequences (in the spare KV slot and block;
+// they join no expert) and run as one CUDA graph per bucket: a bucket's first step runs eagerly
+// (so every lazily built plan and buffer exists), the second captures the graph, later ones
+// replay it. With enforce_eager the padded step runs kernel by kernel.
+Status CudaRunner::Impl::Step(const Batch& b) {
+  GS_RETURN_IF_ERROR(CheckBatch(b));
+  int bucket = 0;
+  if (IsDecode(b)) {
+    for (int size : kGraphBuckets) {
+      if (size >= static_cast<int>(b.sequences.size())) {
+        bucket = size;
+        break;
+      }
+    }
+  }
+  if (bucket == 0) {
+    tokens_ = b.num_tokens();
+    GS_RETURN_IF_ERROR(EnsureScratch(tokens_, Rows(b)));
+    GS_RETURN_IF_ERROR(UploadMeta(b, tokens_));
+    return Kernels(b);
+  }
+  Batch padded = b;
+  for (int i = static_cast<int>(b.sequences.size()); i < bucket; ++i) {
+    BatchSequence pad;
+    pad.slot = spec.max_sequences;              // the spare slot
+    pad.block_table = {spec.num_global_blocks};  // and block
+    pad.first_token = i;
+    pad.num_tokens = 1;
+    pad.start_position = 0;
+    padded.sequences.push_back(std::move(pad));
+    padded.token_ids.push_back(0);
+    padded.logits_indices.push_back(i);
+  }
+  tokens_ = bucket;
+  GS_RETURN_IF_ERROR(EnsureScratch(bucket, bucket));
+  GS_RETURN_IF_ERROR(UploadMeta(padded, b.num_tokens()));
+  // Eager decode runs the same padded step kernel by kernel: identical results either way.
+  return enforce_eager ? Kernels(padded) : LaunchGraph(bucket, padded);
+}
+
+Status CudaRunner::Impl::LaunchGraph(int bucket, const Batch& padded) {
+  auto it = graphs.find(bucket);
+  if (it != graphs.end() && it->second.epoch != epoch_) {
+    cudaGraphExecDestroy(it->second.exec);
+    graphs.erase(it);
+    it = graphs.end();
+  }
+  if (it == graphs.end()) {
+    if (bucket_seen[bucket]++ == 0) return Kernels(padded);  // warm-up step, eager
+    const uint64_t epoch = epoch_;
+    GS_CUDA_RETURN_IF_ERROR(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+    const Status st = Kernels(padded);
+    cudaGraph_t graph = nullptr;
+    const cudaError_t end = cudaStreamEndCapture(stream, &graph);
+    GS_RETURN_IF_ERROR(st);
+    GS_CUDA_RETURN_IF_ERROR(end);
+    Graph g;
+    g.epoch = epoch;
+    const cudaError_t inst = cudaGraphInstantiate(&g.exec, graph, 0);
+    cudaGraphDestroy(graph);
+    GS_CUDA_RETURN_IF_ERROR(inst);
+    ++graph_captures_;
+    if (epoch != epoch_) {  // a buffer moved while capturing: this graph would use a freed one
+      cudaGraphExecDestroy(g.exec);
+      return Kernels(padded);
+    }
+    it = graphs.emplace(bucket, g).first;
+  }
+  ++graph_launches_;
+  GS_CUDA_RETURN_IF_ERROR(cudaGraphLaunch(it->second.exec, stream));
+  return Ok();
 }
 
 CudaRunner::CudaRunner(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -424,6 +562,9 @@ const KvCacheSpec& CudaRunner::kv_spec() const { return impl_->spec; }
 int64_t CudaRunner::weight_bytes() const { return impl_->model.total_bytes; }
 std::string CudaRunner::device_name() const { return impl_->device_name; }
 float CudaRunner::embed_scale() const { return impl_->embed_scale; }
+void CudaRunner::set_enforce_eager(bool eager) { impl_->enforce_eager = eager; }
+int CudaRunner::graph_launches() const { return impl_->graph_launches_; }
+int CudaRunner::graph_captures() const { return impl_->graph_captures_; }
 
 Status CudaRunner::Forward(const Batch& batch, std::vector<float>* logits) {
   GS_RETURN_IF_ERROR(impl_->Step(batch));
@@ -438,13 +579,33 @@ Status CudaRunner::Forward(const Batch& batch, std::vector<float>* logits) {
 Status CudaRunner::ForwardGreedy(const Batch& batch, std::vector<int32_t>* ids) {
   GS_RETURN_IF_ERROR(impl_->Step(batch));
   const int R = static_cast<int>(batch.logits_indices.size());
-  GS_RETURN_IF_ERROR(cuda::LaunchArgmax(impl_->s.logits.get<float>(), R,
-                                        impl_->config.vocab_size, impl_->s.argmax.get<int>(),
-                                        impl_->stream));
   ids->resize(static_cast<size_t>(R));
   GS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(ids->data(), impl_->s.argmax.get(), R * sizeof(int32_t),
                                           cudaMemcpyDeviceToHost, impl_->stream));
   GS_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(impl_->stream));
+  return Ok();
+}
+
+Status CudaRunner::CopySlot(int src, int dst) {
+  Impl& m = *impl_;
+  if (src < 0 || dst < 0 || src >= m.spec.max_sequences || dst >= m.spec.max_sequences) {
+    return MakeError("CopySlot: slots ", src, " -> ", dst, " outside [0, ", m.spec.max_sequences,
+                     ")");
+  }
+  if (src == dst) return Ok();
+  for (size_t l = 0; l < m.config.layers.size(); ++l) {
+    const LayerConfig& lc = m.config.layers[l];
+    if (lc.kind != LayerKind::kSliding) continue;
+    const size_t ring = static_cast<size_t>(m.config.sliding_window) * lc.num_kv_heads *
+                        lc.head_dim * sizeof(bf16);
+    for (DeviceBuffer* cache : {&m.k_cache[l], &m.v_cache[l]}) {
+      uint8_t* base = cache->get<uint8_t>();
+      GS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(base + ring * dst, base + ring * src, ring,
+                                              cudaMemcpyDeviceToDevice, m.stream));
+    }
+  }
+  // Ordered before the next step on the same stream; synchronized so the caller may reuse src.
+  GS_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(m.stream));
   return Ok();
 }
 

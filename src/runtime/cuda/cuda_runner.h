@@ -19,6 +19,8 @@ struct CudaRunnerOptions {
   int device = 0;
   // Multiplier of the token embeddings; 0 = the bf16 model's bf16(√hidden) (53.0 for 2816).
   float embed_scale = 0.0f;
+  // Run every step kernel by kernel (no CUDA graphs for decode steps).
+  bool enforce_eager = false;
 };
 
 class CudaRunner : public ModelRunner {
@@ -30,6 +32,9 @@ class CudaRunner : public ModelRunner {
   const ModelConfig& config() const override;
   const KvCacheSpec& kv_spec() const override;
   Status Forward(const Batch& batch, std::vector<float>* logits) override;
+  // Copies slot src's sliding-layer KV rings over slot dst's (the engine's prefix caching).
+  bool supports_slot_copy() const override { return true; }
+  Status CopySlot(int src, int dst) override;
 
   // Greedy decoding without copying logits: ids[i] = argmax of the (softcapped) logits of
   // batch.logits_indices[i], computed on the GPU.
@@ -38,6 +43,12 @@ class CudaRunner : public ModelRunner {
   // Weight bytes the last step read: every dense weight once, the lm_head, and each layer's
   // distinct routed experts (read back from the GPU; synchronizes).
   Expected<int64_t> LastStepWeightBytes();
+  // Decode steps (one token per sequence, logits of each in order) replay a CUDA graph per batch
+  // bucket (1, 2, 4, … 128) unless eager execution is enforced; switchable between steps.
+  void set_enforce_eager(bool eager);
+  // Graph replays and captures so far (tests and benchmarks).
+  int graph_launches() const;
+  int graph_captures() const;
   // Bytes of weights resident on the GPU.
   int64_t weight_bytes() const;
   // "NVIDIA H100 80GB HBM3" etc.

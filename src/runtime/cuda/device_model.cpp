@@ -40,14 +40,30 @@ Status AppendVector(std::vector<float>& out, const std::vector<float>& v, int64_
   return Ok();
 }
 
-Status UploadBf16(DeviceBuffer& buf, const QuantizedLinear& w, int64_t rows, int64_t cols) {
-  if (w.format != WeightFormat::kBf16) {
+// BF16 weights as they are. With `dequantize_nvfp4` (attention projections: compressed-tensors
+// checkpoints quantize them too), NVFP4 weights are dequantized to bf16 once on the host, each
+// value e2m1 × e4m3 × global scale computed in fp32 and rounded once — what `gemmaserve convert`
+// writes for these tensors, so both paths run the same bf16 attention.
+Status UploadBf16(DeviceBuffer& buf, const QuantizedLinear& w, int64_t rows, int64_t cols,
+                  bool dequantize_nvfp4 = false) {
+  if (w.format != WeightFormat::kBf16 && !(dequantize_nvfp4 && w.format == WeightFormat::kNvfp4)) {
     return MakeError(w.name, ": the CUDA runner needs BF16 here, got ", WeightFormatName(w.format));
   }
   if (w.rows != rows || w.cols != cols) {
     return MakeError(w.name, ": shape [", w.rows, ", ", w.cols, "], expected [", rows, ", ", cols, "]");
   }
-  return buf.Upload(w.data, static_cast<size_t>(rows * cols * 2), w.name.c_str());
+  if (w.format == WeightFormat::kBf16) {
+    return buf.Upload(w.data, static_cast<size_t>(rows * cols * 2), w.name.c_str());
+  }
+  std::vector<uint16_t> host(static_cast<size_t>(rows * cols));
+  std::vector<float> row(static_cast<size_t>(cols));
+  for (int64_t n = 0; n < rows; ++n) {
+    w.DequantizeRowUnscaled(n, row.data());
+    for (int64_t k = 0; k < cols; ++k) {
+      host[static_cast<size_t>(n * cols + k)] = FloatToBf16(row[static_cast<size_t>(k)] * w.global_scale);
+    }
+  }
+  return buf.Upload(host.data(), host.size() * 2, w.name.c_str());
 }
 
 // Packs `banks` matrices (each GLU gate/up or a single linear) into one device allocation.
@@ -156,13 +172,13 @@ Expected<DeviceModel> UploadModel(const ModelConfig& config, const Gemma4Weights
       const int64_t rows = p == &w.attn.q ? L.q_rows : p == &w.attn.k ? L.k_rows : L.v_rows;
       if (rows == 0) continue;
       DeviceBuffer tmp;
-      GS_RETURN_IF_ERROR(UploadBf16(tmp, *p, rows, H));
+      GS_RETURN_IF_ERROR(UploadBf16(tmp, *p, rows, H, /*dequantize_nvfp4=*/true));
       GS_CUDA_RETURN_IF_ERROR(cudaMemcpy(L.qkv.get<uint8_t>() + row * H * 2, tmp.get(),
                                          static_cast<size_t>(rows * H * 2),
                                          cudaMemcpyDeviceToDevice));
       row += rows;
     }
-    GS_RETURN_IF_ERROR(UploadBf16(L.o, w.attn.o, H, L.q_rows));
+    GS_RETURN_IF_ERROR(UploadBf16(L.o, w.attn.o, H, L.q_rows, /*dequantize_nvfp4=*/true));
 
     const VecLayout layout{H, d, config.enable_moe_block ? config.num_experts : 0};
     std::vector<float> vecs;

@@ -17,6 +17,8 @@ using bf16 = __nv_bfloat16;
 
 // Streaming multiprocessors of the current device (cached after the first call).
 int DeviceSmCount();
+// Threads of a one-block-per-row kernel over `rows` rows (norm_rope.cu).
+int RowThreads(int rows);
 
 // ---------------------------------------------------------------------------------------------
 // nvfp4_gemm.cu: W4A16 (and packed-BF16) GEMM y = x · Wᵀ over one matrix or a bank of equally
@@ -71,9 +73,11 @@ Status LaunchRouter(const float* h1, int tokens, int hidden, const float* router
                     cudaStream_t stream);
 
 // Groups the tokens·top_k slots by expert: offsets [experts + 1], entries [slots] (slot ids),
-// active [experts] (experts with slots, ascending) and active_count.
-Status LaunchMoeGroup(const int* topk_ids, int slots, int experts, int* offsets, int* entries,
-                      int* active, int* active_count, cudaStream_t stream);
+// active [experts] (experts with slots, ascending) and active_count. With valid_tokens (a device
+// scalar), only the slots of the first *valid_tokens tokens are grouped (the rest is padding).
+Status LaunchMoeGroup(const int* topk_ids, int slots, int top_k, const int* valid_tokens,
+                      int experts, int* offsets, int* entries, int* active, int* active_count,
+                      cudaStream_t stream);
 
 // End of the feed-forward block, per token t (reference §3.3):
 //   moe = Σ_j slot_out[t·k + j]            (fixed order: deterministic)

@@ -10,8 +10,11 @@ namespace gs::cuda {
 namespace {
 
 constexpr int kRouterTokens = 4;    // tokens per router block (their fp32 rows sit in smem)
-constexpr int kRouterExperts = 8;   // experts per router block (one per warp)
-constexpr int kRouterThreads = 256;
+constexpr int kRouterThreads = 256;  // top-k kernel: one warp per token
+// Router-logit blocks hold one expert per warp: 4 experts (32 blocks for 128) when there are few
+// token groups, so a decode step spreads the router matrix over many SMs; 8 for prefill, where
+// every block also recomputes its tokens' norms.
+int RouterExpertsPerBlock(int tokens) { return tokens <= 64 ? 4 : 8; }
 
 __device__ __forceinline__ float WarpSum(float v) {
 #pragma unroll
@@ -31,7 +34,7 @@ __device__ float BlockSum(float v, float* scratch) {
   return total;
 }
 
-// Router logits for up to kRouterTokens tokens × kRouterExperts experts per block (blockIdx.y
+// Router logits for up to kRouterTokens tokens × (blockDim / 32) experts per block (blockIdx.y
 // picks the experts, so even one token spreads the 0.7 MB router matrix over many SMs):
 //   r       = h1 · (mean(h1²) + eps)^-½ ⊙ scale · H^-½      (fp32, in shared memory)
 //   logit_e = r · W[e]                                     (one warp per expert, fp32)
@@ -55,7 +58,7 @@ __global__ void __launch_bounds__(kRouterThreads)
   }
   __syncthreads();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int e = blockIdx.y * kRouterExperts + warp;
+  const int e = blockIdx.y * (blockDim.x / 32) + warp;
   if (e >= experts) return;
   const bf16* wr = router_w + static_cast<int64_t>(e) * hidden;
   float acc[kRouterTokens] = {};
@@ -133,10 +136,12 @@ __global__ void __launch_bounds__(kRouterThreads)
 // Counting sort of slots (token·k + j) by expert, in one block: count, scan, place. The order of
 // slots inside an expert does not matter (each slot's result lands in its own output row).
 __global__ void __launch_bounds__(1024)
-    MoeGroupKernel(const int* __restrict__ topk_ids, int slots, int experts, int* offsets,
-                   int* entries, int* active, int* active_count) {
+    MoeGroupKernel(const int* __restrict__ topk_ids, int slots, int top_k,
+                   const int* __restrict__ valid_tokens, int experts, int* offsets, int* entries,
+                   int* active, int* active_count) {
   extern __shared__ int cnt[];  // [experts] counts, then [experts] cursors
   int* cursor = cnt + experts;
+  if (valid_tokens != nullptr) slots = min(slots, *valid_tokens * top_k);
   for (int e = threadIdx.x; e < experts; e += blockDim.x) cnt[e] = 0;
   __syncthreads();
   for (int s = threadIdx.x; s < slots; s += blockDim.x) atomicAdd(&cnt[topk_ids[s]], 1);
@@ -213,9 +218,10 @@ Status LaunchRouter(const float* h1, int tokens, int hidden, const float* router
                                                  static_cast<int>(smem)));
     raised = smem;
   }
+  const int per_block = RouterExpertsPerBlock(tokens);
   const dim3 grid((tokens + kRouterTokens - 1) / kRouterTokens,
-                  (experts + kRouterExperts - 1) / kRouterExperts);
-  RouterLogitsKernel<<<grid, kRouterThreads, smem, stream>>>(h1, tokens, hidden, router_scale,
+                  (experts + per_block - 1) / per_block);
+  RouterLogitsKernel<<<grid, 32 * per_block, smem, stream>>>(h1, tokens, hidden, router_scale,
                                                              router_w, experts, eps, logits);
   GS_CUDA_CHECK_LAUNCH("RouterLogitsKernel");
   const int warps = kRouterThreads / 32;
@@ -227,10 +233,11 @@ Status LaunchRouter(const float* h1, int tokens, int hidden, const float* router
   return Ok();
 }
 
-Status LaunchMoeGroup(const int* topk_ids, int slots, int experts, int* offsets, int* entries,
-                      int* active, int* active_count, cudaStream_t stream) {
-  MoeGroupKernel<<<1, 1024, sizeof(int) * 2 * experts, stream>>>(topk_ids, slots, experts, offsets,
-                                                                 entries, active, active_count);
+Status LaunchMoeGroup(const int* topk_ids, int slots, int top_k, const int* valid_tokens,
+                      int experts, int* offsets, int* entries, int* active, int* active_count,
+                      cudaStream_t stream) {
+  MoeGroupKernel<<<1, 1024, sizeof(int) * 2 * experts, stream>>>(
+      topk_ids, slots, top_k, valid_tokens, experts, offsets, entries, active, active_count);
   GS_CUDA_CHECK_LAUNCH("MoeGroupKernel");
   return Ok();
 }
@@ -241,7 +248,7 @@ Status LaunchFfnCombine(float* h, const float* dense, const float* slot_out, int
   if (tokens <= 0) return Ok();
   const size_t smem = sizeof(float) * 2 * hidden;
   if (smem > 48 * 1024) return MakeError("LaunchFfnCombine: hidden ", hidden, " too large");
-  FfnCombineKernel<<<tokens, 256, smem, stream>>>(h, dense, slot_out, top_k, hidden, post1, post2,
+  FfnCombineKernel<<<tokens, RowThreads(tokens), smem, stream>>>(h, dense, slot_out, top_k, hidden, post1, post2,
                                                   post, layer_scalar, eps);
   GS_CUDA_CHECK_LAUNCH("FfnCombineKernel");
   return Ok();

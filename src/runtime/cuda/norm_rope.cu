@@ -127,10 +127,16 @@ __global__ void QkvNormRopeKernel(const float* __restrict__ qkv, int heads, int 
 
 }  // namespace
 
+int RowThreads(int rows) {
+  // One block per row: with few rows (decode) only a few SMs work, so each row gets the widest
+  // block (shorter per-thread loops, more loads in flight); many rows fill the GPU with 256.
+  return rows <= 64 ? 1024 : 256;
+}
+
 Status LaunchRmsNorm(const float* x, const int* row_index, int rows, int width, const float* w,
                      float eps, bf16* out, cudaStream_t stream) {
   if (rows <= 0) return Ok();
-  RmsNormKernel<<<rows, 256, 0, stream>>>(x, row_index, width, w, eps, out);
+  RmsNormKernel<<<rows, RowThreads(rows), 0, stream>>>(x, row_index, width, w, eps, out);
   GS_CUDA_CHECK_LAUNCH("RmsNormKernel");
   return Ok();
 }
@@ -139,7 +145,7 @@ Status LaunchPostAttention(float* h, const float* attn, int tokens, int hidden,
                            const float* post_attn, const float* pre_ffn, const float* pre_ffn_2,
                            float eps, bf16* x_dense, bf16* x_moe, cudaStream_t stream) {
   if (tokens <= 0) return Ok();
-  PostAttentionKernel<<<tokens, 256, 0, stream>>>(h, attn, hidden, post_attn, pre_ffn, pre_ffn_2,
+  PostAttentionKernel<<<tokens, RowThreads(tokens), 0, stream>>>(h, attn, hidden, post_attn, pre_ffn, pre_ffn_2,
                                                   eps, x_dense, x_moe);
   GS_CUDA_CHECK_LAUNCH("PostAttentionKernel");
   return Ok();

@@ -15,6 +15,10 @@ constexpr int kTokChunk = 64;     // tokens per pass over the weights (8 mma n-t
 constexpr int kNTiles = kTokChunk / 8;
 constexpr int kKChunk = 256;      // K columns of x staged in shared memory at a time
 constexpr int kXStride = kKChunk + 8;  // +16 B per row: the 8 rows of a B fragment hit 8 banks
+// Rows per bank (upper bound) served by PackedGemvKernel. Measured (H200, ncu): at 32 and 128
+// rows its L1-read x operand (8 scattered 4 B loads per k16 step and n-tile) made it 5-10x slower
+// than PackedGemmKernel's shared-memory staging, so only single-n-tile batches use it.
+constexpr int kGemvMaxRows = 8;
 
 __device__ __forceinline__ uint4 LoadStreaming(const uint4* p) {
   uint4 v;
@@ -236,9 +240,154 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 }
 
+// Small-batch variant (decode): split-K across the warps of a block, so that even a single
+// token keeps many weight loads in flight (each warp streams every kSplit-th k-block of the same
+// 16-row tile, up to kDepth k-blocks loaded before the first is used).
+//
+// Block (kSplit warps) = one 16-row tile of bank `active[blockIdx.y]`; tokens in chunks of
+// 8·NT (NT mma n-tiles; empty n-tiles of a chunk are skipped). The x operand is read straight
+// from global memory (L1-cached: the block's warps read each x row once between them). The
+// partial accumulators of the warps are summed in shared memory in warp order (deterministic),
+// then the epilogue of PackedGemmKernel is applied.
+constexpr int kSplit = 8;
+constexpr int kDepth = 6;
+
+template <PackedFormat kFormat, GemmEpilogue kEpi, int NT>
+__global__ void __launch_bounds__(kSplit * 32)
+    PackedGemvKernel(PackedMatrix w, GemmRows rows, const bf16* __restrict__ x, int x_stride,
+                     void* __restrict__ out, int out_stride) {
+  __shared__ float red[kSplit][NT * 4][32];
+  int bank = 0;
+  if (rows.active != nullptr) {
+    if (static_cast<int>(blockIdx.y) >= *rows.active_count) return;
+    bank = rows.active[blockIdx.y];
+  }
+  int r_begin = 0, r_end = rows.m;
+  if (rows.offsets != nullptr) {
+    r_begin = rows.offsets[bank];
+    r_end = rows.offsets[bank + 1];
+  }
+  const int n_rows = r_end - r_begin;
+  if (n_rows <= 0) return;
+
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int tile = blockIdx.x, kblocks = w.cols / 64;
+  const uint8_t* code_base = w.codes + bank * w.bank_code_bytes;
+  const uint8_t* scale_base = w.scales + bank * w.bank_scale_bytes;
+  const int64_t tile_kb = static_cast<int64_t>(tile) * kblocks;
+  const int my_kbs = warp < kblocks ? (kblocks - warp + kSplit - 1) / kSplit : 0;
+
+  for (int c0 = 0; c0 < n_rows; c0 += 8 * NT) {
+    const int mc = min(8 * NT, n_rows - c0);
+    const int nt_active = (mc + 7) / 8;
+    // x row of this lane's B column (token c0 + nt·8 + lane/4), or null past the chunk.
+    const bf16* xrow[NT];
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+      const int t = nt * 8 + lane / 4;
+      xrow[nt] = nullptr;
+      if (t < mc) {
+        const int e = r_begin + c0 + t;
+        const int in_row = rows.entries != nullptr ? rows.entries[e] / rows.in_div : e;
+        xrow[nt] = x + static_cast<int64_t>(in_row) * x_stride + 2 * (lane % 4);
+      }
+    }
+    float acc[NT][4];
+#pragma unroll
+    for (int i = 0; i < NT; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
+
+    for (int i0 = 0; i0 < my_kbs; i0 += kDepth) {
+      BlockFrag<kFormat> frag[kDepth];
+#pragma unroll
+      for (int i = 0; i < kDepth; ++i) {
+        if (i0 + i < my_kbs) {
+          frag[i].Load(code_base, scale_base, tile_kb + warp + (i0 + i) * kSplit, lane);
+        }
+      }
+#pragma unroll
+      for (int i = 0; i < kDepth; ++i) {
+        if (i0 + i >= my_kbs) break;
+        const int kcol = (warp + (i0 + i) * kSplit) * 64;
+        uint32_t b[NT][4][2];
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt) {
+#pragma unroll
+          for (int st = 0; st < 4; ++st) {
+            b[nt][st][0] = b[nt][st][1] = 0;
+            if (nt < nt_active && xrow[nt] != nullptr) {
+              const uint32_t* p = reinterpret_cast<const uint32_t*>(xrow[nt] + kcol + st * 16);
+              b[nt][st][0] = __ldg(p);
+              b[nt][st][1] = __ldg(p + 4);
+            }
+          }
+        }
+#pragma unroll
+        for (int st = 0; st < 4; ++st) {
+          uint32_t a[4];
+          frag[i].Step(st, a);
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt) {
+            if (nt < nt_active) Mma(acc[nt], a, b[nt][st][0], b[nt][st][1]);
+          }
+        }
+      }
+    }
+
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+#pragma unroll
+      for (int j = 0; j < 4; ++j) red[warp][nt * 4 + j][lane] = acc[nt][j];
+    }
+    __syncthreads();
+    // Thread = (n-tile, column pair j, lane): sums the warps' partials in order.
+    for (int i = threadIdx.x; i < nt_active * 2 * 32; i += blockDim.x) {
+      const int nt = i / 64, j = (i / 32) % 2, ln = i % 32;
+      const int t = nt * 8 + 2 * (ln % 4) + j;
+      float lo = 0.0f, hi = 0.0f;  // acc[nt][j] and acc[nt][j + 2]
+#pragma unroll
+      for (int wp = 0; wp < kSplit; ++wp) {
+        lo += red[wp][nt * 4 + j][ln];
+        hi += red[wp][nt * 4 + j + 2][ln];
+      }
+      if (t >= mc) continue;
+      const int e = r_begin + c0 + t;
+      const int out_row = rows.entries != nullptr ? rows.entries[e] : e;
+      if constexpr (kEpi == GemmEpilogue::kGluBf16) {
+        const float g = lo * w.global_scales[2 * bank];
+        const float u = hi * w.global_scales[2 * bank + 1];
+        const int col = tile * 8 + ln / 4;
+        static_cast<bf16*>(out)[static_cast<int64_t>(out_row) * out_stride + col] =
+            __float2bfloat16_rn(GeluTanh(g) * u);
+      } else {
+        float scale = w.global_scales[bank];
+        if (rows.row_weight != nullptr) scale *= rows.row_weight[out_row];
+        float* o = static_cast<float*>(out) + static_cast<int64_t>(out_row) * out_stride +
+                   tile * 16 + ln / 4;
+        o[0] = lo * scale;
+        o[8] = hi * scale;
+      }
+    }
+    __syncthreads();  // red is rewritten by the next chunk
+  }
+}
+
+template <PackedFormat kFormat, GemmEpilogue kEpi, int NT>
+Status LaunchGemv(const PackedMatrix& w, const GemmRows& rows, const bf16* x, int x_stride,
+                  void* out, int out_stride, cudaStream_t stream) {
+  const dim3 grid(w.rows / 16, std::max(rows.max_active, 1));
+  PackedGemvKernel<kFormat, kEpi, NT><<<grid, kSplit * 32, 0, stream>>>(w, rows, x, x_stride, out,
+                                                                       out_stride);
+  GS_CUDA_CHECK_LAUNCH("PackedGemvKernel");
+  return Ok();
+}
+
 template <PackedFormat kFormat, GemmEpilogue kEpi>
 Status Launch(const PackedMatrix& w, const GemmRows& rows, const bf16* x, int x_stride, void* out,
               int out_stride, cudaStream_t stream) {
+  // Up to kGemvMaxRows rows per bank (decode batches), the split-K kernel; NT covers the bound.
+  if (rows.m <= kGemvMaxRows) {
+    return LaunchGemv<kFormat, kEpi, 1>(w, rows, x, x_stride, out, out_stride, stream);
+  }
   const int tiles = w.rows / 16;
   const int row_cap = std::min(kTokChunk, (std::max(rows.m, 1) + 7) / 8 * 8);
   const int chunks = (std::max(rows.m, 1) + kTokChunk - 1) / kTokChunk;
