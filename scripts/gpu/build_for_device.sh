@@ -30,7 +30,7 @@ if [ -d "$root/tests/data/golden" ]; then
   mkdir -p "$out/data"
   cp -r "$root/tests/data/golden" "$out/data/golden"
 fi
-cp "$root/scripts/gpu/check.sh" "$out/check.sh"
+cp "$root"/scripts/gpu/*.sh "$out/"
 du -sh "$out"
 size=$(du -sm "$out" | cut -f1)
 if [ "$size" -gt 60 ]; then

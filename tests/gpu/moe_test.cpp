@@ -9,6 +9,7 @@
 #include "gpu/gpu_test_util.h"
 #include "runtime/cpu/cpu_moe.h"
 #include "runtime/cpu/cpu_ops.h"
+#include "runtime/cuda/bf16_gemm.h"
 #include "runtime/cuda/kernels.h"
 #include "runtime/cuda/nvfp4_repack.h"
 
@@ -93,34 +94,51 @@ bool NearTie(const MoeFixture& f, const float* h1) {
   return false;
 }
 
+// The runner's router: fp32 input from LaunchPostAttention (attention output 0 here, so h1 = h),
+// fp32 GEMM against the widened router weights (cuBLASLt), then top-k + grouping.
 TEST(Moe, RouterMatchesCpu) {
   GS_REQUIRE_GPU();
   MoeFixture f(1);
   ThreadPool pool(0);
   std::mt19937_64 rng(2);
-  DeviceArray<bf16> router;
+  DeviceArray<bf16> router_bf16;
   {
     std::vector<bf16> rb(f.router_bytes.size() / 2);
     std::memcpy(static_cast<void*>(rb.data()), f.router_bytes.data(), f.router_bytes.size());
-    router.Upload(rb);
+    router_bf16.Upload(rb);
   }
-  DeviceArray<float> scale, pes;
+  DeviceArray<float> router(static_cast<size_t>(kExperts) * kHidden);
+  GS_ASSERT_OK(cuda::LaunchBf16ToF32(router_bf16.get(), static_cast<int64_t>(router.size()),
+                                     router.get(), nullptr));
+  cuda::Bf16Gemm gemm;
+  GS_ASSERT_OK(gemm.Init());
+  DeviceArray<float> scale, pes, ones;
   scale.Upload(f.w.router_scale);
   pes.Upload(f.w.per_expert_scale);
-  for (int t : {1, 3, 17, 64, 129}) {
+  ones.Upload(std::vector<float>(kHidden, 1.0f));
+  for (int t : {1, 3, 17, 64, 129, 300}) {
     std::normal_distribution<float> dist(0.0f, 3.0f);
     std::vector<float> h1(static_cast<size_t>(t) * kHidden);
     for (float& v : h1) v = dist(rng);
-    DeviceArray<float> dh;
+    DeviceArray<float> dh, zero, router_in(h1.size());
     dh.Upload(h1);
-    DeviceArray<int> ids(static_cast<size_t>(t) * kTopK);
+    zero.Upload(std::vector<float>(h1.size(), 0.0f));
+    DeviceArray<bf16> xd(h1.size());
+    DeviceArray<int> ids(static_cast<size_t>(t) * kTopK), offsets(kExperts + 1),
+        entries(ids.size()), active(kExperts), count(1);
     DeviceArray<float> wts(ids.size()), logits(static_cast<size_t>(t) * kExperts);
     ids.Poison();
     wts.Poison();
     logits.Poison();
-    GS_ASSERT_OK(cuda::LaunchRouter(dh.get(), t, kHidden, scale.get(), router.get(), kExperts,
-                                    kTopK, pes.get(), 1e-6f, logits.get(), ids.get(), wts.get(),
-                                    nullptr));
+    router_in.Poison();
+    GS_ASSERT_OK(cuda::LaunchPostAttention(dh.get(), zero.get(), t, kHidden, ones.get(),
+                                           ones.get(), ones.get(), scale.get(), 1e-6f, xd.get(),
+                                           nullptr, router_in.get(), nullptr));
+    GS_ASSERT_OK(gemm.RunF32(router_in.get(), t, kHidden, router.get(), kExperts, logits.get(),
+                             nullptr));
+    GS_ASSERT_OK(cuda::LaunchRouterSelect(logits.get(), t, kExperts, kTopK, pes.get(), nullptr,
+                                          ids.get(), wts.get(), offsets.get(), entries.get(),
+                                          active.get(), count.get(), nullptr));
     const auto got_ids = ids.Download();
     const auto got_w = wts.Download();
     const cpu::Routing want = cpu::Route(f.config, f.w, h1.data(), t, pool);
@@ -139,6 +157,21 @@ TEST(Moe, RouterMatchesCpu) {
       }
     }
     EXPECT_LE(ties, 1) << "too many near-ties to be chance";
+    // The grouping: every slot once, under its expert, experts ascending.
+    const auto off = offsets.Download(), ent = entries.Download(), act = active.Download();
+    const int n_active = count.Download()[0];
+    std::vector<int> seen(ids.size(), 0);
+    int prev = -1;
+    for (int a = 0; a < n_active; ++a) {
+      const int e = act[a];
+      ASSERT_GT(e, prev);
+      prev = e;
+      for (int r = off[e]; r < off[e + 1]; ++r) {
+        ASSERT_EQ(got_ids[ent[r]], e);
+        ++seen[ent[r]];
+      }
+    }
+    for (int v : seen) ASSERT_EQ(v, 1);
   }
 }
 

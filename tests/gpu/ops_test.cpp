@@ -60,11 +60,16 @@ TEST(Ops, PostAttentionResidualAndFfnNorms) {
   d1.Upload(w1);
   d2.Upload(w2);
   d3.Upload(w3);
+  const auto rs = Normal(H, 1.0f, rng);
+  DeviceArray<float> drs, router_in(h.size());
+  drs.Upload(rs);
   DeviceArray<bf16> xd(h.size()), xm(h.size());
   xd.Poison();
   xm.Poison();
+  router_in.Poison();
   GS_ASSERT_OK(cuda::LaunchPostAttention(dh.get(), da.get(), t, H, d1.get(), d2.get(), d3.get(),
-                                         1e-6f, xd.get(), xm.get(), nullptr));
+                                         drs.get(), 1e-6f, xd.get(), xm.get(), router_in.get(),
+                                         nullptr));
   std::vector<float> h1 = h, an = a;
   cpu::RmsNorm(an.data(), t, H, w1, 1e-6f);
   for (size_t i = 0; i < h1.size(); ++i) h1[i] += an[i];
@@ -74,6 +79,11 @@ TEST(Ops, PostAttentionResidualAndFfnNorms) {
   EXPECT_LT(gputest::WorstRowRelL2(dh.Download(), h1, H), 1e-6);
   EXPECT_LT(gputest::WorstRowRelL2(gputest::FromBf16(xd.Download()), wd, H), 4e-3);
   EXPECT_LT(gputest::WorstRowRelL2(gputest::FromBf16(xm.Download()), wm, H), 4e-3);
+  // The router input stays fp32: rms(h1) ⊙ router_scale · H^-½.
+  std::vector<float> wr = h1, rs_root(rs);
+  for (float& v : rs_root) v /= std::sqrt(static_cast<float>(H));
+  cpu::RmsNorm(wr.data(), t, H, rs_root, 1e-6f);
+  EXPECT_LT(gputest::WorstRowRelL2(router_in.Download(), wr, H), 1e-6);
 }
 
 // Sliding: 16 q heads, 8 kv heads × 256, default RoPE θ 1e4. Global: 2 kv heads × 512, k_eq_v,

@@ -23,8 +23,8 @@ Status Bf16Gemm::Init() {
 // cuBLAS is column-major: the row-major out[M, N] is the column-major outᵀ [N, M] = W·xᵀ, with
 // W (row-major [N, K]) read as the column-major [K, N] matrix transposed, and x (row-major
 // [M, K]) as the column-major [K, M] matrix.
-Expected<Bf16Gemm::Plan*> Bf16Gemm::GetPlan(int m, int n, int k, bool out_f32) {
-  const auto key = std::make_tuple(m, n, k, out_f32);
+Expected<Bf16Gemm::Plan*> Bf16Gemm::GetPlan(int m, int n, int k, Types types) {
+  const auto key = std::make_tuple(m, n, k, types);
   auto it = plans_.find(key);
   if (it != plans_.end()) return &it->second;
   Plan p;
@@ -34,10 +34,11 @@ Expected<Bf16Gemm::Plan*> Bf16Gemm::GetPlan(int m, int n, int k, bool out_f32) {
       cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
   GS_CUBLAS_RETURN_IF_ERROR(
       cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
-  GS_CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&p.a, CUDA_R_16BF, k, n, k));
-  GS_CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&p.b, CUDA_R_16BF, k, m, k));
-  GS_CUBLAS_RETURN_IF_ERROR(
-      cublasLtMatrixLayoutCreate(&p.c, out_f32 ? CUDA_R_32F : CUDA_R_16BF, n, m, n));
+  const cudaDataType_t in = types == Types::kF32 ? CUDA_R_32F : CUDA_R_16BF;
+  const cudaDataType_t out = types == Types::kBf16InBf16Out ? CUDA_R_16BF : CUDA_R_32F;
+  GS_CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&p.a, in, k, n, k));
+  GS_CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&p.b, in, k, m, k));
+  GS_CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&p.c, out, n, m, n));
   cublasLtMatmulPreference_t pref = nullptr;
   GS_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulPreferenceCreate(&pref));
   const size_t ws = kWorkspaceBytes;
@@ -55,22 +56,34 @@ Expected<Bf16Gemm::Plan*> Bf16Gemm::GetPlan(int m, int n, int k, bool out_f32) {
     cublasLtMatrixLayoutDestroy(p.b);
     cublasLtMatrixLayoutDestroy(p.c);
     cublasLtMatmulDescDestroy(p.desc);
-    return MakeError("cuBLASLt found no BF16 GEMM algorithm for M=", m, " N=", n, " K=", k,
+    return MakeError("cuBLASLt found no ", types == Types::kF32 ? "FP32" : "BF16",
+                     " GEMM algorithm for M=", m, " N=", n, " K=", k,
                      " (status ", static_cast<int>(st), ")");
   }
   p.algo = result.algo;
   return &plans_.emplace(key, p).first->second;
 }
 
-Status Bf16Gemm::Run(const __nv_bfloat16* x, int m, int k, const __nv_bfloat16* w, int n,
-                     void* out, bool out_f32, float alpha, cudaStream_t stream) {
+Status Bf16Gemm::Launch(const void* x, int m, int k, const void* w, int n, void* out,
+                        Types types, float alpha, cudaStream_t stream) {
   if (m <= 0) return Ok();
-  GS_ASSIGN_OR_RETURN(Plan * p, GetPlan(m, n, k, out_f32));
+  GS_ASSIGN_OR_RETURN(Plan * p, GetPlan(m, n, k, types));
   const float beta = 0.0f;
   GS_CUBLAS_RETURN_IF_ERROR(cublasLtMatmul(handle_, p->desc, &alpha, w, p->a, x, p->b, &beta, out,
                                            p->c, out, p->c, &p->algo, workspace_.get(),
                                            workspace_.bytes(), stream));
   return Ok();
+}
+
+Status Bf16Gemm::Run(const __nv_bfloat16* x, int m, int k, const __nv_bfloat16* w, int n,
+                     void* out, bool out_f32, float alpha, cudaStream_t stream) {
+  return Launch(x, m, k, w, n, out, out_f32 ? Types::kBf16InF32Out : Types::kBf16InBf16Out, alpha,
+                stream);
+}
+
+Status Bf16Gemm::RunF32(const float* x, int m, int k, const float* w, int n, float* out,
+                        cudaStream_t stream) {
+  return Launch(x, m, k, w, n, out, Types::kF32, 1.0f, stream);
 }
 
 }  // namespace gs::cuda

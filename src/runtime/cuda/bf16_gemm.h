@@ -1,6 +1,7 @@
-// BF16 GEMMs through cuBLASLt for the attention projections and the tied lm_head:
-// out[M, N] = alpha · x[M, K] · W[N, K]ᵀ, bf16 inputs, fp32 accumulation, fp32 or bf16 output.
-// Plans (descriptors + the heuristic's algorithm) are cached per shape.
+// GEMMs through cuBLASLt: out[M, N] = alpha · x[M, K] · W[N, K]ᵀ. BF16 inputs with fp32
+// accumulation and fp32 or bf16 output (attention projections, the tied lm_head), or all fp32
+// (the router: CUBLAS_COMPUTE_32F, true fp32 FMAs, no TF32). Plans (descriptors + the
+// heuristic's algorithm) are cached per shape and type.
 #pragma once
 
 #include <cublasLt.h>
@@ -25,6 +26,8 @@ class Bf16Gemm {
   Status Init();
   Status Run(const __nv_bfloat16* x, int m, int k, const __nv_bfloat16* w, int n, void* out,
              bool out_f32, float alpha, cudaStream_t stream);
+  Status RunF32(const float* x, int m, int k, const float* w, int n, float* out,
+                cudaStream_t stream);
 
  private:
   struct Plan {
@@ -32,11 +35,14 @@ class Bf16Gemm {
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
     cublasLtMatmulAlgo_t algo{};
   };
-  Expected<Plan*> GetPlan(int m, int n, int k, bool out_f32);
+  enum class Types { kBf16InBf16Out, kBf16InF32Out, kF32 };
+  Expected<Plan*> GetPlan(int m, int n, int k, Types types);
+  Status Launch(const void* x, int m, int k, const void* w, int n, void* out, Types types,
+                float alpha, cudaStream_t stream);
 
   cublasLtHandle_t handle_ = nullptr;
   DeviceBuffer workspace_;
-  std::map<std::tuple<int, int, int, bool>, Plan> plans_;
+  std::map<std::tuple<int, int, int, Types>, Plan> plans_;
 };
 
 }  // namespace gs::cuda

@@ -26,7 +26,8 @@ struct TileList {
 // Per-step scratch, grown to the largest step seen.
 struct Scratch {
   DeviceBuffer h, x, qkv, q, k, v, attn, attn_out, x_dense, x_moe, inter_dense, dense_out;
-  DeviceBuffer router_logits, topk_ids, topk_w, offsets, entries, active, inter_moe, slot_out, partial;
+  DeviceBuffer router_in, router_logits, topk_ids, topk_w, offsets, entries, active;
+  DeviceBuffer inter_moe, slot_out, partial;
   DeviceBuffer x_logits, logits, argmax, meta;
 };
 
@@ -311,6 +312,7 @@ Status CudaRunner::Impl::EnsureScratch(int T, int R) {
   GS_RETURN_IF_ERROR(Grow(s.inter_dense, t * c.intermediate_size * 2, "dense intermediate"));
   GS_RETURN_IF_ERROR(Grow(s.dense_out, t * H * 4, "dense MLP output"));
   if (c.enable_moe_block) {
+    GS_RETURN_IF_ERROR(Grow(s.router_in, t * H * 4, "router input"));
     GS_RETURN_IF_ERROR(Grow(s.router_logits, t * E * 4, "router logits"));
     GS_RETURN_IF_ERROR(Grow(s.topk_ids, slots * 4, "top-k ids"));
     GS_RETURN_IF_ERROR(Grow(s.topk_w, slots * 4, "top-k weights"));
@@ -379,9 +381,11 @@ Status CudaRunner::Impl::Attention(int l) {
   GS_RETURN_IF_ERROR(cuda::LaunchKvWrite(al, m, Ptr<bf16>(s.k), Ptr<bf16>(s.v), T, stream));
   GS_RETURN_IF_ERROR(gemm.Run(Ptr<bf16>(s.attn), T, L.q_rows, L.o.get<bf16>(), H, s.attn_out.get(),
                               true, 1.0f, stream));
+  const bool moe = config.enable_moe_block;
   return cuda::LaunchPostAttention(Ptr<float>(s.h), Ptr<float>(s.attn_out), T, H, L.post_attn,
-                                   L.pre_ffn, L.pre_ffn_2, eps, Ptr<bf16>(s.x_dense),
-                                   config.enable_moe_block ? Ptr<bf16>(s.x_moe) : nullptr, stream);
+                                   L.pre_ffn, L.pre_ffn_2, L.router_scale, eps,
+                                   Ptr<bf16>(s.x_dense), moe ? Ptr<bf16>(s.x_moe) : nullptr,
+                                   moe ? Ptr<float>(s.router_in) : nullptr, stream);
 }
 
 // Dense MLP and MoE on the post-attention residual h1 (in s.h), then the combine into h.
@@ -406,14 +410,15 @@ Status CudaRunner::Impl::Feedforward(int l, int T) {
   if (config.enable_moe_block) {
     const int E = config.num_experts, k = config.top_k_experts, I = config.moe_intermediate_size;
     int* active_count = active_counts.get<int>() + l;
-    GS_RETURN_IF_ERROR(cuda::LaunchRouter(Ptr<float>(s.h), T, H, L.router_scale,
-                                          L.router.get<bf16>(), E, k, L.per_expert_scale, eps,
-                                          Ptr<float>(s.router_logits), Ptr<int>(s.topk_ids),
-                                          Ptr<float>(s.topk_w), stream));
-    // Padding tokens of a decode bucket (beyond *d_valid_tokens) join no expert.
-    GS_RETURN_IF_ERROR(cuda::LaunchMoeGroup(Ptr<int>(s.topk_ids), T * k, k, d_valid_tokens, E,
-                                            Ptr<int>(s.offsets), Ptr<int>(s.entries),
-                                            Ptr<int>(s.active), active_count, stream));
+    // Router in fp32: logits = router_in · Wᵀ (router_in from LaunchPostAttention), then top-k
+    // and the grouping of slots by expert. Padding tokens of a decode bucket (beyond
+    // *d_valid_tokens) join no expert.
+    GS_RETURN_IF_ERROR(gemm.RunF32(Ptr<float>(s.router_in), T, H, L.router.get<float>(), E,
+                                   Ptr<float>(s.router_logits), stream));
+    GS_RETURN_IF_ERROR(cuda::LaunchRouterSelect(
+        Ptr<float>(s.router_logits), T, E, k, L.per_expert_scale, d_valid_tokens,
+        Ptr<int>(s.topk_ids), Ptr<float>(s.topk_w), Ptr<int>(s.offsets), Ptr<int>(s.entries),
+        Ptr<int>(s.active), active_count, stream));
     cuda::GemmRows rows;
     rows.active = Ptr<int>(s.active);
     rows.active_count = active_count;

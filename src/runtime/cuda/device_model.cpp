@@ -118,6 +118,17 @@ Status UploadPacked(DevicePacked& dp, const std::vector<const QuantizedLinear*>&
 
 int64_t Bytes(const DeviceBuffer& b) { return static_cast<int64_t>(b.bytes()); }
 
+// Replaces the bf16 contents of `buf` by their fp32 widening (the router runs in fp32).
+Status WidenToF32(DeviceBuffer& buf, const char* what) {
+  const int64_t n = Bytes(buf) / 2;
+  DeviceBuffer wide;
+  GS_RETURN_IF_ERROR(wide.Allocate(static_cast<size_t>(n) * sizeof(float), what));
+  GS_RETURN_IF_ERROR(LaunchBf16ToF32(buf.get<bf16>(), n, wide.get<float>(), nullptr));
+  GS_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
+  buf = std::move(wide);
+  return Ok();
+}
+
 int64_t LayerBytes(const DeviceLayer& L) {
   return Bytes(L.qkv) + Bytes(L.o) + Bytes(L.router) + Bytes(L.vecs) + Bytes(L.mlp_gate_up.codes) +
          Bytes(L.mlp_gate_up.scales) + Bytes(L.mlp_down.codes) + Bytes(L.mlp_down.scales) +
@@ -208,6 +219,7 @@ Expected<DeviceModel> UploadModel(const ModelConfig& config, const Gemma4Weights
     GS_RETURN_IF_ERROR(UploadPacked(L.mlp_down, {&w.mlp_down}, {}, pool));
     if (config.enable_moe_block) {
       GS_RETURN_IF_ERROR(UploadBf16(L.router, w.router, config.num_experts, H));
+      GS_RETURN_IF_ERROR(WidenToF32(L.router, "router (fp32)"));
       std::vector<const QuantizedLinear*> gate, up, down;
       for (const ExpertWeights& e : w.experts.experts) {
         gate.push_back(&e.gate);
@@ -287,6 +299,7 @@ Expected<DeviceModel> MakeDummyModel(const ModelConfig& config, uint64_t seed) {
     GS_RETURN_IF_ERROR(FillPacked(L.mlp_down, 1, H, config.intermediate_size, false, s + 4));
     if (config.enable_moe_block) {
       GS_RETURN_IF_ERROR(FillBf16(L.router, config.num_experts, H, inv_sqrt_h, s + 5));
+      GS_RETURN_IF_ERROR(WidenToF32(L.router, "router (fp32)"));
       GS_RETURN_IF_ERROR(FillPacked(L.expert_gate_up, config.num_experts,
                                     2 * config.moe_intermediate_size, H, true, s + 6));
       GS_RETURN_IF_ERROR(FillPacked(L.expert_down, config.num_experts, H,

@@ -1,5 +1,5 @@
-// The model's weights in GPU memory, uploaded once: BF16 attention / router / embedding (the tied
-// lm_head), NVFP4 (or BF16) dense MLP and experts in the packed layout of nvfp4_repack.h, fp32
+// The model's weights in GPU memory, uploaded once: BF16 attention / embedding (the tied lm_head),
+// the router widened to fp32, NVFP4 (or BF16) dense MLP and experts in the packed layout of nvfp4_repack.h, fp32
 // norm vectors. Built from a loaded checkpoint or, for benchmarks, filled with random values on
 // the GPU (`--load-format dummy`).
 #pragma once
@@ -25,7 +25,8 @@ struct DevicePacked {
 struct DeviceLayer {
   LayerConfig lc;
   int q_rows = 0, k_rows = 0, v_rows = 0;  // v_rows = 0 on k_eq_v layers
-  DeviceBuffer qkv, o, router;              // bf16
+  DeviceBuffer qkv, o;                      // bf16
+  DeviceBuffer router;                      // fp32 [experts, hidden] (widened from bf16)
   DeviceBuffer vecs;                        // every fp32 vector of the layer
   const float *input_norm = nullptr, *post_attn = nullptr, *pre_ffn = nullptr;
   const float *post1 = nullptr, *pre_ffn_2 = nullptr, *post2 = nullptr, *post = nullptr;

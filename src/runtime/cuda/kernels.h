@@ -58,19 +58,30 @@ enum class GemmEpilogue {
   kStoreF32,  // out[r, n] = acc·g (· row_weight[r])
 };
 
+// Dispatches decode sizes of NVFP4 to LaunchPackedGemv (see DecodeGemvKind in nvfp4_gemm.cu),
+// the rest to the tiled tensor-core kernel.
 Status LaunchPackedGemm(const PackedMatrix& w, const GemmRows& rows, const bf16* x, int x_stride,
                         void* out, int out_stride, GemmEpilogue epilogue, cudaStream_t stream);
+
+// nvfp4_gemv.cu: the decode paths (NVFP4 only). kSplitK: one block of 8 warps per (bank, tile),
+// split over K, weights in registers. kStream: a persistent grid streaming (bank, tile) items
+// through shared-memory stages with cp.async.
+enum class GemvKind { kSplitK, kStream };
+Status LaunchPackedGemv(const PackedMatrix& w, const GemmRows& rows, const bf16* x, int x_stride,
+                        void* out, int out_stride, GemmEpilogue epilogue, GemvKind kind,
+                        cudaStream_t stream);
 
 // ---------------------------------------------------------------------------------------------
 // moe.cu
 
-// Router, fp32: r = rmsnorm_noscale(h1) ⊙ scale · H^-½, logits = r · Wᵀ (into `logits`,
-// [tokens, experts] scratch), top-k of the softmax, renormalised over the k and
-// × per_expert_scale. ids/weights are [tokens, top_k].
-Status LaunchRouter(const float* h1, int tokens, int hidden, const float* router_scale,
-                    const bf16* router_w, int experts, int top_k, const float* per_expert_scale,
-                    float eps, float* logits, int* topk_ids, float* topk_weights,
-                    cudaStream_t stream);
+// Router selection from fp32 logits [tokens, experts] (the router input comes from
+// LaunchPostAttention, the logits from an fp32 GEMM): top-k of each token (lowest index on
+// ties), weights = softmax over the k selected × per_expert_scale, ids/weights [tokens, top_k];
+// then the grouping of LaunchMoeGroup. Up to 128 tokens all of it is one single-block kernel.
+Status LaunchRouterSelect(const float* logits, int tokens, int experts, int top_k,
+                          const float* per_expert_scale, const int* valid_tokens, int* topk_ids,
+                          float* topk_weights, int* offsets, int* entries, int* active,
+                          int* active_count, cudaStream_t stream);
 
 // Groups the tokens·top_k slots by expert: offsets [experts + 1], entries [slots] (slot ids),
 // active [experts] (experts with slots, ascending) and active_count. With valid_tokens (a device
@@ -95,11 +106,13 @@ Status LaunchFfnCombine(float* h, const float* dense, const float* slot_out, int
 Status LaunchRmsNorm(const float* x, const int* row_index, int rows, int width, const float* w,
                      float eps, bf16* out, cudaStream_t stream);
 
-// h += rms(attn, post_attn); x_dense = bf16(rms(h, pre_ffn)); x_moe = bf16(rms(h, pre_ffn_2))
-// (x_moe may be null).
+// h += rms(attn, post_attn); x_dense = bf16(rms(h, pre_ffn)); x_moe = bf16(rms(h, pre_ffn_2));
+// router_in = rms_noscale(h) ⊙ router_scale · hidden^-½ in fp32 (x_moe and router_in may be
+// null).
 Status LaunchPostAttention(float* h, const float* attn, int tokens, int hidden,
                            const float* post_attn, const float* pre_ffn, const float* pre_ffn_2,
-                           float eps, bf16* x_dense, bf16* x_moe, cudaStream_t stream);
+                           const float* router_scale, float eps, bf16* x_dense, bf16* x_moe,
+                           float* router_in, cudaStream_t stream);
 
 // From the fused projection qkv fp32 [T, (heads + 2·kv)·d] (no v columns when k_eq_v):
 // q = rope(rms(q) ⊙ q_norm), k = rope(rms(k) ⊙ k_norm), v = rms(v or raw k), stored bf16
@@ -162,6 +175,10 @@ Status LaunchEmbed(const int* ids, int tokens, const bf16* table, int hidden, fl
 Status LaunchSoftcap(float* logits, int64_t n, float cap, cudaStream_t stream);
 // out[r] = index of the largest logit of row r (lowest index on ties).
 Status LaunchArgmax(const float* logits, int rows, int vocab, int* out, cudaStream_t stream);
+
+// ---------------------------------------------------------------------------------------------
+// bf16_to_f32.cu: out[i] = float(in[i]) (load-time widening of the router weights).
+Status LaunchBf16ToF32(const bf16* in, int64_t n, float* out, cudaStream_t stream);
 
 // ---------------------------------------------------------------------------------------------
 // dummy_weights.cu: deterministic pseudo-random fills for `--load-format dummy`.

@@ -9,12 +9,9 @@
 namespace gs::cuda {
 namespace {
 
-constexpr int kRouterTokens = 4;    // tokens per router block (their fp32 rows sit in smem)
 constexpr int kRouterThreads = 256;  // top-k kernel: one warp per token
-// Router-logit blocks hold one expert per warp: 4 experts (32 blocks for 128) when there are few
-// token groups, so a decode step spreads the router matrix over many SMs; 8 for prefill, where
-// every block also recomputes its tokens' norms.
-int RouterExpertsPerBlock(int tokens) { return tokens <= 64 ? 4 : 8; }
+// Up to this many tokens the top-k and the grouping run as one single-block kernel (decode).
+constexpr int kFusedSelectTokens = 128;
 
 __device__ __forceinline__ float WarpSum(float v) {
 #pragma unroll
@@ -34,64 +31,13 @@ __device__ float BlockSum(float v, float* scratch) {
   return total;
 }
 
-// Router logits for up to kRouterTokens tokens × (blockDim / 32) experts per block (blockIdx.y
-// picks the experts, so even one token spreads the 0.7 MB router matrix over many SMs):
-//   r       = h1 · (mean(h1²) + eps)^-½ ⊙ scale · H^-½      (fp32, in shared memory)
-//   logit_e = r · W[e]                                     (one warp per expert, fp32)
-__global__ void __launch_bounds__(kRouterThreads)
-    RouterLogitsKernel(const float* __restrict__ h1, int tokens, int hidden,
-                       const float* __restrict__ router_scale, const bf16* __restrict__ router_w,
-                       int experts, float eps, float* __restrict__ logits) {
-  extern __shared__ __align__(16) float rsm[];  // [kRouterTokens][hidden]
-  __shared__ float scratch[32];
-  const int t0 = blockIdx.x * kRouterTokens;
-  const int nt = min(kRouterTokens, tokens - t0);
-  const float root = rsqrtf(static_cast<float>(hidden));
-  for (int i = 0; i < nt; ++i) {
-    const float* row = h1 + static_cast<int64_t>(t0 + i) * hidden;
-    float ss = 0.0f;
-    for (int c = threadIdx.x; c < hidden; c += blockDim.x) ss += row[c] * row[c];
-    const float inv = rsqrtf(BlockSum(ss, scratch) / hidden + eps);
-    for (int c = threadIdx.x; c < hidden; c += blockDim.x) {
-      rsm[i * hidden + c] = row[c] * inv * (router_scale[c] * root);
-    }
-  }
-  __syncthreads();
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int e = blockIdx.y * (blockDim.x / 32) + warp;
-  if (e >= experts) return;
-  const bf16* wr = router_w + static_cast<int64_t>(e) * hidden;
-  float acc[kRouterTokens] = {};
-  for (int c = lane * 8; c < hidden; c += 32 * 8) {
-    const uint4 packed = *reinterpret_cast<const uint4*>(wr + c);
-    const bf16* wv = reinterpret_cast<const bf16*>(&packed);
-#pragma unroll
-    for (int q = 0; q < 8; ++q) {
-      const float wf = __bfloat162float(wv[q]);
-#pragma unroll
-      for (int i = 0; i < kRouterTokens; ++i) {
-        if (i < nt) acc[i] += wf * rsm[i * hidden + c + q];
-      }
-    }
-  }
-#pragma unroll
-  for (int i = 0; i < kRouterTokens; ++i) {
-    const float s = WarpSum(acc[i]);
-    if (lane == 0 && i < nt) logits[static_cast<int64_t>(t0 + i) * experts + e] = s;
-  }
-}
-
 // One warp per token: top-k by logit (lowest index on ties), w_j = softmax over the k selected
 // (== the renormalised full softmax) × per_expert_scale[e_j].
-__global__ void __launch_bounds__(kRouterThreads)
-    RouterTopkKernel(const float* __restrict__ logits, int tokens, int experts, int top_k,
-                     const float* __restrict__ per_expert_scale, int* __restrict__ topk_ids,
-                     float* __restrict__ topk_weights) {
-  extern __shared__ float lsm[];  // [warps][experts]
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int t = blockIdx.x * (kRouterThreads / 32) + warp;
-  if (t >= tokens) return;
-  float* l = lsm + warp * experts;
+// `l` is the warp's shared-memory row of `experts` floats.
+__device__ void TopkOneToken(const float* __restrict__ logits, int t, int experts, int top_k,
+                             const float* __restrict__ per_expert_scale, float* l,
+                             int* __restrict__ topk_ids, float* __restrict__ topk_weights) {
+  const int lane = threadIdx.x % 32;
   for (int e = lane; e < experts; e += 32) l[e] = logits[static_cast<int64_t>(t) * experts + e];
   __syncwarp();
   int* ids = topk_ids + static_cast<int64_t>(t) * top_k;
@@ -131,15 +77,27 @@ __global__ void __launch_bounds__(kRouterThreads)
   if (lane == 0) {
     for (int j = 0; j < top_k; ++j) wts[j] = wts[j] / sum * per_expert_scale[ids[j]];
   }
+  __syncwarp();  // l is reused for the warp's next token
+}
+
+__global__ void __launch_bounds__(kRouterThreads)
+    RouterTopkKernel(const float* __restrict__ logits, int tokens, int experts, int top_k,
+                     const float* __restrict__ per_expert_scale, int* __restrict__ topk_ids,
+                     float* __restrict__ topk_weights) {
+  extern __shared__ float lsm[];  // [warps][experts]
+  const int warp = threadIdx.x / 32;
+  const int t = blockIdx.x * (kRouterThreads / 32) + warp;
+  if (t >= tokens) return;
+  TopkOneToken(logits, t, experts, top_k, per_expert_scale, lsm + warp * experts, topk_ids,
+               topk_weights);
 }
 
 // Counting sort of slots (token·k + j) by expert, in one block: count, scan, place. The order of
 // slots inside an expert does not matter (each slot's result lands in its own output row).
-__global__ void __launch_bounds__(1024)
-    MoeGroupKernel(const int* __restrict__ topk_ids, int slots, int top_k,
-                   const int* __restrict__ valid_tokens, int experts, int* offsets, int* entries,
-                   int* active, int* active_count) {
-  extern __shared__ int cnt[];  // [experts] counts, then [experts] cursors
+// `cnt` is 2 × experts ints of shared memory (counts, then cursors).
+__device__ void GroupSlots(const int* __restrict__ topk_ids, int slots, int top_k,
+                           const int* __restrict__ valid_tokens, int experts, int* offsets,
+                           int* entries, int* active, int* active_count, int* cnt) {
   int* cursor = cnt + experts;
   if (valid_tokens != nullptr) slots = min(slots, *valid_tokens * top_k);
   for (int e = threadIdx.x; e < experts; e += blockDim.x) cnt[e] = 0;
@@ -161,6 +119,34 @@ __global__ void __launch_bounds__(1024)
   for (int s = threadIdx.x; s < slots; s += blockDim.x) {
     entries[atomicAdd(&cursor[topk_ids[s]], 1)] = s;
   }
+}
+
+__global__ void __launch_bounds__(1024)
+    MoeGroupKernel(const int* __restrict__ topk_ids, int slots, int top_k,
+                   const int* __restrict__ valid_tokens, int experts, int* offsets, int* entries,
+                   int* active, int* active_count) {
+  extern __shared__ int cnt[];
+  GroupSlots(topk_ids, slots, top_k, valid_tokens, experts, offsets, entries, active,
+             active_count, cnt);
+}
+
+// Decode: top-k of every token (warp w takes tokens w, w + 32, …), then the grouping, in one
+// block. __syncthreads() makes the block's global writes of the top-k ids visible to the
+// grouping threads.
+__global__ void __launch_bounds__(1024)
+    RouterSelectKernel(const float* __restrict__ logits, int tokens, int experts, int top_k,
+                       const float* __restrict__ per_expert_scale, const int* valid_tokens,
+                       int* topk_ids, float* __restrict__ topk_weights, int* offsets,
+                       int* entries, int* active, int* active_count) {
+  extern __shared__ float sel_smem[];  // [32 warps][experts] floats, reused as 2·experts ints
+  const int warp = threadIdx.x / 32;
+  for (int t = warp; t < tokens; t += blockDim.x / 32) {
+    TopkOneToken(logits, t, experts, top_k, per_expert_scale, sel_smem + warp * experts, topk_ids,
+                 topk_weights);
+  }
+  __syncthreads();
+  GroupSlots(topk_ids, tokens * top_k, top_k, valid_tokens, experts, offsets, entries, active,
+             active_count, reinterpret_cast<int*>(sel_smem));
 }
 
 // One block per token; rows staged in shared memory (2 × hidden floats).
@@ -202,35 +188,32 @@ __global__ void FfnCombineKernel(float* __restrict__ h, const float* __restrict_
 
 }  // namespace
 
-Status LaunchRouter(const float* h1, int tokens, int hidden, const float* router_scale,
-                    const bf16* router_w, int experts, int top_k, const float* per_expert_scale,
-                    float eps, float* logits, int* topk_ids, float* topk_weights,
-                    cudaStream_t stream) {
+Status LaunchRouterSelect(const float* logits, int tokens, int experts, int top_k,
+                          const float* per_expert_scale, const int* valid_tokens, int* topk_ids,
+                          float* topk_weights, int* offsets, int* entries, int* active,
+                          int* active_count, cudaStream_t stream) {
   if (tokens <= 0) return Ok();
-  if (hidden % 8 != 0 || top_k > experts || top_k <= 0) {
-    return MakeError("LaunchRouter: unsupported hidden ", hidden, " / top_k ", top_k);
+  if (top_k > experts || top_k <= 0 || top_k > 32) {
+    return MakeError("LaunchRouterSelect: unsupported top_k ", top_k, " of ", experts, " experts");
   }
-  const size_t smem = sizeof(float) * kRouterTokens * hidden;
-  static size_t raised = 0;
-  if (smem > 48 * 1024 && smem > raised) {
-    GS_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(RouterLogitsKernel,
-                                                 cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                 static_cast<int>(smem)));
-    raised = smem;
+  if (tokens <= kFusedSelectTokens) {
+    const size_t smem = sizeof(float) * 32 * experts;
+    if (smem > 48 * 1024) return MakeError("LaunchRouterSelect: ", experts, " experts too many");
+    RouterSelectKernel<<<1, 1024, smem, stream>>>(logits, tokens, experts, top_k,
+                                                  per_expert_scale, valid_tokens, topk_ids,
+                                                  topk_weights, offsets, entries, active,
+                                                  active_count);
+    GS_CUDA_CHECK_LAUNCH("RouterSelectKernel");
+    return Ok();
   }
-  const int per_block = RouterExpertsPerBlock(tokens);
-  const dim3 grid((tokens + kRouterTokens - 1) / kRouterTokens,
-                  (experts + per_block - 1) / per_block);
-  RouterLogitsKernel<<<grid, 32 * per_block, smem, stream>>>(h1, tokens, hidden, router_scale,
-                                                             router_w, experts, eps, logits);
-  GS_CUDA_CHECK_LAUNCH("RouterLogitsKernel");
   const int warps = kRouterThreads / 32;
   RouterTopkKernel<<<(tokens + warps - 1) / warps, kRouterThreads,
                      sizeof(float) * warps * experts, stream>>>(logits, tokens, experts, top_k,
                                                                 per_expert_scale, topk_ids,
                                                                 topk_weights);
   GS_CUDA_CHECK_LAUNCH("RouterTopkKernel");
-  return Ok();
+  return LaunchMoeGroup(topk_ids, tokens * top_k, top_k, valid_tokens, experts, offsets, entries,
+                        active, active_count, stream);
 }
 
 Status LaunchMoeGroup(const int* topk_ids, int slots, int top_k, const int* valid_tokens,

@@ -40,12 +40,16 @@ __global__ void RmsNormKernel(const float* __restrict__ x, const int* __restrict
 }
 
 // h1 = h + a · rms(a)⁻¹ · w_post_attn (fp32 residual, in place), then the two FFN inputs
-// x_dense = bf16(rms(h1) · w_pre_ffn), x_moe = bf16(rms(h1) · w_pre_ffn_2). One block per token.
+// x_dense = bf16(rms(h1) · w_pre_ffn), x_moe = bf16(rms(h1) · w_pre_ffn_2) and the router input
+// rms(h1) · (router_scale · H^-½) in fp32 (the router's own scale-free norm of the same h1).
+// One block per token.
 __global__ void PostAttentionKernel(float* __restrict__ h, const float* __restrict__ attn,
                                     int hidden, const float* __restrict__ post_attn,
                                     const float* __restrict__ pre_ffn,
-                                    const float* __restrict__ pre_ffn_2, float eps,
-                                    bf16* __restrict__ x_dense, bf16* __restrict__ x_moe) {
+                                    const float* __restrict__ pre_ffn_2,
+                                    const float* __restrict__ router_scale, float eps,
+                                    bf16* __restrict__ x_dense, bf16* __restrict__ x_moe,
+                                    float* __restrict__ router_in) {
   __shared__ float scratch[32];
   const int64_t t = blockIdx.x;
   const float* a = attn + t * hidden;
@@ -60,10 +64,12 @@ __global__ void PostAttentionKernel(float* __restrict__ h, const float* __restri
     ss += v * v;
   }
   const float inv_h = rsqrtf(BlockSum(ss, scratch) / hidden + eps);
+  const float root = rsqrtf(static_cast<float>(hidden));
   for (int c = threadIdx.x; c < hidden; c += blockDim.x) {
     const float v = hr[c] * inv_h;
     x_dense[t * hidden + c] = __float2bfloat16_rn(v * pre_ffn[c]);
     if (x_moe != nullptr) x_moe[t * hidden + c] = __float2bfloat16_rn(v * pre_ffn_2[c]);
+    if (router_in != nullptr) router_in[t * hidden + c] = v * (router_scale[c] * root);
   }
 }
 
@@ -143,10 +149,15 @@ Status LaunchRmsNorm(const float* x, const int* row_index, int rows, int width, 
 
 Status LaunchPostAttention(float* h, const float* attn, int tokens, int hidden,
                            const float* post_attn, const float* pre_ffn, const float* pre_ffn_2,
-                           float eps, bf16* x_dense, bf16* x_moe, cudaStream_t stream) {
+                           const float* router_scale, float eps, bf16* x_dense, bf16* x_moe,
+                           float* router_in, cudaStream_t stream) {
   if (tokens <= 0) return Ok();
-  PostAttentionKernel<<<tokens, RowThreads(tokens), 0, stream>>>(h, attn, hidden, post_attn, pre_ffn, pre_ffn_2,
-                                                  eps, x_dense, x_moe);
+  if (router_in != nullptr && router_scale == nullptr) {
+    return MakeError("LaunchPostAttention: router_in needs router_scale");
+  }
+  PostAttentionKernel<<<tokens, RowThreads(tokens), 0, stream>>>(
+      h, attn, hidden, post_attn, pre_ffn, pre_ffn_2, router_scale, eps, x_dense, x_moe,
+      router_in);
   GS_CUDA_CHECK_LAUNCH("PostAttentionKernel");
   return Ok();
 }
