@@ -51,6 +51,7 @@ struct BenchOptions {
   // (the same contexts, so attention costs the same), 0 = skip.
   int eager_steps = -1;
   bool enforce_eager = false;
+  std::vector<std::string> kv_dtypes = {"bf16"};  // one full run each, then a comparison
 };
 
 #if GS_HAVE_CUDA
@@ -151,7 +152,15 @@ Expected<double> BenchPrefill(CudaRunner& runner, int len, int first_block) {
   return len / Median(times);
 }
 
-int RunOnGpu(const ModelConfig& config, const std::string& model, const BenchOptions& o) {
+// One configuration's results, for the comparison table.
+struct RunResult {
+  std::string kv_dtype;
+  std::vector<DecodeRow> decode;
+  std::vector<std::pair<int, double>> prefill;
+};
+
+int RunOnGpu(const ModelConfig& config, const std::string& model, const BenchOptions& o,
+             const std::string& kv_dtype, RunResult* result) {
   const int max_batch = *std::max_element(o.batch_sizes.begin(), o.batch_sizes.end());
   const int max_prefill = o.prefill_lens.empty()
                               ? 0 : *std::max_element(o.prefill_lens.begin(), o.prefill_lens.end());
@@ -167,6 +176,7 @@ int RunOnGpu(const ModelConfig& config, const std::string& model, const BenchOpt
   Expected<std::unique_ptr<CudaRunner>> runner = MakeError("unset");
   CudaRunnerOptions ro;
   ro.enforce_eager = o.enforce_eager;
+  ro.kv_cache_dtype = kv_dtype;
   if (model.empty()) {
     runner = CreateDummyCudaRunner(config, spec, ro);
   } else {
@@ -211,8 +221,9 @@ int RunOnGpu(const ModelConfig& config, const std::string& model, const BenchOpt
   std::printf("device: %s; device-to-device copy %.0f GB/s (read + write); weights %.2f GB\n",
               r.device_name().c_str(), *copy_bw, r.weight_bytes() / 1e9);
   std::printf("decode: prompt %d tokens, %d generated per sequence (median step, greedy on GPU; "
-              "%s; eager column: the same batches kernel by kernel); BF16 KV cache\n",
-              o.prompt_len, o.gen_tokens, o.enforce_eager ? "--enforce-eager" : "CUDA graphs");
+              "%s; eager column: the same batches kernel by kernel); %s KV cache\n",
+              o.prompt_len, o.gen_tokens, o.enforce_eager ? "--enforce-eager" : "CUDA graphs",
+              kv_dtype == "fp8" ? "FP8 (e4m3)" : "BF16");
   std::printf("| batch | tok/s | ms/step | eager tok/s | graphs/eager | avg request latency s | "
               "weight GB/step | achieved GB/s | %% of copy BW |\n");
   std::printf("|------:|------:|--------:|------------:|-------------:|----------------------:|"
@@ -229,7 +240,33 @@ int RunOnGpu(const ModelConfig& config, const std::string& model, const BenchOpt
     std::printf("| prefill tokens | tok/s |\n|---------------:|------:|\n");
     for (const auto& [len, tps] : prefill) std::printf("| %14d | %7.0f |\n", len, tps);
   }
+  result->kv_dtype = kv_dtype;
+  result->decode = rows;
+  result->prefill = prefill;
   return 0;
+}
+
+// Decode and prefill tok/s of every KV cache dtype side by side (ratio against the first).
+void PrintComparison(const std::vector<RunResult>& runs) {
+  std::printf("\nKV cache dtype comparison (tok/s; ratio to %s)\n", runs[0].kv_dtype.c_str());
+  std::printf("| workload |");
+  for (const RunResult& r : runs) std::printf(" %s tok/s |", r.kv_dtype.c_str());
+  for (size_t i = 1; i < runs.size(); ++i) std::printf(" %s/%s |", runs[i].kv_dtype.c_str(), runs[0].kv_dtype.c_str());
+  std::printf("\n|---------:|");
+  for (size_t i = 0; i < 2 * runs.size() - 1; ++i) std::printf("------:|");
+  std::printf("\n");
+  for (size_t b = 0; b < runs[0].decode.size(); ++b) {
+    std::printf("| decode batch %d |", runs[0].decode[b].batch);
+    for (const RunResult& r : runs) std::printf(" %.1f |", r.decode[b].tok_s);
+    for (size_t i = 1; i < runs.size(); ++i) std::printf(" %.2fx |", runs[i].decode[b].tok_s / runs[0].decode[b].tok_s);
+    std::printf("\n");
+  }
+  for (size_t p = 0; p < runs[0].prefill.size(); ++p) {
+    std::printf("| prefill %d |", runs[0].prefill[p].first);
+    for (const RunResult& r : runs) std::printf(" %.0f |", r.prefill[p].second);
+    for (size_t i = 1; i < runs.size(); ++i) std::printf(" %.2fx |", runs[i].prefill[p].second / runs[0].prefill[p].second);
+    std::printf("\n");
+  }
 }
 
 #endif  // GS_HAVE_CUDA
@@ -261,6 +298,10 @@ int RunBench(int argc, char** argv) {
       ->check(CLI::Range(-1, 1 << 16));
   app.add_flag("--enforce-eager", o.enforce_eager,
                "run decode steps kernel by kernel (no CUDA graphs)");
+  std::string kv_dtypes = "bf16";
+  app.add_option("--kv-cache-dtype", kv_dtypes,
+                 "KV cache element type: bf16, fp8 (e4m3 with per-row scales), or a comma list "
+                 "(e.g. bf16,fp8) to run each and print a comparison table");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -274,6 +315,19 @@ int RunBench(int argc, char** argv) {
     if (!p) return Fail("bench", p.error().message);
     o.prefill_lens = *p;
   }
+  o.kv_dtypes.clear();
+  {
+    std::stringstream in(kv_dtypes);
+    std::string part;
+    while (std::getline(in, part, ',')) {
+      if (part == "auto") part = "bf16";
+      if (part != "bf16" && part != "fp8") {
+        return Fail("bench", "--kv-cache-dtype: '" + part + "' is not bf16 or fp8");
+      }
+      o.kv_dtypes.push_back(part);
+    }
+    if (o.kv_dtypes.empty()) return Fail("bench", "--kv-cache-dtype: empty list");
+  }
   if (load_format == "auto" && model.empty()) return Fail("bench", "--load-format auto needs --model");
   if (load_format == "dummy" && config_path.empty()) {
     return Fail("bench", "--load-format dummy needs --config (e.g. configs/gemma-4-26B-A4B-it)");
@@ -282,7 +336,15 @@ int RunBench(int argc, char** argv) {
       load_format == "dummy" ? LoadConfigPath(config_path) : LoadModelConfig(model);
   if (!config) return Fail("bench", config.error().message);
 #if GS_HAVE_CUDA
-  return RunOnGpu(*config, load_format == "dummy" ? std::string() : model, o);
+  std::vector<RunResult> runs;
+  for (const std::string& kv : o.kv_dtypes) {
+    RunResult r;
+    const int rc = RunOnGpu(*config, load_format == "dummy" ? std::string() : model, o, kv, &r);
+    if (rc != 0) return rc;
+    runs.push_back(std::move(r));
+  }
+  if (runs.size() > 1) PrintComparison(runs);
+  return 0;
 #else
   return Fail("bench", "this gemmaserve was built without CUDA (nvcc was not found when it was "
                        "configured); the benchmark needs the CUDA runner");

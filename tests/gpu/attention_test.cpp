@@ -1,13 +1,19 @@
-// attention.cu against the CPU runner's AttendAndCache at the real 26B-A4B shapes: sliding layers
-// (16 q heads, 8 kv heads × 256, window 1024, ring cache) and global layers (2 kv heads × 512,
-// paged cache through a shuffled block table); contexts 1, 1023, 1024, 1025 and 5000; chunks of
-// 1..1100 tokens (longer than the window); several sequences per batch; with and without the
-// flash-decoding split. Also checks what the K/V write leaves in the cache.
+// The attention kernels (prefill and decode) against the CPU runner's AttendAndCache at the real
+// 26B-A4B shapes: sliding layers (16 q heads, 8 kv heads × 256, window 1024, ring cache) and
+// global layers (2 kv heads × 512, paged cache through a shuffled block table); contexts 1, 1023,
+// 1024, 1025 and 5000; chunks of 1..1100 tokens (longer than the window) continuing a cache;
+// several sequences per batch; with and without the flash-decoding split; BF16 and FP8 (e4m3)
+// KV caches. The past is written by LaunchKvWrite, so the test also checks what the write
+// leaves in the cache (bit-exact for bf16, within e4m3 rounding and amax/448 scales for fp8).
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
 #include <numeric>
 #include <random>
+#include <string>
 
 #include "gpu/gpu_test_util.h"
 #include "runtime/cpu/cpu_attention.h"
@@ -33,7 +39,74 @@ struct Case {
   bool small = false;
 };
 
-void RunCase(const Case& c, int splits, uint64_t seed) {
+// The step metadata of `seqs` on the device, laid out as the runner does, with query tiles of
+// `tile` tokens.
+struct DeviceMeta {
+  DeviceArray<int> start, first, count, slot, table, tables, tseq, pos, tile_seq, tile_first,
+      tile_count;
+  cuda::AttentionMeta meta;
+
+  DeviceMeta(const std::vector<BatchSequence>& seqs, int tile) {
+    std::vector<int> v_start, v_first, v_count, v_slot, v_table, v_tables, v_tseq, v_pos, v_tseq2,
+        v_tfirst, v_tcount;
+    for (size_t i = 0; i < seqs.size(); ++i) {
+      const BatchSequence& s = seqs[i];
+      v_start.push_back(s.start_position);
+      v_first.push_back(s.first_token);
+      v_count.push_back(s.num_tokens);
+      v_slot.push_back(s.slot);
+      v_table.push_back(static_cast<int>(v_tables.size()));
+      v_tables.insert(v_tables.end(), s.block_table.begin(), s.block_table.end());
+      for (int j = 0; j < s.num_tokens; ++j) {
+        v_tseq.push_back(static_cast<int>(i));
+        v_pos.push_back(s.start_position + j);
+      }
+      for (int j = 0; j < s.num_tokens; j += tile) {
+        v_tseq2.push_back(static_cast<int>(i));
+        v_tfirst.push_back(s.first_token + j);
+        v_tcount.push_back(std::min(tile, s.num_tokens - j));
+      }
+    }
+    if (v_tables.empty()) v_tables.push_back(0);
+    start.Upload(v_start);
+    first.Upload(v_first);
+    count.Upload(v_count);
+    slot.Upload(v_slot);
+    table.Upload(v_table);
+    tables.Upload(v_tables);
+    tseq.Upload(v_tseq);
+    pos.Upload(v_pos);
+    tile_seq.Upload(v_tseq2);
+    tile_first.Upload(v_tfirst);
+    tile_count.Upload(v_tcount);
+    meta.seq_start = start.get();
+    meta.seq_first = first.get();
+    meta.seq_count = count.get();
+    meta.seq_slot = slot.get();
+    meta.seq_table = table.get();
+    meta.block_tables = tables.get();
+    meta.token_seq = tseq.get();
+    meta.positions = pos.get();
+    meta.tile_seq = tile_seq.get();
+    meta.tile_first = tile_first.get();
+    meta.tile_count = tile_count.get();
+    meta.num_tiles = static_cast<int>(v_tseq2.size());
+    meta.tile_tokens = tile;
+  }
+};
+
+// e4m3 round-to-nearest of x/scale, dequantized: |x̂ − x| ≤ 2^-4·|x| for normal codes, and at
+// most half the subnormal step (2^-10·scale) below them; 2^-9·|x| slack covers 1/scale rounding.
+bool WithinE4m3(float got, float want, float scale) {
+  return std::fabs(got - want) <= 0.0625f * std::fabs(want) + 0.002f * std::fabs(want) +
+                                      std::ldexp(scale, -10) * 1.01f;
+}
+
+enum class Kernel { kPrefill, kDecode };
+
+// Raises *worst_fp8 to the fp8 cache's worst row error against unquantized K/V.
+void RunCase(const Case& c, int splits, Kernel kernel, bool fp8, uint64_t seed,
+             double* worst_fp8) {
   const int kHeads = c.small ? 4 : 16, kWindow = c.small ? 32 : 1024;
   const int d = c.small ? (c.sliding ? 64 : 128) : (c.sliding ? 256 : 512);
   const int kv = c.small ? (c.sliding ? 2 : 1) : (c.sliding ? 8 : 2), group = kHeads / kv;
@@ -49,8 +122,8 @@ void RunCase(const Case& c, int splits, uint64_t seed) {
   std::mt19937_64 rng(seed);
 
   // Sequences, with block tables drawn from a shuffled pool.
-  std::vector<BatchSequence> seqs;
-  int total_blocks = 0, T = 0;
+  std::vector<BatchSequence> seqs, past;
+  int total_blocks = 0, T = 0, T_past = 0;
   for (const SeqSpec& s : c.seqs) total_blocks += (s.start + s.count + kBlock - 1) / kBlock;
   std::vector<int32_t> pool(static_cast<size_t>(total_blocks));
   std::iota(pool.begin(), pool.end(), 0);
@@ -66,119 +139,171 @@ void RunCase(const Case& c, int splits, uint64_t seed) {
     s.block_table.assign(pool.begin() + next_block, pool.begin() + next_block + blocks);
     next_block += blocks;
     T += s.num_tokens;
+    // The past a query can still see, as one earlier chunk of the same sequence.
+    const int p0 = c.sliding ? std::max(0, s.start_position - kWindow) : 0;
+    if (s.start_position > p0) {
+      BatchSequence ps = s;
+      ps.first_token = T_past;
+      ps.start_position = p0;
+      ps.num_tokens = s.start_position - p0;
+      T_past += ps.num_tokens;
+      past.push_back(ps);
+    }
     seqs.push_back(std::move(s));
   }
   KvCacheSpec spec{S, kBlock, total_blocks};
-  cpu::KvCache cache(config, spec);
+  cpu::KvCache cache(config, spec);   // what the kernel reads (fp8: the dequantized cache)
+  cpu::KvCache exact(config, spec);   // fp8: the unquantized values
   const size_t row = static_cast<size_t>(kv) * d;
   const size_t positions = c.sliding ? static_cast<size_t>(S) * kWindow : static_cast<size_t>(total_blocks) * kBlock;
-  std::vector<float> gk(positions * row, 0.0f), gv(positions * row, 0.0f);
+  const size_t elem = fp8 ? 1 : 2;
   auto cache_row = [&](const BatchSequence& s, int p) -> size_t {
     if (c.sliding) return static_cast<size_t>(s.slot) * kWindow + p % kWindow;
     return static_cast<size_t>(s.block_table[p / kBlock]) * kBlock + p % kBlock;
   };
-  // The past: random K/V for the positions a query can still see.
-  for (const BatchSequence& s : seqs) {
-    for (int p = c.sliding ? std::max(0, s.start_position - kWindow) : 0; p < s.start_position; ++p) {
-      const auto k = gputest::RandomBf16Values(row, 1.0f, rng), v = gputest::RandomBf16Values(row, 1.0f, rng);
-      std::copy(k.begin(), k.end(), cache.Key(0, s, p));
-      std::copy(v.begin(), v.end(), cache.Value(0, s, p));
-      std::copy(k.begin(), k.end(), gk.begin() + cache_row(s, p) * row);
-      std::copy(v.begin(), v.end(), gv.begin() + cache_row(s, p) * row);
+  // Unwritten cache bytes are 0xFF (NaN in bf16 and e4m3): a kernel reading them fails.
+  DeviceArray<uint8_t> kc(positions * row * elem), vc(positions * row * elem);
+  DeviceArray<float> ksc(fp8 ? positions * kv : 1), vsc(fp8 ? positions * kv : 1);
+  kc.Poison();
+  vc.Poison();
+  ksc.Poison();
+  vsc.Poison();
+  cuda::AttentionLayer layer;
+  layer.heads = kHeads;
+  layer.kv_heads = kv;
+  layer.head_dim = d;
+  layer.window = c.sliding ? kWindow : 0;
+  layer.block_size = kBlock;
+  layer.kv_dtype = fp8 ? cuda::KvDtype::kFp8E4m3 : cuda::KvDtype::kBf16;
+  layer.k_cache = kc.get();
+  layer.v_cache = vc.get();
+  layer.k_scale = fp8 ? ksc.get() : nullptr;
+  layer.v_scale = fp8 ? vsc.get() : nullptr;
+
+  // The past: random K/V written by the KV write kernel as an earlier chunk.
+  const auto pk = gputest::RandomBf16Values(static_cast<size_t>(T_past) * row, 1.0f, rng);
+  const auto pv = gputest::RandomBf16Values(pk.size(), 1.0f, rng);
+  if (T_past > 0) {
+    DeviceArray<bf16> dpk, dpv;
+    dpk.Upload(gputest::ToBf16(pk));
+    dpv.Upload(gputest::ToBf16(pv));
+    DeviceMeta pm(past, 1);
+    GS_ASSERT_OK(cuda::LaunchKvWrite(layer, pm.meta, dpk.get(), dpv.get(), T_past, nullptr));
+  }
+  const auto kc_bytes = kc.Download(), vc_bytes = vc.Download();
+  const auto ksc_host = ksc.Download(), vsc_host = vsc.Download();
+  // Element i of cache row r (bf16, or e4m3 · the row's scale).
+  auto read = [&](const std::vector<uint8_t>& bytes, const std::vector<float>& scales, size_t r,
+                  size_t i) -> float {
+    if (!fp8) {
+      uint16_t b;
+      std::memcpy(&b, bytes.data() + (r * row + i) * 2, 2);
+      return Bf16ToFloat(b);
+    }
+    return E4m3ToFloat(bytes[r * row + i]) * scales[r * kv + i / d];
+  };
+  int bad_past = 0;
+  for (const BatchSequence& ps : past) {
+    const BatchSequence& s = seqs[static_cast<size_t>(std::find_if(seqs.begin(), seqs.end(),
+        [&](const BatchSequence& x) { return x.slot == ps.slot; }) - seqs.begin())];
+    for (int j = 0; j < ps.num_tokens; ++j) {
+      const int p = ps.start_position + j;
+      const size_t r = cache_row(s, p), src = static_cast<size_t>(ps.first_token + j) * row;
+      float* ck = cache.Key(0, s, p);
+      float* cv = cache.Value(0, s, p);
+      for (size_t i = 0; i < row; ++i) {
+        ck[i] = read(kc_bytes, ksc_host, r, i);
+        cv[i] = read(vc_bytes, vsc_host, r, i);
+        const float sk = fp8 ? ksc_host[r * kv + i / d] : 0.0f, sv = fp8 ? vsc_host[r * kv + i / d] : 0.0f;
+        bad_past += fp8 ? !WithinE4m3(ck[i], pk[src + i], sk) + !WithinE4m3(cv[i], pv[src + i], sv)
+                        : (ck[i] != pk[src + i]) + (cv[i] != pv[src + i]);
+      }
+      std::copy(pk.begin() + src, pk.begin() + src + row, exact.Key(0, s, p));
+      std::copy(pv.begin() + src, pv.begin() + src + row, exact.Value(0, s, p));
     }
   }
+  EXPECT_EQ(bad_past, 0) << "cache elements of the past outside the " << (fp8 ? "e4m3" : "exact")
+                         << " bound after LaunchKvWrite";
+  if (fp8) {  // scale = the row's amax / 448
+    int bad_scale = 0;
+    for (const BatchSequence& ps : past) {
+      const BatchSequence& s = *std::find_if(seqs.begin(), seqs.end(),
+          [&](const BatchSequence& x) { return x.slot == ps.slot; });
+      for (int j = 0; j < ps.num_tokens; ++j) {
+        for (int h = 0; h < kv; ++h) {
+          const size_t src = static_cast<size_t>(ps.first_token + j) * row + static_cast<size_t>(h) * d;
+          float amax = 0;
+          for (int i = 0; i < d; ++i) amax = std::max(amax, std::fabs(pk[src + i]));
+          const float got = ksc_host[cache_row(s, ps.start_position + j) * kv + h];
+          bad_scale += !(std::fabs(got - amax / 448.0f) <= 1e-6f * amax);
+        }
+      }
+    }
+    EXPECT_EQ(bad_scale, 0) << "K scales differ from amax / 448";
+  }
+
   // Queries of moderate size so the softmax is neither flat nor one-hot.
   const auto q = gputest::RandomBf16Values(static_cast<size_t>(T) * kHeads * d, 0.08f, rng);
   const auto k = gputest::RandomBf16Values(static_cast<size_t>(T) * row, 1.0f, rng);
   const auto v = gputest::RandomBf16Values(k.size(), 1.0f, rng);
-
-  // GPU metadata, laid out as the runner does.
-  std::vector<int> seq_start, seq_first, seq_count, seq_slot, seq_table, tables, token_seq, pos;
-  std::vector<int> tile_seq, tile_first, tile_count;
-  const int tile = 16 / group;
-  for (int i = 0; i < S; ++i) {
-    const BatchSequence& s = seqs[i];
-    seq_start.push_back(s.start_position);
-    seq_first.push_back(s.first_token);
-    seq_count.push_back(s.num_tokens);
-    seq_slot.push_back(s.slot);
-    seq_table.push_back(static_cast<int>(tables.size()));
-    tables.insert(tables.end(), s.block_table.begin(), s.block_table.end());
-    for (int j = 0; j < s.num_tokens; ++j) {
-      token_seq.push_back(i);
-      pos.push_back(s.start_position + j);
-    }
-    for (int j = 0; j < s.num_tokens; j += tile) {
-      tile_seq.push_back(i);
-      tile_first.push_back(s.first_token + j);
-      tile_count.push_back(std::min(tile, s.num_tokens - j));
-    }
-  }
-  DeviceArray<int> d_start, d_first, d_count, d_slot, d_table, d_tables, d_tseq, d_pos, d_tile_seq,
-      d_tile_first, d_tile_count;
-  d_start.Upload(seq_start);
-  d_first.Upload(seq_first);
-  d_count.Upload(seq_count);
-  d_slot.Upload(seq_slot);
-  d_table.Upload(seq_table);
-  d_tables.Upload(tables);
-  d_tseq.Upload(token_seq);
-  d_pos.Upload(pos);
-  d_tile_seq.Upload(tile_seq);
-  d_tile_first.Upload(tile_first);
-  d_tile_count.Upload(tile_count);
-  cuda::AttentionMeta meta;
-  meta.seq_start = d_start.get();
-  meta.seq_first = d_first.get();
-  meta.seq_count = d_count.get();
-  meta.seq_slot = d_slot.get();
-  meta.seq_table = d_table.get();
-  meta.block_tables = d_tables.get();
-  meta.token_seq = d_tseq.get();
-  meta.positions = d_pos.get();
-  meta.tile_seq = d_tile_seq.get();
-  meta.tile_first = d_tile_first.get();
-  meta.tile_count = d_tile_count.get();
-  meta.num_tiles = static_cast<int>(tile_seq.size());
-
-  DeviceArray<bf16> kc, vc, dq, dk, dv, out(static_cast<size_t>(T) * kHeads * d);
-  kc.Upload(gputest::ToBf16(gk));
-  vc.Upload(gputest::ToBf16(gv));
+  DeviceMeta dm(seqs, cuda::AttentionTileTokens(group, kernel == Kernel::kDecode));
+  DeviceArray<bf16> dq, dk, dv, out(static_cast<size_t>(T) * kHeads * d);
   dq.Upload(gputest::ToBf16(q));
   dk.Upload(gputest::ToBf16(k));
   dv.Upload(gputest::ToBf16(v));
   DeviceArray<float> partial(splits > 1 ? static_cast<size_t>(splits) * T * kHeads * (d + 2) : 1);
   out.Poison();
   partial.Poison();
-  cuda::AttentionLayer layer{kHeads, kv, d, c.sliding ? kWindow : 0, kBlock, kc.get(), vc.get()};
-  GS_ASSERT_OK(cuda::LaunchAttention(layer, meta, dq.get(), dk.get(), dv.get(), T, splits,
+  GS_ASSERT_OK(cuda::LaunchAttention(layer, dm.meta, dq.get(), dk.get(), dv.get(), T, splits,
                                      splits > 1 ? partial.get() : nullptr, out.get(), nullptr));
-  GS_ASSERT_OK(cuda::LaunchKvWrite(layer, meta, dk.get(), dv.get(), T, nullptr));
+  GS_ASSERT_OK(cuda::LaunchKvWrite(layer, dm.meta, dk.get(), dv.get(), T, nullptr));
   const auto got = gputest::FromBf16(out.Download());
 
-  std::vector<float> want(got.size());
+  std::vector<float> want(got.size()), want_exact(got.size());
   ThreadPool tp(0);
   for (const BatchSequence& s : seqs) {
     const size_t t0 = static_cast<size_t>(s.first_token);
     cpu::AttentionChunk chunk{&config.layers[0], 0, kHeads, kWindow, &s,
                               q.data() + t0 * kHeads * d, k.data() + t0 * row, v.data() + t0 * row};
     cpu::AttendAndCache(chunk, cache, want.data() + t0 * kHeads * d, tp);
+    if (fp8) cpu::AttendAndCache(chunk, exact, want_exact.data() + t0 * kHeads * d, tp);
   }
+  // bf16 inputs, fp32 accumulation; P is rounded to bf16 before P·V (relative 2^-9 per term).
   const double err = gputest::WorstRowRelL2(got, want, d);
   EXPECT_LT(err, 1e-2) << (c.sliding ? "sliding" : "global") << " splits " << splits;
+  if (fp8) {
+    // Against the unquantized K/V: each cached element is off by ≤ 2^-4 relative (3 mantissa
+    // bits, round to nearest). V's errors reach the output as a p-weighted mix (RMS ≈ 2^-4/√3 ≈
+    // 0.036 of a typical row), K's shift each score by ≈ 0.036·|q||k|/√d-scale amounts (small
+    // here); one full e4m3 step, 2^-3, bounds the sum with margin. In-chunk keys are exact.
+    const double qerr = gputest::WorstRowRelL2(got, want_exact, d);
+    EXPECT_LT(qerr, 0.125) << "FP8 KV against unquantized K/V";
+    *worst_fp8 = std::max(*worst_fp8, qerr);
+  }
 
-  // The cache after the write: every position a later query can see equals the CPU cache.
-  const auto kc_after = gputest::FromBf16(kc.Download()), vc_after = gputest::FromBf16(vc.Download());
+  // The cache after the write: every position a later query can see equals the CPU cache
+  // (fp8: within the e4m3 bound of it).
+  const auto kc_after = kc.Download(), vc_after = vc.Download();
+  const auto ksc_after = ksc.Download(), vsc_after = vsc.Download();
   int mismatches = 0;
   for (const BatchSequence& s : seqs) {
     const int end = s.start_position + s.num_tokens;
-    for (int p = c.sliding ? std::max(0, end - kWindow) : 0; p < end; ++p) {
-      const size_t r = cache_row(s, p) * row;
-      mismatches += !std::equal(kc_after.begin() + r, kc_after.begin() + r + row, cache.Key(0, s, p));
-      mismatches += !std::equal(vc_after.begin() + r, vc_after.begin() + r + row, cache.Value(0, s, p));
+    for (int p = std::max(s.start_position, c.sliding ? std::max(0, end - kWindow) : 0); p < end; ++p) {
+      const size_t r = cache_row(s, p);
+      const float* wk = cache.Key(0, s, p);
+      const float* wv = cache.Value(0, s, p);
+      for (size_t i = 0; i < row; ++i) {
+        const float gk = read(kc_after, ksc_after, r, i), gv = read(vc_after, vsc_after, r, i);
+        if (fp8) {
+          mismatches += !WithinE4m3(gk, wk[i], ksc_after[r * kv + i / d]) +
+                        !WithinE4m3(gv, wv[i], vsc_after[r * kv + i / d]);
+        } else {
+          mismatches += (gk != wk[i]) + (gv != wv[i]);
+        }
+      }
     }
   }
-  EXPECT_EQ(mismatches, 0) << "K/V cache rows differ from the CPU cache after the write";
+  EXPECT_EQ(mismatches, 0) << "K/V cache elements differ from the CPU cache after the write";
 }
 
 std::vector<Case> Cases(bool sliding) {
@@ -186,6 +311,7 @@ std::vector<Case> Cases(bool sliding) {
   // Single sequences: decode at contexts 1, 1023, 1024, 1025, 5000 and chunks of odd sizes.
   for (int context : {1, 1023, 1024, 1025, 5000}) out.push_back({sliding, {{context - 1, 1}}});
   out.push_back({sliding, {{0, 3}}});
+  out.push_back({sliding, {{1020, 3}}});  // ≤ 4 tokens: the decode kernel's tile on sliding
   out.push_back({sliding, {{0, 17}}});
   out.push_back({sliding, {{1000, 64}}});
   out.push_back({sliding, {{1007, 17}}});
@@ -205,23 +331,47 @@ std::vector<Case> Cases(bool sliding) {
   return out;
 }
 
-class Attention : public ::testing::TestWithParam<bool> {};  // param: sliding
+struct Param {
+  bool sliding, fp8;
+};
 
+class Attention : public ::testing::TestWithParam<Param> {};
+
+// Every case through the prefill kernel, and through the decode kernel where its tiles fit
+// (≤ 8 query rows: the runner's choice), each with and without the flash-decoding split.
 TEST_P(Attention, MatchesCpuReference) {
   GS_REQUIRE_GPU();
+  const Param param = GetParam();
   uint64_t seed = 100;
-  for (const Case& c : Cases(GetParam())) {
-    for (int splits : {1, 4}) {
-      SCOPED_TRACE(::testing::Message() << "first sequence start " << c.seqs[0].start << " count "
-                                        << c.seqs[0].count << ", " << c.seqs.size()
-                                        << " sequences, splits " << splits);
-      RunCase(c, splits, seed++);
+  double worst_fp8 = 0;
+  for (const Case& c : Cases(param.sliding)) {
+    const int group = c.small ? (param.sliding ? 2 : 4) : (param.sliding ? 2 : 8);
+    int longest = 0;
+    for (const SeqSpec& s : c.seqs) longest = std::max(longest, s.count);
+    for (Kernel kernel : {Kernel::kPrefill, Kernel::kDecode}) {
+      if (kernel == Kernel::kDecode && longest > cuda::AttentionTileTokens(group, true)) continue;
+      for (int splits : {1, 4}) {
+        SCOPED_TRACE(::testing::Message()
+                     << "first sequence start " << c.seqs[0].start << " count " << c.seqs[0].count
+                     << ", " << c.seqs.size() << " sequences, splits " << splits << ", "
+                     << (kernel == Kernel::kDecode ? "decode" : "prefill") << " kernel"
+                     << (c.small ? ", small geometry" : ""));
+        RunCase(c, splits, kernel, param.fp8, seed++, &worst_fp8);
+      }
     }
+  }
+  if (param.fp8) {
+    std::printf("FP8 KV: worst row relative L2 error against unquantized K/V: %.4f\n", worst_fp8);
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Layers, Attention, ::testing::Values(true, false),
-                         [](const auto& info) { return info.param ? "Sliding256" : "Global512"; });
+INSTANTIATE_TEST_SUITE_P(Layers, Attention,
+                         ::testing::Values(Param{true, false}, Param{false, false},
+                                           Param{true, true}, Param{false, true}),
+                         [](const auto& info) {
+                           return std::string(info.param.sliding ? "Sliding256" : "Global512") +
+                                  (info.param.fp8 ? "Fp8Kv" : "Bf16Kv");
+                         });
 
 }  // namespace
 }  // namespace gs

@@ -1,7 +1,9 @@
 // The CUDA runner against transformers (float32, dequantized weights) on the golden configs of
 // tests/data/golden (layout: tests/golden/golden_util.h), every checkpoint format: per prompt
 // position KL(reference ‖ ours) < 1e-3 and the same argmax at ≥ 99% of positions, for prefill
-// chunks of 1 (decode steps: the CUDA-graph path), 7 and the whole prompt. The CUDA runner keeps
+// chunks of 1 (decode steps: the CUDA-graph path), 7 and the whole prompt; each with the BF16
+// and the FP8 (e4m3) KV cache (the _fp8kv tests; the same criteria, so their numbers show what
+// FP8 KV costs). The CUDA runner keeps
 // attention in BF16, so compressed-tensors checkpoints (4-bit attention) are compared with the
 // reference's `ct_converted_variant` (the same weights with q/k/v/o rounded to bf16).
 //
@@ -32,6 +34,7 @@ namespace {
 
 struct Case {
   std::string dir, format;
+  std::string kv = "bf16";  // KV cache dtype of the CUDA runner (fp8: e4m3, per-row scales)
 };
 
 // GS_GOLDEN_ROOT overrides the compiled-in tests/data/golden (binaries carried to a GPU machine).
@@ -50,7 +53,9 @@ std::vector<std::string> GoldenConfigs() {
 std::vector<Case> AllCases() {
   std::vector<Case> cases;
   for (const auto& dir : GoldenConfigs()) {
-    for (const char* f : {"bf16", "modelopt", "ct"}) cases.push_back({dir, f});
+    for (const char* kv : {"bf16", "fp8"}) {
+      for (const char* f : {"bf16", "modelopt", "ct"}) cases.push_back({dir, f, kv});
+    }
   }
   if (cases.empty()) cases.push_back({"", ""});  // one test that skips loudly
   return cases;
@@ -73,7 +78,9 @@ TEST_P(GoldenCuda, KlAndArgmaxMatchTransformers) {
   ASSERT_TRUE(config.ok()) << config.error().message;
   auto weights = LoadGemma4Weights(*config, model_dir);
   ASSERT_TRUE(weights.ok()) << weights.error().message;
-  auto runner = CreateCudaRunner(*config, *weights, KvSpecForSingleSequence(1024, 4));
+  CudaRunnerOptions ro;
+  ro.kv_cache_dtype = c.kv;
+  auto runner = CreateCudaRunner(*config, *weights, KvSpecForSingleSequence(1024, 4), ro);
   ASSERT_TRUE(runner.ok()) << runner.error().message;
   const int vocab = config->vocab_size;
   const auto& prompts = ref["prompts"];
@@ -106,13 +113,15 @@ TEST_P(GoldenCuda, KlAndArgmaxMatchTransformers) {
       const double worst = sorted.back(), median = sorted[sorted.size() / 2];
       const auto over = std::count_if(kls.begin(), kls.end(), [](double k) { return k >= 1e-3; });
       const double agree = static_cast<double>(same) / prompt.size();
-      std::cout << "GOLDEN " << name << " " << c.format << (ct ? "(bf16 attn)" : "") << " p" << p
+      std::cout << "GOLDEN " << name << " " << c.format << (ct ? "(bf16 attn)" : "") << " kv "
+                << c.kv << " p" << p
                 << " chunk " << chunk << ": worst KL " << worst << " at position " << worst_at
                 << ", median " << median << ", positions >= 1e-3: " << over << "/"
                 << prompt.size() << ", argmax agreement " << agree << "\n";
       EXPECT_LT(worst, 1e-3) << c.format << " prompt " << p << " chunk " << chunk;
       EXPECT_GE(agree, 0.99) << c.format << " prompt " << p << " chunk " << chunk;
-      RecordProperty(StrCat(c.format, "_p", p, "_c", chunk, "_kl"), std::to_string(worst));
+      RecordProperty(StrCat(c.format, "_", c.kv, "kv_p", p, "_c", chunk, "_kl"),
+                     std::to_string(worst));
     }
   }
 }
@@ -126,6 +135,7 @@ TEST_P(GoldenCuda, LayerByLayerAgainstCpuRunner) {
   const Case& c = GetParam();
   if (c.dir.empty()) GTEST_SKIP() << "\n*** NO GOLDEN DATA in " << golden::GoldenRoot() << " ***";
   if (c.format == "ct") GTEST_SKIP() << "ct: the CPU runner keeps 4-bit attention";
+  if (c.kv != "bf16") GTEST_SKIP() << "fp8 KV: the layer-by-layer diagnosis runs with bf16 KV";
   GS_REQUIRE_GPU();
   const auto ref = golden::ReadReference(c.dir);
   if (!ref["formats"].contains(c.format)) GTEST_SKIP() << "no " << c.format << " data";
@@ -172,7 +182,8 @@ INSTANTIATE_TEST_SUITE_P(AllFormats, GoldenCuda, ::testing::ValuesIn(AllCases())
                          [](const auto& info) {
                            if (info.param.dir.empty()) return std::string("NoGoldenData");
                            std::string name = std::filesystem::path(info.param.dir).filename().string() +
-                                              "_" + info.param.format;
+                                              "_" + info.param.format +
+                                              (info.param.kv == "bf16" ? "" : "_fp8kv");
                            for (char& ch : name) {
                              if (!isalnum(static_cast<unsigned char>(ch))) ch = '_';
                            }

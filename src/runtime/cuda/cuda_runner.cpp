@@ -42,12 +42,15 @@ struct CudaRunner::Impl {
   cuda::DeviceModel model;
   cuda::Bf16Gemm gemm;
   std::vector<DeviceBuffer> k_cache, v_cache;
+  std::vector<DeviceBuffer> k_scale, v_scale;  // fp8: [cache rows, kv] per layer
+  cuda::KvDtype kv_dtype = cuda::KvDtype::kBf16;
   DeviceBuffer active_counts;  // [layers]: distinct experts of the last step
   Scratch s;
   cuda::PinnedBuffer meta_host;
 
   // This step's metadata (host copies and device pointers).
   std::map<int, TileList> tiles;  // by tile size
+  std::map<int, int> tile_tokens;  // by GQA group: this step's tile size (decode or prefill kernel)
   cuda::AttentionMeta meta;
   const int* d_token_ids = nullptr;
   const int* d_logit_rows = nullptr;
@@ -137,11 +140,19 @@ Status CudaRunner::Impl::Init(const CudaRunnerOptions& options) {
                     : RoundToBf16(std::sqrt(static_cast<float>(config.hidden_size)));
   for (const LayerConfig& lc : config.layers) {
     const int heads = config.num_heads;
-    if (lc.num_kv_heads <= 0 || heads % lc.num_kv_heads != 0 || 16 % (heads / lc.num_kv_heads)) {
-      return MakeError("CUDA attention needs a GQA group dividing 16; got ", heads, " heads over ",
-                       lc.num_kv_heads, " kv heads");
+    if (lc.num_kv_heads <= 0 || heads % lc.num_kv_heads != 0 ||
+        cuda::AttentionTileTokens(heads / lc.num_kv_heads, true) == 0) {
+      return MakeError("CUDA attention needs a GQA group of 1, 2, 4 or 8; got ", heads,
+                       " heads over ", lc.num_kv_heads, " kv heads");
     }
   }
+  if (options.kv_cache_dtype == "fp8") {
+    kv_dtype = cuda::KvDtype::kFp8E4m3;
+  } else if (options.kv_cache_dtype != "bf16" && options.kv_cache_dtype != "auto") {
+    return MakeError("CudaRunnerOptions.kv_cache_dtype: '", options.kv_cache_dtype,
+                     "' is not one of auto, bf16, fp8");
+  }
+  const bool fp8 = kv_dtype == cuda::KvDtype::kFp8E4m3;
   if (config.top_k_experts <= 0 && config.enable_moe_block) {
     return MakeError("config: enable_moe_block with top_k_experts ", config.top_k_experts);
   }
@@ -149,14 +160,21 @@ Status CudaRunner::Impl::Init(const CudaRunnerOptions& options) {
   // each with one spare (slot max_sequences, block num_global_blocks) for decode-bucket padding.
   k_cache.resize(config.layers.size());
   v_cache.resize(config.layers.size());
+  k_scale.resize(config.layers.size());
+  v_scale.resize(config.layers.size());
   for (size_t l = 0; l < config.layers.size(); ++l) {
     const LayerConfig& lc = config.layers[l];
     const size_t positions = lc.kind == LayerKind::kSliding
                                  ? static_cast<size_t>(spec.max_sequences + 1) * config.sliding_window
                                  : static_cast<size_t>(spec.num_global_blocks + 1) * spec.block_size;
-    const size_t bytes = positions * lc.num_kv_heads * lc.head_dim * sizeof(bf16);
+    const size_t bytes = positions * lc.num_kv_heads * lc.head_dim * (fp8 ? 1 : sizeof(bf16));
     GS_RETURN_IF_ERROR(k_cache[l].Allocate(bytes, "K cache"));
     GS_RETURN_IF_ERROR(v_cache[l].Allocate(bytes, "V cache"));
+    if (fp8) {
+      const size_t scale_bytes = positions * lc.num_kv_heads * sizeof(float);
+      GS_RETURN_IF_ERROR(k_scale[l].Allocate(scale_bytes, "K cache scales"));
+      GS_RETURN_IF_ERROR(v_scale[l].Allocate(scale_bytes, "V cache scales"));
+    }
   }
   GS_RETURN_IF_ERROR(active_counts.Allocate(sizeof(int) * config.layers.size(), "expert counts"));
   GS_CUDA_RETURN_IF_ERROR(cudaMemset(active_counts.get(), 0, active_counts.bytes()));
@@ -244,9 +262,16 @@ Status CudaRunner::Impl::UploadMeta(const Batch& b, int valid_tokens) {
   }
   const size_t o_rows = mark();
   buf.insert(buf.end(), b.logits_indices.begin(), b.logits_indices.end());
+  // The decode kernel takes the step when every sequence fits one of its tiles.
+  int max_seq_tokens = 0;
+  for (const BatchSequence& s : b.sequences) max_seq_tokens = std::max(max_seq_tokens, s.num_tokens);
   tiles.clear();
+  tile_tokens.clear();
   for (const LayerConfig& lc : config.layers) {
-    const int size = 16 / (config.num_heads / lc.num_kv_heads);
+    const int group = config.num_heads / lc.num_kv_heads;
+    const int decode_size = cuda::AttentionTileTokens(group, true);
+    const int size = cuda::AttentionTileTokens(group, max_seq_tokens <= decode_size);
+    tile_tokens[group] = size;
     if (tiles.count(size)) continue;
     TileList& tl = tiles[size];
     for (int si = 0; si < S; ++si) {
@@ -353,7 +378,7 @@ Status CudaRunner::Impl::Attention(int l) {
       Ptr<float>(s.qkv), T, config.num_heads, lc.num_kv_heads, d, lc.k_eq_v, L.q_norm, L.k_norm,
       L.inv_freq, meta.positions, eps, Ptr<bf16>(s.q), Ptr<bf16>(s.k), Ptr<bf16>(s.v), stream));
 
-  const int tile_size = 16 / (config.num_heads / lc.num_kv_heads);
+  const int tile_size = tile_tokens.at(config.num_heads / lc.num_kv_heads);
   const TileList& tl = tiles.at(tile_size);
   cuda::AttentionMeta m = meta;
   const int* d_meta = s.meta.get<int>();
@@ -361,14 +386,18 @@ Status CudaRunner::Impl::Attention(int l) {
   m.tile_first = m.tile_seq + tl.seq.size();
   m.tile_count = m.tile_first + tl.seq.size();
   m.num_tiles = static_cast<int>(tl.seq.size());
+  m.tile_tokens = tile_size;
   cuda::AttentionLayer al;
   al.heads = config.num_heads;
   al.kv_heads = lc.num_kv_heads;
   al.head_dim = d;
   al.window = lc.kind == LayerKind::kSliding ? config.sliding_window : 0;
   al.block_size = spec.block_size;
-  al.k_cache = k_cache[static_cast<size_t>(l)].get<bf16>();
-  al.v_cache = v_cache[static_cast<size_t>(l)].get<bf16>();
+  al.kv_dtype = kv_dtype;
+  al.k_cache = k_cache[static_cast<size_t>(l)].get();
+  al.v_cache = v_cache[static_cast<size_t>(l)].get();
+  al.k_scale = k_scale[static_cast<size_t>(l)].get<float>();
+  al.v_scale = v_scale[static_cast<size_t>(l)].get<float>();
   const int splits = AttentionSplits(m.num_tiles, al.kv_heads);
   float* partial = nullptr;
   if (splits > 1) {
@@ -567,6 +596,9 @@ const KvCacheSpec& CudaRunner::kv_spec() const { return impl_->spec; }
 int64_t CudaRunner::weight_bytes() const { return impl_->model.total_bytes; }
 std::string CudaRunner::device_name() const { return impl_->device_name; }
 float CudaRunner::embed_scale() const { return impl_->embed_scale; }
+std::string CudaRunner::kv_cache_dtype() const {
+  return impl_->kv_dtype == cuda::KvDtype::kFp8E4m3 ? "fp8" : "bf16";
+}
 void CudaRunner::set_enforce_eager(bool eager) { impl_->enforce_eager = eager; }
 int CudaRunner::graph_launches() const { return impl_->graph_launches_; }
 int CudaRunner::graph_captures() const { return impl_->graph_captures_; }
@@ -601,12 +633,21 @@ Status CudaRunner::CopySlot(int src, int dst) {
   for (size_t l = 0; l < m.config.layers.size(); ++l) {
     const LayerConfig& lc = m.config.layers[l];
     if (lc.kind != LayerKind::kSliding) continue;
-    const size_t ring = static_cast<size_t>(m.config.sliding_window) * lc.num_kv_heads *
-                        lc.head_dim * sizeof(bf16);
+    const bool fp8 = m.kv_dtype == cuda::KvDtype::kFp8E4m3;
+    const size_t rows = static_cast<size_t>(m.config.sliding_window) * lc.num_kv_heads;
+    const size_t ring = rows * lc.head_dim * (fp8 ? 1 : sizeof(bf16));
     for (DeviceBuffer* cache : {&m.k_cache[l], &m.v_cache[l]}) {
       uint8_t* base = cache->get<uint8_t>();
       GS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(base + ring * dst, base + ring * src, ring,
                                               cudaMemcpyDeviceToDevice, m.stream));
+    }
+    if (fp8) {
+      const size_t scales = rows * sizeof(float);
+      for (DeviceBuffer* cache : {&m.k_scale[l], &m.v_scale[l]}) {
+        uint8_t* base = cache->get<uint8_t>();
+        GS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(base + scales * dst, base + scales * src, scales,
+                                                cudaMemcpyDeviceToDevice, m.stream));
+      }
     }
   }
   // Ordered before the next step on the same stream; synchronized so the caller may reuse src.

@@ -21,6 +21,9 @@ struct CudaRunnerOptions {
   float embed_scale = 0.0f;
   // Run every step kernel by kernel (no CUDA graphs for decode steps).
   bool enforce_eager = false;
+  // KV cache element type: "bf16" (or "auto") or "fp8" (e4m3 codes with an fp32 scale per
+  // position and kv head, amax / 448; half the bytes per token).
+  std::string kv_cache_dtype = "bf16";
 };
 
 class CudaRunner : public ModelRunner {
@@ -54,6 +57,8 @@ class CudaRunner : public ModelRunner {
   // "NVIDIA H100 80GB HBM3" etc.
   std::string device_name() const;
   float embed_scale() const;
+  // "bf16" or "fp8".
+  std::string kv_cache_dtype() const;
 
  private:
   std::unique_ptr<Impl> impl_;

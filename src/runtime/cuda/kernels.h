@@ -123,7 +123,11 @@ Status LaunchQkvNormRope(const float* qkv, int tokens, int heads, int kv_heads, 
                          bf16* v, cudaStream_t stream);
 
 // ---------------------------------------------------------------------------------------------
-// attention.cu
+// attention.cu (dispatch, split merge), attention_prefill.cu, attention_decode.cu, kv_write.cu
+
+// Element type of the KV cache. FP8 stores e4m3 codes with one fp32 dequant scale per
+// (position, kv head) for K and one for V (scale = amax / 448 of that row, set when it is written).
+enum class KvDtype { kBf16, kFp8E4m3 };
 
 // Per-step sequence metadata on the device (see cuda_runner.cpp for how it is built).
 struct AttentionMeta {
@@ -136,23 +140,37 @@ struct AttentionMeta {
   const int* token_seq = nullptr;   // [T]
   const int* positions = nullptr;   // [T]
   // Query tiles: tile i covers tokens [tile_first[i], tile_first[i] + tile_count[i]) of sequence
-  // tile_seq[i]; tile_count <= 16 / (heads / kv_heads).
+  // tile_seq[i]; tile_count <= tile_tokens, which must be AttentionTileTokens(group, decode) of
+  // the layer's GQA group: it also selects the kernel.
   const int* tile_seq = nullptr;
   const int* tile_first = nullptr;
   const int* tile_count = nullptr;
   int num_tiles = 0;
+  int tile_tokens = 0;
 };
+
+// Tokens per query tile. decode (every sequence of the step has at most 8 / group new tokens):
+// the decode kernel, whose tile is 8 rows = tokens × group; otherwise the prefill kernel's 64
+// rows. group (heads / kv_heads) must be 1, 2, 4 or 8.
+int AttentionTileTokens(int group, bool decode);
 
 struct AttentionLayer {
   int heads = 0, kv_heads = 0, head_dim = 0;
   int window = 0;      // sliding window, 0 for global layers
   int block_size = 0;  // global layers: tokens per paged block
-  bf16* k_cache = nullptr;  // sliding: [slots·window, kv, d]; global: [blocks·block_size, kv, d]
-  bf16* v_cache = nullptr;
+  KvDtype kv_dtype = KvDtype::kBf16;
+  // sliding: [slots·window, kv, d]; global: [blocks·block_size, kv, d]; bf16 or e4m3 elements.
+  void* k_cache = nullptr;
+  void* v_cache = nullptr;
+  // FP8 only: [cache rows, kv] fp32 dequant scales (value = e4m3 · scale).
+  float* k_scale = nullptr;
+  float* v_scale = nullptr;
 };
 
 // out[t, h] = Σ_p softmax_p(q[t,h] · k_p) v_p over the keys visible to token t (scale 1.0, no
 // softcap): keys before the sequence's chunk come from the cache, keys inside it from k/v.
+// Tensor cores (mma.sync bf16, fp32 accumulation and softmax); FP8 cache rows are expanded to
+// bf16 exactly and their scales applied to the scores (K) and probabilities (V).
 // `splits` > 1 divides each query's keys among that many blocks (flash-decoding) and merges;
 // `partial` then needs splits · T · heads · (d + 2) floats.
 Status LaunchAttention(const AttentionLayer& layer, const AttentionMeta& meta, const bf16* q,
@@ -160,7 +178,8 @@ Status LaunchAttention(const AttentionLayer& layer, const AttentionMeta& meta, c
                        bf16* out, cudaStream_t stream);
 
 // Appends the chunk's k/v to the cache (for a ring, only the last `window` positions of each
-// sequence's chunk, so a chunk longer than the window keeps exactly the newest window).
+// sequence's chunk, so a chunk longer than the window keeps exactly the newest window). FP8:
+// per (token, kv head) scale = amax / 448, codes = e4m3(x / scale) (round to nearest, saturating).
 Status LaunchKvWrite(const AttentionLayer& layer, const AttentionMeta& meta, const bf16* k,
                      const bf16* v, int tokens, cudaStream_t stream);
 

@@ -1,0 +1,20 @@
+// Launchers of the two attention kernels, chosen by LaunchAttention (attention.cu) from the query
+// tile size. Both take LaunchAttention's arguments, validated there.
+#pragma once
+
+#include "runtime/cuda/kernels.h"
+
+namespace gs::cuda {
+
+// Query rows (tokens × GQA group) of one tile of each kernel.
+int PrefillTileRows();  // attention_prefill.cu
+int DecodeTileRows();   // attention_decode.cu
+
+Status LaunchPrefillAttention(const AttentionLayer& layer, const AttentionMeta& meta, const bf16* q,
+                              const bf16* k, const bf16* v, int tokens, int splits,
+                              float* partial, bf16* out, cudaStream_t stream);
+Status LaunchDecodeAttention(const AttentionLayer& layer, const AttentionMeta& meta, const bf16* q,
+                             const bf16* k, const bf16* v, int tokens, int splits, float* partial,
+                             bf16* out, cudaStream_t stream);
+
+}  // namespace gs::cuda
