@@ -26,10 +26,7 @@ ldd "$build/gemmaserve" | awk '/libcpp-httplib|libbrotli/ {print $3}' | xargs -r
 for t in $tests; do cp "$build/tests/$t" "$out/tests/"; done
 strip "$out/bin/"* "$out/tests/"*
 cp -r "$root/configs/gemma-4-26B-A4B-it" "$out/configs/"
-if [ -d "$root/tests/data/golden" ]; then
-  mkdir -p "$out/data"
-  cp -r "$root/tests/data/golden" "$out/data/golden"
-fi
+# The golden data travels as part of the repository (tests/data/golden); check.sh finds it there.
 cp "$root"/scripts/gpu/*.sh "$out/"
 du -sh "$out"
 size=$(du -sm "$out" | cut -f1)

@@ -9,7 +9,10 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 out=${OUT:-/tmp/gs-gpu-out}
 mkdir -p "$out"
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}:$here/lib
-[ -d "$here/data/golden" ] && export GS_GOLDEN_ROOT="$here/data/golden"
+# Golden data: beside the binaries, or in the repository the binaries were built into.
+for g in "$here/data/golden" "$here/../../tests/data/golden"; do
+  [ -d "$g" ] && export GS_GOLDEN_ROOT=$(cd "$g" && pwd) && break
+done
 summary=$out/summary.txt
 : > "$summary"
 

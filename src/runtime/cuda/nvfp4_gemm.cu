@@ -134,12 +134,15 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 }
 
-// Which decode kernel serves a product, if any. GS_GEMV_POLICY (1-5) selects among the policies
-// compared in docs/benchmarks.md; the default is the measured best.
+// Which decode kernel serves a product, if any (none: the tiled kernel). GS_GEMV_POLICY (1-6)
+// selects among the policies compared in docs/benchmarks.md; the default (6) is the measured
+// best: split-K for ≤ 8 rows, and for expert banks up to 64 tokens per step (each expert then
+// sees a few tokens, the split-K kernel loops over them in 8-token passes; at 128 the tiled
+// kernel wins); the cp.async streaming kernel lost everywhere and is kept for comparison.
 std::optional<GemvKind> DecodeGemvKind(const PackedMatrix& w, const GemmRows& rows) {
   static const int policy = [] {
     const char* env = std::getenv("GS_GEMV_POLICY");
-    return env != nullptr ? std::atoi(env) : 1;
+    return env != nullptr ? std::atoi(env) : 6;
   }();
   const bool experts = rows.offsets != nullptr;
   switch (policy) {
@@ -157,8 +160,11 @@ std::optional<GemvKind> DecodeGemvKind(const PackedMatrix& w, const GemmRows& ro
       if (experts && rows.m <= 128) return w.cols <= 1024 ? GemvKind::kStream : GemvKind::kSplitK;
       if (rows.m <= 8) return GemvKind::kSplitK;
       break;
-    default:
+    case 1:
       if (rows.m <= 8) return GemvKind::kSplitK;
+      break;
+    default:  // 6: measured best on H100 (docs/benchmarks.md, scripts/gpu/gemv_policies.sh)
+      if (rows.m <= 8 || (experts && rows.m <= 64)) return GemvKind::kSplitK;
       break;
   }
   return std::nullopt;
