@@ -83,7 +83,7 @@ Expected<std::vector<uint8_t>> FromFileUrl(const std::string& url, const ImageIn
   auto p = real.begin();
   for (; r != root.end() && p != real.end() && *r == *p; ++r, ++p) {
   }
-  if (r != root.end() || p == real.end()) {
+  if (r != root.end()) {
     return MakeError(where, ": '", path, "' is outside --allowed-local-media-path (",
                      o.allowed_local_media_path, ")");
   }
