@@ -105,7 +105,9 @@ void Scheduler::DropFromPlan(StepPlan* plan, const std::vector<RequestId>& reque
   StepPlan rebuilt;
   for (const auto& copy : plan->slot_copies) {
     bool to_dropped = false;
-    for (const ScheduledSequence& e : plan->entries) to_dropped |= dropped(e.seq) && e.seq->slot == copy.second;
+    for (const ScheduledSequence& e : plan->entries) {
+      to_dropped |= dropped(e.seq) && e.seq->slot == copy.second;
+    }
     if (!to_dropped) rebuilt.slot_copies.push_back(copy);
   }
   // AddToPlan reads num_computed, which only Update advances: the same chunks come out.

@@ -65,7 +65,9 @@ Expected<std::vector<uint8_t>> FromFileUrl(const std::string& url, const ImageIn
   if (StartsWith(raw, "localhost/")) raw = raw.substr(9);
   std::string path;
   for (size_t i = 0; i < raw.size(); ++i) {
-    if (raw[i] == '%' && i + 2 < raw.size() && HexValue(raw[i + 1]) >= 0 && HexValue(raw[i + 2]) >= 0) {
+    const bool escape = raw[i] == '%' && i + 2 < raw.size() && HexValue(raw[i + 1]) >= 0 &&
+                        HexValue(raw[i + 2]) >= 0;
+    if (escape) {
       path += static_cast<char>(HexValue(raw[i + 1]) * 16 + HexValue(raw[i + 2]));
       i += 2;
     } else {
@@ -87,7 +89,9 @@ Expected<std::vector<uint8_t>> FromFileUrl(const std::string& url, const ImageIn
     return MakeError(where, ": '", path, "' is outside --allowed-local-media-path (",
                      o.allowed_local_media_path, ")");
   }
-  if (!fs::is_regular_file(real, ec)) return MakeError(where, ": '", path, "' is not a regular file");
+  if (!fs::is_regular_file(real, ec)) {
+    return MakeError(where, ": '", path, "' is not a regular file");
+  }
   return ReadLimited(real, o.limits.max_bytes, where);
 }
 
@@ -105,7 +109,8 @@ Expected<std::vector<uint8_t>> FromHttpUrl(const std::string& url, const ImageIn
   httplib::Client client(origin);
   if (!client.is_valid()) return MakeError(where, ": cannot make a client for '", origin, "'");
   const auto whole = static_cast<time_t>(o.fetch_timeout_seconds);
-  const auto micros = static_cast<time_t>((o.fetch_timeout_seconds - static_cast<double>(whole)) * 1e6);
+  const auto micros =
+      static_cast<time_t>((o.fetch_timeout_seconds - static_cast<double>(whole)) * 1e6);
   client.set_connection_timeout(whole, micros);
   client.set_read_timeout(whole, micros);
   client.set_write_timeout(whole, micros);
@@ -142,9 +147,12 @@ Expected<int> MaxSoftTokens(const Json& body, const ModelConfig& config) {
   int value = config.vision ? config.vision->default_output_length : 0;
   for (const auto& [key, v] : kw.items()) {
     if (key != "max_soft_tokens") {
-      return MakeError("mm_processor_kwargs.", key, ": not supported (Gemma 4 takes max_soft_tokens)");
+      return MakeError("mm_processor_kwargs.", key,
+                       ": not supported (Gemma 4 takes max_soft_tokens)");
     }
-    if (!v.is_number_integer()) return MakeError("mm_processor_kwargs.max_soft_tokens must be an integer");
+    if (!v.is_number_integer()) {
+      return MakeError("mm_processor_kwargs.max_soft_tokens must be an integer");
+    }
     const int64_t n = v.get<int64_t>();
     bool ok = false;
     for (int b : kSupportedSoftTokenBudgets) ok |= n == b;
@@ -196,9 +204,10 @@ Expected<std::vector<uint8_t>> DecodeBase64(std::string_view text, size_t max_by
       continue;
     }
     if (v < 0 || pad > 0) {
+      const int byte = static_cast<uint8_t>(c);
       return MakeError("invalid base64: unexpected character ",
-                       (c >= 0x20 && c < 0x7f) ? StrCat("'", std::string(1, c), "'")
-                                               : StrCat("byte ", static_cast<int>(static_cast<uint8_t>(c))),
+                       (byte >= 0x20 && byte < 0x7f) ? StrCat("'", std::string(1, c), "'")
+                                                     : StrCat("byte ", byte),
                        " at offset ", i);
     }
     acc = (acc << 6) | static_cast<uint32_t>(v);
@@ -227,7 +236,8 @@ Expected<RgbImage> FetchImage(const std::string& url, const ImageInputOptions& o
   } else if (StartsWith(url, "http://") || StartsWith(url, "https://")) {
     bytes = FromHttpUrl(url, o, where);
   } else {
-    return MakeError(where, ": unsupported image URL (expected data:, file://, http:// or https://)");
+    return MakeError(where,
+                     ": unsupported image URL (expected data:, file://, http:// or https://)");
   }
   if (!bytes.ok()) return bytes.error();
   return DecodeImage(*bytes, where, o.limits);
@@ -280,7 +290,9 @@ MaybeError LoadChatImages(const Json& body, const ModelConfig& config,
     Expected<RgbImage> rgb = FetchImage(*url, options, r.where);
     if (!rgb.ok()) return BadRequest(rgb.error().message, "messages");
     Expected<ProcessedImage> processed = PreprocessImage(*rgb, *opts);
-    if (!processed.ok()) return BadRequest(StrCat(r.where, ": ", processed.error().message), "messages");
+    if (!processed.ok()) {
+      return BadRequest(StrCat(r.where, ": ", processed.error().message), "messages");
+    }
     images->push_back(std::make_shared<const ProcessedImage>(std::move(*processed)));
   }
   return std::nullopt;

@@ -173,7 +173,9 @@ Expected<RgbImage> DecodeWithStb(std::span<const uint8_t> bytes, const std::stri
     return MakeError(source, ": the JPEG is truncated (no end-of-image marker)");
   }
   const Dimensions declared = HeaderDimensions(bytes, format);
-  if (declared.width >= 0) GS_RETURN_IF_ERROR(CheckDimensions(declared.width, declared.height, source, limits));
+  if (declared.width >= 0) {
+    GS_RETURN_IF_ERROR(CheckDimensions(declared.width, declared.height, source, limits));
+  }
   int w = 0, h = 0, channels = 0;
   if (!stb::Info(bytes.data(), len, &w, &h, &channels)) {
     const std::string why = stb::FailureReason() ? stb::FailureReason() : "unknown";

@@ -1,5 +1,5 @@
-// Decoding PNG, JPEG, GIF (first frame) and WebP (first frame) into 8-bit RGB, with the same conversions PIL applies
-// before transformers' Gemma4ImageProcessor sees the image:
+// Decoding PNG, JPEG, GIF (first frame) and WebP (first frame) into 8-bit RGB, with the same
+// conversions PIL applies before transformers' Gemma4ImageProcessor sees the image:
 //  * gray -> R = G = B; palette -> its RGB entries; alpha (RGBA, gray+alpha, palette
 //    transparency) is dropped, not composited (transformers calls PIL's convert("RGB"); the
 //    golden data shows the processor output equal with and without load_image).

@@ -13,7 +13,8 @@ Expected<ImageProcessorOptions> ImageOptionsForModel(const ModelConfig& config, 
   ImageProcessorOptions opts;
   opts.patch_size = config.vision->patch_size;
   opts.pooling_kernel_size = config.vision->pooling_kernel_size;
-  opts.max_soft_tokens = max_soft_tokens > 0 ? max_soft_tokens : config.vision->default_output_length;
+  opts.max_soft_tokens =
+      max_soft_tokens > 0 ? max_soft_tokens : config.vision->default_output_length;
   Status st = ValidateImageProcessorOptions(opts);
   if (!st) return MakeError(what, ": ", st.error().message);
   return opts;

@@ -1,8 +1,8 @@
 // Bad image input never crashes, hangs or reads out of bounds (this test also runs under
-// ASan/UBSan): empty, unknown, truncated WebP / huge WebP, truncated, corrupted, zero-sized and huge images give clear
-// errors; seeded byte mutations of real PNG / JPEG / GIF files either fail cleanly or decode to a
-// consistent image; the EXIF parser survives malformed segments; preprocessing rejects bad
-// budgets and odd shapes cleanly.
+// ASan/UBSan): empty, unknown, truncated / huge WebP, truncated, corrupted, zero-sized and huge
+// images give clear errors; seeded byte mutations of real PNG / JPEG / GIF files either fail
+// cleanly or decode to a consistent image; the EXIF parser survives malformed segments;
+// preprocessing rejects bad budgets and odd shapes cleanly.
 #include <gtest/gtest.h>
 
 #include <fstream>
