@@ -2,7 +2,7 @@
 # Installs the Debian packages gemmaserve builds and tests with, if any are missing.
 set -euo pipefail
 pkgs=(cmake ninja-build g++ nlohmann-json3-dev libgtest-dev libcpp-httplib-dev libcli11-dev
-      libstb-dev libbenchmark-dev)
+      libstb-dev libbenchmark-dev libwebp-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

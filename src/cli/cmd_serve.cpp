@@ -20,6 +20,7 @@
 #include "model/quant_config.h"
 #include "server/model_server.h"
 #include "util/mapped_file.h"
+#include "vision/image.h"
 
 namespace gs::cli {
 namespace {
@@ -35,6 +36,13 @@ struct ServeFlags {
   double gpu_memory_utilization = 0.9, drain_timeout = 30.0;
   size_t max_body_mb = 32;
   bool prefix_caching = true, enforce_eager = false, auto_tool_choice = false;
+  // Image input (chat image_url parts).
+  std::string allowed_local_media_path;
+  bool allow_remote_images = false;
+  double image_fetch_timeout = 10.0;
+  size_t max_image_mb = kMaxImageBytes >> 20;
+  int64_t max_image_pixels = kMaxImagePixels;
+  int max_images_per_request = kMaxImagesPerRequest;
 };
 
 void AddFlags(CLI::App& app, ServeFlags& f) {
@@ -96,6 +104,22 @@ void AddFlags(CLI::App& app, ServeFlags& f) {
   app.add_option("--drain-timeout", f.drain_timeout,
                  "seconds SIGTERM/SIGINT waits for running requests before cancelling them")
       ->check(CLI::Range(0.0, 86400.0));
+  app.add_option("--allowed-local-media-path", f.allowed_local_media_path,
+                 "directory whose files chat requests may send as file:// image URLs (symlinks "
+                 "and '..' are resolved first; default: file:// URLs refused)");
+  app.add_flag("--allow-remote-images", f.allow_remote_images,
+               "fetch http:// and https:// image URLs (default: refused; data: URLs always work)");
+  app.add_option("--image-fetch-timeout", f.image_fetch_timeout,
+                 "seconds to connect and to read a remote image")
+      ->check(CLI::Range(0.1, 600.0));
+  app.add_option("--max-image-mb", f.max_image_mb, "largest encoded image accepted, in MiB")
+      ->check(CLI::Range(1, 1024));
+  app.add_option("--max-image-pixels", f.max_image_pixels,
+                 "largest image accepted, in pixels (width x height; checked from the header)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
+  app.add_option("--max-images-per-request", f.max_images_per_request,
+                 "images in one chat request (each costs an encoder pass and up to 1122 tokens)")
+      ->check(CLI::Range(0, 1024));
   app.add_option("--tool-call-parser", f.tool_call_parser, "accepted for vLLM compatibility")
       ->check(CLI::IsMember({"gemma4"}));
   app.add_option("--reasoning-parser", f.reasoning_parser, "accepted for vLLM compatibility")
@@ -239,6 +263,12 @@ int RunServe(int argc, char** argv) {
   o.http.api_key = f.api_key;
   o.http.threads = f.http_threads;
   o.http.max_body_bytes = f.max_body_mb << 20;
+  o.images.allowed_local_media_path = f.allowed_local_media_path;
+  o.images.allow_remote = f.allow_remote_images;
+  o.images.fetch_timeout_seconds = f.image_fetch_timeout;
+  o.images.limits.max_bytes = f.max_image_mb << 20;
+  o.images.limits.max_pixels = f.max_image_pixels;
+  o.images.max_images_per_request = f.max_images_per_request;
   auto server = server::ModelServer::Create(std::move(*runner), std::move(o));
   if (!server) return Fail("serve", server.error().message);
   std::fprintf(stderr, "%s\n", (*server)->engine().info().Describe().c_str());

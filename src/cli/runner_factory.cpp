@@ -3,6 +3,9 @@
 #include <chrono>
 #include <cstdio>
 
+#include <optional>
+
+#include "model/vision_weights.h"
 #include "model/weights.h"
 #include "runtime/cpu/cpu_runner.h"
 
@@ -20,9 +23,20 @@ Expected<std::unique_ptr<ModelRunner>> MakeCpuRunner(const RunnerChoice& c) {
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::fprintf(stderr, "loaded in %.2f s: %d layers, %s\n", secs, c.config.num_layers,
                weights.Describe().c_str());
-  return std::unique_ptr<ModelRunner>(
-      std::make_unique<CpuRunner>(c.config, std::move(weights), c.kv_spec,
-                                  CpuRunnerOptions{c.threads, 0.0f}));
+  // The vision tower, when the checkpoint has one: image input then works through the API.
+  std::optional<VisionWeights> vision;
+  if (c.config.vision) {
+    auto bound = BindVisionWeights(c.config, weights.store);
+    if (bound.ok()) {
+      vision = std::move(*bound);
+    } else {
+      std::fprintf(stderr, "image input off: %s\n", bound.error().message.c_str());
+    }
+  }
+  auto runner = std::make_unique<CpuRunner>(c.config, std::move(weights), c.kv_spec,
+                                            CpuRunnerOptions{c.threads, 0.0f});
+  if (vision) GS_RETURN_IF_ERROR(runner->AttachVision(std::move(*vision)));
+  return std::unique_ptr<ModelRunner>(std::move(runner));
 }
 
 }  // namespace

@@ -1,6 +1,9 @@
 #include "engine/engine.h"
 
 #include <algorithm>
+#include <unordered_map>
+
+#include "vision/image_hash.h"
 
 namespace gs {
 namespace {
@@ -149,8 +152,49 @@ Status Engine::Validate(const Request& r) const {
                        ") is outside the prompt of ", prompt, " tokens");
     }
   }
+  GS_RETURN_IF_ERROR(ValidateImages(r));
   Status st = ValidateSamplingParams(r.sampling, model.vocab_size);
   if (!st) return MakeError("request: ", st.error().message);
+  return Ok();
+}
+
+// Each image: a well-formed preprocessed image whose soft tokens sit on image-token ids inside the
+// prompt, in order, and a runner that can encode it.
+Status Engine::ValidateImages(const Request& r) const {
+  if (r.images.empty()) return Ok();
+  if (!runner_.supports_vision()) {
+    return MakeError("request: this model/runner has no vision support (the request has ",
+                     r.images.size(), " image(s))");
+  }
+  const ModelConfig& model = runner_.config();
+  const int prompt = static_cast<int>(r.prompt.size());
+  int prev_end = 0;
+  for (size_t i = 0; i < r.images.size(); ++i) {
+    const RequestImage& im = r.images[i];
+    if (!im.image) return MakeError("request: image ", i, " has no pixels");
+    const ProcessedImage& p = *im.image;
+    const int pool = p.pooling_kernel_size;
+    if (p.num_soft_tokens < 1 || pool < 1 || p.num_patches() != p.num_soft_tokens * pool * pool ||
+        p.pixel_values.size() != static_cast<size_t>(p.num_patches()) * p.patch_dim() ||
+        p.position_x.size() != static_cast<size_t>(p.num_patches()) ||
+        p.position_y.size() != static_cast<size_t>(p.num_patches())) {
+      return MakeError("request: image ", i, " is not a consistent preprocessed image (",
+                       p.num_soft_tokens, " soft tokens, ", p.patches_h, "x", p.patches_w,
+                       " patches, ", p.pixel_values.size(), " pixel values)");
+    }
+    if (im.first_token < prev_end || int64_t{im.first_token} + p.num_soft_tokens > prompt) {
+      return MakeError("request: image ", i, " (prompt tokens ", im.first_token, "..",
+                       int64_t{im.first_token} + p.num_soft_tokens,
+                       ") overlaps the previous image or leaves the prompt of ", prompt, " tokens");
+    }
+    for (int t = im.first_token; t < im.end(); ++t) {
+      if (r.prompt[static_cast<size_t>(t)] != model.image_token_id) {
+        return MakeError("request: prompt token ", t, " (id ", r.prompt[static_cast<size_t>(t)],
+                         ") inside image ", i, " is not the image token ", model.image_token_id);
+      }
+    }
+    prev_end = im.end();
+  }
   return Ok();
 }
 
@@ -160,6 +204,7 @@ std::unique_ptr<RequestState> Engine::MakeState(Request request, RequestId id) {
   state->arrival = Clock::now();
   state->stream = std::make_shared<RequestStream>(id, request.n, request.on_event);
   state->unfinished = request.n;
+  state->image_embeddings.resize(request.images.size());
   StopRules rules;
   if (!request.ignore_eos) rules.stop_ids = eos_ids_;
   rules.stop_ids.insert(rules.stop_ids.end(), request.stop_token_ids.begin(), request.stop_token_ids.end());
@@ -195,6 +240,11 @@ Expected<RequestHandle> Engine::Submit(Request request, SubmitError* error_kind)
                           config_.max_waiting_requests, ")"));
   }
   if (!request.sampling.seed) request.sampling.seed = seeds_();
+  // Hashed here, on the caller's thread: the engine thread only schedules and runs the model.
+  for (const RequestImage& im : request.images) {
+    request.content_hashes.push_back(
+        {im.first_token, im.image->num_soft_tokens, "image:" + ImageContentHash(*im.image)});
+  }
   auto state = MakeState(std::move(request), next_id_++);
   RequestHandle handle = state->stream;
   incoming_.push_back(std::move(state));
@@ -265,16 +315,81 @@ void Engine::Step(StepResult* out) {
   if (plan.empty()) {
     // Cannot happen while the KV pool holds max_model_len; never spin or hang if it does.
     scheduler_.AbortAll(FinishReason::kError, "engine: no sequence could be scheduled", &result);
+  } else if (!AttachImages(&plan, &result)) {
+    // Every sequence of the step belonged to requests whose image failed to encode.
   } else if (!RunCopies(plan.slot_copies, &error)) {
     scheduler_.Fail(plan, error, &result);
   } else if (Status st = runner_.Forward(plan.batch, &logits_); !st) {
     scheduler_.Fail(plan, StrCat("forward step failed: ", st.error().message), &result);
   } else {
+    ReleaseImages(plan);
     scheduler_.Update(plan, logits_, &result);
     if (!RunCopies(result.slot_copies, &error)) {
       // A snapshot that was not taken must not be used: drop every snapshot slot touched.
       for (const auto& [src, dst] : result.slot_copies) scheduler_.ForgetSnapshot(dst);
     }
+  }
+}
+
+// Encodes the plan's images that have no embeddings now (first prefill, or again after a
+// preemption) and points the batch's image spans at them. A request whose image fails to encode
+// ends with an error and leaves the step; false when nothing is left to run.
+bool Engine::AttachImages(StepPlan* plan, StepResult* out) {
+  if (plan->images.empty()) return true;
+  std::vector<std::pair<RequestId, std::string>> failed;
+  for (const PlannedImage& p : plan->images) {
+    RequestState& r = *p.seq->request;
+    std::vector<float>& emb = r.image_embeddings[static_cast<size_t>(p.image)];
+    if (!emb.empty() || std::any_of(failed.begin(), failed.end(),
+                                    [&](const auto& f) { return f.first == r.id; })) {
+      continue;
+    }
+    const ProcessedImage& image = *r.request.images[static_cast<size_t>(p.image)].image;
+    Expected<std::vector<float>> e = runner_.EncodeImage(image);
+    const size_t want = static_cast<size_t>(image.num_soft_tokens) * runner_.config().hidden_size;
+    if (e.ok() && e->size() == want) {
+      emb = std::move(*e);
+      ++images_encoded_;
+      continue;
+    }
+    failed.emplace_back(r.id, e.ok() ? StrCat("the vision encoder returned ", e->size(),
+                                              " values for image ", p.image, ", expected ", want)
+                                     : StrCat("encoding image ", p.image, " failed: ",
+                                              e.error().message));
+  }
+  if (!failed.empty()) {
+    std::vector<RequestId> ids;
+    for (const auto& f : failed) ids.push_back(f.first);
+    scheduler_.DropFromPlan(plan, ids);
+    for (const auto& [id, why] : failed) scheduler_.Abort(id, FinishReason::kError, why, out);
+  }
+  const size_t hidden = static_cast<size_t>(runner_.config().hidden_size);
+  for (const PlannedImage& p : plan->images) {
+    const std::vector<float>& emb = p.seq->request->image_embeddings[static_cast<size_t>(p.image)];
+    plan->batch.image_spans.push_back(
+        {p.first_token, p.num_tokens,
+         std::span<const float>(emb).subspan(static_cast<size_t>(p.offset) * hidden,
+                                             static_cast<size_t>(p.num_tokens) * hidden)});
+  }
+  return !plan->empty();
+}
+
+// After a successful forward step (before Update, which may free finished requests): drops the
+// embeddings of images that every sequence of their request has now prefilled past.
+void Engine::ReleaseImages(const StepPlan& plan) {
+  if (plan.images.empty()) return;
+  std::unordered_map<const Sequence*, int> computed;  // after this step
+  for (const ScheduledSequence& e : plan.entries) computed[e.seq] = e.seq->num_computed + e.num_new;
+  for (const PlannedImage& p : plan.images) {
+    RequestState& r = *p.seq->request;
+    const int end = r.request.images[static_cast<size_t>(p.image)].end();
+    bool all_past = true;
+    for (const auto& s : r.sequences) {
+      auto it = computed.find(s.get());
+      const int done = it != computed.end() ? it->second : s->num_computed;
+      all_past &= s->status == SeqStatus::kFinished || done >= end;
+    }
+    if (all_past) std::vector<float>().swap(r.image_embeddings[static_cast<size_t>(p.image)]);
   }
 }
 
@@ -296,6 +411,7 @@ void Engine::Deliver(StepResult& result) {
 
 void Engine::Publish() {
   EngineMetrics m = scheduler_.metrics();
+  m.images_encoded = images_encoded_;
   {
     std::lock_guard<std::mutex> lock(mu_);
     waiting_in_scheduler_ = scheduler_.num_waiting_requests();

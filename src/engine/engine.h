@@ -83,6 +83,9 @@ class Engine {
   Engine(ModelRunner& runner, const EngineConfig& config, const EngineInfo& info,
          const KvCacheOptions& kv_options);
   std::unique_ptr<RequestState> MakeState(Request request, RequestId id);
+  Status ValidateImages(const Request& request) const;
+  bool AttachImages(StepPlan* plan, StepResult* out);
+  void ReleaseImages(const StepPlan& plan);
   void Loop();
   void Step(StepResult* result);
   bool RunCopies(const std::vector<std::pair<int, int>>& copies, std::string* error);
@@ -94,6 +97,7 @@ class Engine {
   const EngineInfo info_;
   std::vector<int32_t> eos_ids_;
   Scheduler scheduler_;  // engine thread only
+  uint64_t images_encoded_ = 0;  // engine thread only; published in metrics
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -40,6 +40,7 @@ struct EngineMetrics {
   uint64_t generation_tokens = 0;
   uint64_t computed_tokens = 0;       // tokens run through the model (prefill incl. recompute)
   uint64_t preemptions = 0;
+  uint64_t images_encoded = 0;        // vision-encoder runs (again after a preemption)
   uint64_t steps = 0;
   std::array<uint64_t, 5> finished_sequences{};  // indexed by FinishReason
 

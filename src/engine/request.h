@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "runtime/sampling.h"
+#include "vision/image_processor.h"
 
 namespace gs {
 
@@ -54,6 +55,19 @@ struct ContentHash {
   std::string hash;
 };
 
+// An image in the prompt (issue 7): prompt[first_token, first_token + image->num_soft_tokens) are
+// its <|image|> tokens (the caller expanded the placeholder). The engine runs the runner's vision
+// encoder on it right before the step that prefills those tokens (again after a preemption), puts
+// the embeddings in their place, and never splits the span across prefill chunks; the prefix
+// cache keys the blocks it touches (and, through the hash chain, every later block) by a hash of
+// the preprocessed pixels, so requests with different images never share KV.
+struct RequestImage {
+  int first_token = 0;
+  std::shared_ptr<const ProcessedImage> image;
+
+  int end() const { return first_token + (image ? image->num_soft_tokens : 0); }
+};
+
 struct Request {
   std::vector<int32_t> prompt;
   SamplingParams sampling;  // start from SamplingDefaults(config.generation), then override
@@ -69,7 +83,8 @@ struct Request {
   bool logprobs = false;  // the chosen token's log-probability (of the raw logits)
   int top_logprobs = 0;   // and the k most likely tokens, 0..20
 
-  std::vector<ContentHash> content_hashes;
+  std::vector<RequestImage> images;  // in prompt order, not overlapping
+  std::vector<ContentHash> content_hashes;  // the engine adds one per image
   std::string cache_salt;  // requests share cached prefixes only with the same salt
 
   // When set, events go to this callback instead of the RequestStream queue. It runs on the

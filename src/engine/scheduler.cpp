@@ -45,10 +45,20 @@ int Scheduler::SnapshotPointAfter(const Sequence& s, int position) const {
 }
 
 // Where this step's chunk of `s` ends: its tokens, the budget, and the next snapshot point (so
-// the ring can be copied exactly there).
+// the ring can be copied exactly there), then moved out of any image (see the header).
 int Scheduler::ChunkEnd(const Sequence& s, int budget) const {
   const int end = std::min(s.length(), s.num_computed + budget);
-  return std::min(end, SnapshotPointAfter(s, s.num_computed));
+  return KeepImagesWhole(s, std::min(end, SnapshotPointAfter(s, s.num_computed)));
+}
+
+int Scheduler::KeepImagesWhole(const Sequence& s, int end) {
+  for (const RequestImage& im : s.request->request.images) {
+    if (end <= im.first_token || end >= im.end()) continue;
+    // `end` falls inside this image: stop before it if the chunk has tokens before it, else take
+    // it whole (the only way forward).
+    return im.first_token > s.num_computed ? im.first_token : im.end();
+  }
+  return end;
 }
 
 // With prefix caching, sequences 1..n-1 of a request wait until sequence 0 has computed (and
@@ -76,8 +86,35 @@ void Scheduler::AddToPlan(Sequence* s, int end, StepPlan* plan) {
     entry.logits_row = static_cast<int>(plan->batch.logits_indices.size());
     plan->batch.logits_indices.push_back(bs.first_token + num_new - 1);
   }
+  const std::vector<RequestImage>& images = s->request->request.images;
+  for (size_t i = 0; i < images.size(); ++i) {
+    const int from = std::max(images[i].first_token, s->num_computed);
+    const int to = std::min(images[i].end(), end);
+    if (from >= to) continue;
+    plan->images.push_back({s, static_cast<int>(i), bs.first_token + (from - s->num_computed),
+                            from - images[i].first_token, to - from});
+  }
   plan->batch.sequences.push_back(std::move(bs));
   plan->entries.push_back(entry);
+}
+
+void Scheduler::DropFromPlan(StepPlan* plan, const std::vector<RequestId>& requests) {
+  auto dropped = [&](const Sequence* s) {
+    return std::find(requests.begin(), requests.end(), s->request->id) != requests.end();
+  };
+  StepPlan rebuilt;
+  for (const auto& copy : plan->slot_copies) {
+    bool to_dropped = false;
+    for (const ScheduledSequence& e : plan->entries) {
+      to_dropped |= dropped(e.seq) && e.seq->slot == copy.second;
+    }
+    if (!to_dropped) rebuilt.slot_copies.push_back(copy);
+  }
+  // AddToPlan reads num_computed, which only Update advances: the same chunks come out.
+  for (const ScheduledSequence& e : plan->entries) {
+    if (!dropped(e.seq)) AddToPlan(e.seq, e.seq->num_computed + e.num_new, &rebuilt);
+  }
+  *plan = std::move(rebuilt);
 }
 
 StepPlan Scheduler::Schedule() {

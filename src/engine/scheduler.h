@@ -5,6 +5,12 @@
 // free, the most recently admitted sequence is preempted: its KV is dropped and it goes back to
 // the head of the queue to be recomputed later (prompt + tokens so far; its sampler state is
 // kept, so its output is what it would have been). The scheduler is driven by one thread.
+//
+// Images (issue 7): a chunk never ends inside an image's soft tokens, because on sliding layers
+// they attend to each other bidirectionally and so must be in one forward step. A chunk that would
+// end inside an image ends before it instead; a chunk that starts at (or, after a prefix-cache hit,
+// inside) an image runs to the image's end even past max_num_batched_tokens (as vLLM schedules
+// encoder inputs): a step exceeds the budget by less than one image's soft-token count (<= 1120).
 #pragma once
 
 #include <deque>
@@ -35,9 +41,20 @@ struct ScheduledSequence {
   int logits_row = -1;  // row of the step's logits to sample from; -1: mid-prefill
 };
 
+// One image's soft tokens in this step's batch; the engine encodes the image and fills in
+// batch.image_spans from these.
+struct PlannedImage {
+  Sequence* seq = nullptr;
+  int image = 0;        // index into the request's images
+  int first_token = 0;  // index into batch.token_ids
+  int offset = 0;       // first soft token of the image in this step (> 0 after a prefix hit in it)
+  int num_tokens = 0;
+};
+
 struct StepPlan {
   Batch batch;
   std::vector<ScheduledSequence> entries;
+  std::vector<PlannedImage> images;  // in batch order
   std::vector<std::pair<int, int>> slot_copies;  // (src, dst): run before the forward step
   bool empty() const { return entries.empty(); }
 };
@@ -65,6 +82,9 @@ class Scheduler {
   // After a successful forward step: advances the sequences, caches full blocks, samples and
   // checks stop conditions. `logits` rows are modified in place.
   void Update(const StepPlan& plan, std::vector<float>& logits, StepResult* out);
+  // Takes the sequences of `requests` out of a plan not yet run (before Abort ends them), so the
+  // rest of the step can still run.
+  void DropFromPlan(StepPlan* plan, const std::vector<RequestId>& requests);
   // After a failed step: ends the step's sequences with kError.
   void Fail(const StepPlan& plan, const std::string& error, StepResult* out);
   // Ends every unfinished sequence of a request (or of all requests) with `reason`.
@@ -79,6 +99,7 @@ class Scheduler {
  private:
   int SnapshotPointAfter(const Sequence& s, int position) const;
   int ChunkEnd(const Sequence& s, int budget) const;
+  static int KeepImagesWhole(const Sequence& s, int end);
   bool Eligible(const Sequence& s) const;
   bool Admit(Sequence* s, int budget, StepPlan* plan);
   void AddToPlan(Sequence* s, int end, StepPlan* plan);

@@ -59,6 +59,9 @@ struct RequestState {
   RequestHandle stream;
   std::vector<std::unique_ptr<Sequence>> sequences;
   int unfinished = 0;
+  // Soft-token embeddings per request.images entry, encoded when first needed and dropped once
+  // every sequence has prefilled past the image (empty = not encoded now).
+  std::vector<std::vector<float>> image_embeddings;
   bool started = false;
   bool got_first_token = false;
   Clock::time_point arrival;

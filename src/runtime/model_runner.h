@@ -34,6 +34,9 @@ class ModelRunner {
   // sliding layers.
   virtual bool supports_slot_copy() const { return false; }
 
+  // Whether EncodeImage works (a vision encoder with its weights is loaded). The engine refuses
+  // requests with images up front when it does not.
+  virtual bool supports_vision() const { return false; }
   // Soft-token embeddings [image.num_soft_tokens, hidden] of one preprocessed image, for
   // Batch::image_spans. A runner without a vision encoder says so.
   virtual Expected<std::vector<float>> EncodeImage(const ProcessedImage& /*image*/) {

@@ -4,6 +4,7 @@
 #include "server/job_stream.h"
 #include "server/response_format.h"
 #include "server/sse.h"
+#include "vision/image_prompt.h"
 #include "util/str.h"
 
 namespace gs::server {
@@ -125,6 +126,27 @@ class ChatStream : public JobStream {
 
 }  // namespace
 
+// The template wrote one image token per image; each becomes boi + n × image token + eoi with n
+// the image's soft-token count, and the engine learns where each image's tokens sit.
+MaybeError ChatService::PlaceImages(std::vector<std::shared_ptr<const ProcessedImage>> images,
+                                    Request* request) const {
+  if (images.empty()) return std::nullopt;
+  std::vector<int> soft_tokens;
+  for (const auto& im : images) soft_tokens.push_back(im->num_soft_tokens);
+  auto expanded = ExpandImagePlaceholders(*ctx_.model_config, request->prompt, soft_tokens, false);
+  if (!expanded.ok()) {
+    return BadRequest(StrCat("the rendered prompt does not match the images: ",
+                             expanded.error().message,
+                             " (does a message's text contain the image token?)"),
+                      "messages");
+  }
+  request->prompt = std::move(expanded->ids);
+  for (size_t i = 0; i < images.size(); ++i) {
+    request->images.push_back({expanded->first_image_token[i], std::move(images[i])});
+  }
+  return std::nullopt;
+}
+
 MaybeError ChatService::RenderPrompt(const ChatRequest& request, std::string* prompt) const {
   const ChatTemplate* tmpl = ctx_.chat_template;
   Expected<ChatTemplate> own = MakeError("unused");
@@ -158,10 +180,17 @@ Reply ChatService::Handle(const Json& body) const {
                                       &request)) {
     return Reply::Error(*e);
   }
+  std::vector<std::shared_ptr<const ProcessedImage>> images;
+  static const ModelConfig kNoModel;  // only a test context lacks the config (and vision)
+  if (MaybeError e = LoadChatImages(body, ctx_.model_config ? *ctx_.model_config : kNoModel,
+                                    ctx_.images, &images)) {
+    return Reply::Error(*e);
+  }
   std::string prompt;
   if (MaybeError e = RenderPrompt(request, &prompt)) return Reply::Error(*e);
   Request engine_request = request.gen.engine;
   engine_request.prompt = ctx_.tokenizer->Encode(prompt, request.add_special_tokens);
+  if (MaybeError e = PlaceImages(std::move(images), &engine_request)) return Reply::Error(*e);
   if (MaybeError e = CheckPromptLength(engine_request.prompt.size(), engine_request,
                                        ctx_.limits.max_model_len)) {
     return Reply::Error(*e);

@@ -7,7 +7,9 @@
 // vLLM does) but never parses calls.
 #pragma once
 
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "server/serving_context.h"
 
@@ -23,6 +25,8 @@ class ChatService {
 
  private:
   Reply Complete(ChatRequest& request, std::unique_ptr<class GenerationJob> job) const;
+  MaybeError PlaceImages(std::vector<std::shared_ptr<const ProcessedImage>> images,
+                         Request* request) const;
 
   const ServingContext& ctx_;
 };

@@ -80,6 +80,9 @@ std::string FormatPrometheus(const EngineMetrics& m, const HttpStats& http,
             static_cast<double>(m.prefix_cache_hits));
   w.Counter("vllm:num_preemptions_total", "Cumulative number of preemptions.",
             static_cast<double>(m.preemptions));
+  w.Counter("gemmaserve:images_encoded_total",
+            "Images run through the vision encoder (again after a preemption).",
+            static_cast<double>(m.images_encoded));
   w.Counter("vllm:prompt_tokens_total", "Number of prefill tokens processed.",
             static_cast<double>(m.prompt_tokens));
   w.Counter("vllm:generation_tokens_total", "Number of generation tokens processed.",

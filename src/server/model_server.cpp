@@ -65,6 +65,18 @@ Expected<std::unique_ptr<ModelServer>> ModelServer::Create(std::unique_ptr<Model
   ctx.tokenizer_config = tokenizer_config;
   ctx.default_chat_template_kwargs = o.default_chat_template_kwargs;
   ctx.model_root = o.model_dir;
+  ctx.model_config = &s->runner_->config();
+  ctx.images = o.images;
+  ctx.images.model_has_vision = s->runner_->supports_vision();
+  if (!ctx.images.allowed_local_media_path.empty()) {
+    std::error_code ec;
+    const auto root = std::filesystem::canonical(ctx.images.allowed_local_media_path, ec);
+    if (ec || !std::filesystem::is_directory(root, ec)) {
+      return MakeError("--allowed-local-media-path ", ctx.images.allowed_local_media_path,
+                       ": not an existing directory");
+    }
+    ctx.images.allowed_local_media_path = root.string();
+  }
   ctx.limits = o.limits;
   ctx.limits.served_model_names = o.served_model_names;
   if (ctx.limits.served_model_names.empty()) {

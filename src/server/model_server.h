@@ -27,6 +27,7 @@ struct ModelServerOptions {
   EngineConfig engine;                         // text_decoder is filled in here
   HttpServerOptions http;
   ProtocolLimits limits;                       // names, max_model_len and vocab are filled in here
+  ImageInputOptions images;                    // model_has_vision is filled in from the runner
 };
 
 class ModelServer {

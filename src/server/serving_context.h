@@ -9,6 +9,7 @@
 #include "chat/chat_template.h"
 #include "engine/engine.h"
 #include "server/api_error.h"
+#include "server/image_input.h"
 #include "server/openai_protocol.h"
 #include "tokenizer/tokenizer.h"
 
@@ -24,6 +25,8 @@ struct ServingContext {
   ProtocolLimits limits;
   std::string model_root;                        // the checkpoint path /v1/models reports
   bool reasoning_content_alias = true;           // also emit `reasoning_content`
+  const ModelConfig* model_config = nullptr;     // the runner's (image token ids, vision geometry)
+  ImageInputOptions images;                      // image_url parts of chat requests
 };
 
 // A streaming response in progress. Pump writes what is ready through `write` (which returns

@@ -28,6 +28,13 @@ inline constexpr size_t kMaxImageBytes = 32u << 20;
 inline constexpr int64_t kMaxImagePixels = 50'000'000;
 // Either side.
 inline constexpr int kMaxImageSide = 32768;
+// The limits one decode applies (the server takes them from its flags; defaults above).
+struct ImageLimits {
+  size_t max_bytes = kMaxImageBytes;
+  int64_t max_pixels = kMaxImagePixels;
+  int max_side = kMaxImageSide;
+};
+
 // Images in one request (each costs a vision-encoder pass and up to 1120 prompt tokens).
 inline constexpr int kMaxImagesPerRequest = 16;
 

@@ -5,6 +5,9 @@
 #include <fstream>
 #include <memory>
 
+#include <webp/decode.h>
+#include <webp/demux.h>
+
 #include "vision/stb_image_impl.h"
 
 namespace gs {
@@ -139,36 +142,53 @@ bool JpegHuffmanTablesSafe(std::span<const uint8_t> b) {
   return true;
 }
 
-Status CheckDimensions(int64_t w, int64_t h, const std::string& source) {
+// stb decodes a JPEG cut short as if the missing scan data were zeros; PIL refuses it ("image
+// file is truncated"). Entropy-coded data never holds FF D9 (an FF byte is stuffed as FF 00), so
+// an FF D9 after the first start-of-scan is the end-of-image marker.
+bool JpegHasEndMarker(std::span<const uint8_t> b) {
+  size_t i = 2;
+  while (i + 1 < b.size() && !(b[i] == 0xff && b[i + 1] == 0xda)) ++i;
+  for (; i + 1 < b.size(); ++i) {
+    if (b[i] == 0xff && b[i + 1] == 0xd9) return true;
+  }
+  return false;
+}
+
+Status CheckDimensions(int64_t w, int64_t h, const std::string& source, const ImageLimits& limits) {
   if (w == 0 || h == 0) return MakeError(source, ": image has no pixels (", w, "x", h, ")");
-  if (w > kMaxImageSide || h > kMaxImageSide || w * h > kMaxImagePixels) {
-    return MakeError(source, ": image is ", w, "x", h, " pixels; the limit is ", kMaxImagePixels,
-                     " pixels and ", kMaxImageSide, " per side");
+  if (w > limits.max_side || h > limits.max_side || w * h > limits.max_pixels) {
+    return MakeError(source, ": image is ", w, "x", h, " pixels; the limit is ", limits.max_pixels,
+                     " pixels and ", limits.max_side, " per side");
   }
   return Ok();
 }
 
 Expected<RgbImage> DecodeWithStb(std::span<const uint8_t> bytes, const std::string& source,
-                                 ImageFormat format) {
+                                 ImageFormat format, const ImageLimits& limits) {
   const int len = static_cast<int>(bytes.size());
   if (format == ImageFormat::kJpeg && !JpegHuffmanTablesSafe(bytes)) {
     return MakeError(source, ": corrupt JPEG (a Huffman table declares more than 256 codes)");
   }
+  if (format == ImageFormat::kJpeg && !JpegHasEndMarker(bytes)) {
+    return MakeError(source, ": the JPEG is truncated (no end-of-image marker)");
+  }
   const Dimensions declared = HeaderDimensions(bytes, format);
-  if (declared.width >= 0) GS_RETURN_IF_ERROR(CheckDimensions(declared.width, declared.height, source));
+  if (declared.width >= 0) {
+    GS_RETURN_IF_ERROR(CheckDimensions(declared.width, declared.height, source, limits));
+  }
   int w = 0, h = 0, channels = 0;
   if (!stb::Info(bytes.data(), len, &w, &h, &channels)) {
     const std::string why = stb::FailureReason() ? stb::FailureReason() : "unknown";
     if (why == "too large") {
       return MakeError(source, ": the ", ImageFormatName(format), " header declares an image too "
-                       "large to decode; the limit is ", kMaxImagePixels, " pixels and ",
-                       kMaxImageSide, " per side");
+                       "large to decode; the limit is ", limits.max_pixels, " pixels and ",
+                       limits.max_side, " per side");
     }
     return MakeError(source, ": cannot read the ", ImageFormatName(format), " header (", why,
                      "); the file is corrupt or truncated");
   }
   if (w <= 0 || h <= 0) return MakeError(source, ": image has no pixels (", w, "x", h, ")");
-  GS_RETURN_IF_ERROR(CheckDimensions(w, h, source));
+  GS_RETURN_IF_ERROR(CheckDimensions(w, h, source, limits));
   std::unique_ptr<uint8_t, void (*)(uint8_t*)> data(stb::LoadRgb(bytes.data(), len, &w, &h),
                                                      stb::Free);
   if (!data) {
@@ -180,6 +200,48 @@ Expected<RgbImage> DecodeWithStb(std::span<const uint8_t> bytes, const std::stri
   image.width = w;
   image.height = h;
   image.pixels.assign(data.get(), data.get() + static_cast<size_t>(w) * h * 3);
+  return image;
+}
+
+// libwebp (Debian's libwebp-dev). Every WebP, still or animated, goes through WebPAnimDecoder as
+// PIL's WebP plugin does: the first frame is rendered onto a transparent canvas and its alpha is
+// dropped (PIL's convert("RGB")), so fully transparent pixels come out black as with PIL.
+Expected<RgbImage> DecodeWebp(std::span<const uint8_t> bytes, const std::string& source,
+                              const ImageLimits& limits) {
+  WebPBitstreamFeatures features;
+  if (WebPGetFeatures(bytes.data(), bytes.size(), &features) != VP8_STATUS_OK) {
+    return MakeError(source, ": cannot read the WebP header; the file is corrupt or truncated");
+  }
+  GS_RETURN_IF_ERROR(CheckDimensions(features.width, features.height, source, limits));
+  WebPAnimDecoderOptions options;
+  if (!WebPAnimDecoderOptionsInit(&options)) return MakeError(source, ": libwebp version mismatch");
+  options.color_mode = MODE_RGBA;
+  options.use_threads = 0;
+  WebPData data{bytes.data(), bytes.size()};
+  std::unique_ptr<WebPAnimDecoder, void (*)(WebPAnimDecoder*)> decoder(
+      WebPAnimDecoderNew(&data, &options), WebPAnimDecoderDelete);
+  if (!decoder) {
+    return MakeError(source, ": cannot parse the WebP container; the file is corrupt or truncated");
+  }
+  WebPAnimInfo info;
+  if (!WebPAnimDecoderGetInfo(decoder.get(), &info)) {
+    return MakeError(source, ": cannot read the WebP image info");
+  }
+  // An animation's canvas may be larger than its first frame's bitstream header says.
+  GS_RETURN_IF_ERROR(CheckDimensions(info.canvas_width, info.canvas_height, source, limits));
+  uint8_t* rgba = nullptr;
+  int timestamp = 0;
+  if (!WebPAnimDecoderGetNext(decoder.get(), &rgba, &timestamp) || !rgba) {
+    return MakeError(source, ": cannot decode the WebP image; the file is corrupt or truncated");
+  }
+  RgbImage image;
+  image.width = static_cast<int>(info.canvas_width);
+  image.height = static_cast<int>(info.canvas_height);
+  const size_t pixels = static_cast<size_t>(image.width) * static_cast<size_t>(image.height);
+  image.pixels.resize(pixels * 3);
+  for (size_t i = 0; i < pixels; ++i) {
+    for (size_t c = 0; c < 3; ++c) image.pixels[i * 3 + c] = rgba[i * 4 + c];
+  }
   return image;
 }
 
@@ -256,24 +318,24 @@ RgbImage ApplyExifOrientation(const RgbImage& in, int orientation) {
   return out;
 }
 
-Expected<RgbImage> DecodeImage(std::span<const uint8_t> bytes, const std::string& source) {
+Expected<RgbImage> DecodeImage(std::span<const uint8_t> bytes, const std::string& source,
+                               const ImageLimits& limits) {
   if (bytes.empty()) return MakeError(source, ": the image is empty (0 bytes)");
-  if (bytes.size() > kMaxImageBytes) {
+  if (bytes.size() > limits.max_bytes) {
     return MakeError(source, ": the image has ", bytes.size(), " bytes; the limit is ",
-                     kMaxImageBytes);
+                     limits.max_bytes);
   }
   const ImageFormat format = DetectImageFormat(bytes);
   switch (format) {
     case ImageFormat::kWebp:
-      return MakeError(source, ": WebP images are not supported (this build decodes PNG, JPEG "
-                               "and GIF); convert the image to PNG or JPEG");
+      return DecodeWebp(bytes, source, limits);
     case ImageFormat::kUnknown:
       return MakeError(source, ": unsupported or unrecognised image format (supported: PNG, "
-                               "JPEG, GIF)");
+                               "JPEG, GIF, WebP)");
     default:
       break;
   }
-  GS_ASSIGN_OR_RETURN(RgbImage image, DecodeWithStb(bytes, source, format));
+  GS_ASSIGN_OR_RETURN(RgbImage image, DecodeWithStb(bytes, source, format, limits));
   if (format == ImageFormat::kJpeg) image = ApplyExifOrientation(image, JpegExifOrientation(bytes));
   return image;
 }

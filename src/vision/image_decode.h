@@ -1,13 +1,14 @@
-// Decoding PNG, JPEG and GIF (first frame) into 8-bit RGB, with the same conversions PIL applies
-// before transformers' Gemma4ImageProcessor sees the image:
+// Decoding PNG, JPEG, GIF (first frame) and WebP (first frame) into 8-bit RGB, with the same
+// conversions PIL applies before transformers' Gemma4ImageProcessor sees the image:
 //  * gray -> R = G = B; palette -> its RGB entries; alpha (RGBA, gray+alpha, palette
 //    transparency) is dropped, not composited (transformers calls PIL's convert("RGB"); the
 //    golden data shows the processor output equal with and without load_image).
 //  * JPEG: the EXIF orientation tag (APP1, tag 0x0112) is applied, as transformers' load_image
 //    does with PIL.ImageOps.exif_transpose.
 //  * 16-bit PNG channels keep their high byte.
-// WebP is NOT supported (no decoder among the project's dependencies): it is rejected by name.
-// Decoding uses Debian's stb_image; every failure is an error naming the source, never a crash.
+//  * WebP (libwebp): rendered as PIL does (WebPAnimDecoder, first frame, alpha dropped).
+// Decoding uses Debian's stb_image and libwebp; every failure is an error naming the source, never
+// a crash. The size limits of vision/image.h apply to every format, checked from the header.
 #pragma once
 
 #include <cstdint>
@@ -27,7 +28,8 @@ const char* ImageFormatName(ImageFormat format);
 ImageFormat DetectImageFormat(std::span<const uint8_t> bytes);
 
 // `source` names the image in error messages (a path, "request image 2", ...).
-Expected<RgbImage> DecodeImage(std::span<const uint8_t> bytes, const std::string& source);
+Expected<RgbImage> DecodeImage(std::span<const uint8_t> bytes, const std::string& source,
+                               const ImageLimits& limits = {});
 
 // Reads (at most kMaxImageBytes) and decodes a file.
 Expected<RgbImage> LoadImageFile(const std::string& path);

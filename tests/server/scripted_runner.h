@@ -28,6 +28,10 @@ class ScriptedRunner : public ModelRunner {
   const ModelConfig& config() const override { return inner_->config(); }
   const KvCacheSpec& kv_spec() const override { return inner_->kv_spec(); }
   bool supports_slot_copy() const override { return inner_->supports_slot_copy(); }
+  bool supports_vision() const override { return inner_->supports_vision(); }
+  Expected<std::vector<float>> EncodeImage(const ProcessedImage& image) override {
+    return inner_->EncodeImage(image);
+  }
   Status CopySlot(int src, int dst) override {
     history_[dst] = history_[src];  // a snapshot carries the tokens it was computed from
     return inner_->CopySlot(src, dst);

@@ -31,6 +31,7 @@ class CpuRunner : public ModelRunner {
   bool supports_slot_copy() const override { return true; }
   Status CopySlot(int src, int dst) override;
   Expected<std::vector<float>> EncodeImage(const ProcessedImage& image) override;
+  bool supports_vision() const override { return vision_.has_value(); }
 
   // Enables image input (config.vision must be present).
   Status AttachVision(VisionWeights vision);
