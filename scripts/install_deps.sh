@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages gemmaserve builds and tests with, if any are missing.
 set -euo pipefail
+# webp (cwebp/dwebp/gif2webp) is a test oracle: image_webp_test compares our decoder with it.
 pkgs=(cmake ninja-build g++ nlohmann-json3-dev libgtest-dev libcpp-httplib-dev libcli11-dev
-      libstb-dev libbenchmark-dev libwebp-dev)
+      libstb-dev libbenchmark-dev libwebp-dev webp)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
