@@ -442,7 +442,8 @@ Expected<std::string> BuildHeader(const std::string& path, const std::vector<Ten
 }
 
 Status WriteFileContents(int fd, const std::string& tmp, const std::string& header,
-                         const std::vector<TensorPlan>& tensors, const TensorProducer& produce) {
+                         const std::vector<TensorPlan>& tensors, const TensorProducer& produce,
+                         const std::function<void(size_t)>& written) {
   uint8_t len[8];
   uint64_t n = header.size();
   for (int i = 0; i < 8; ++i, n >>= 8) len[i] = static_cast<uint8_t>(n & 0xff);
@@ -458,7 +459,12 @@ Status WriteFileContents(int fd, const std::string& tmp, const std::string& head
       return MakeError(what, ": has ", bytes.size(), " bytes but ", DTypeName(t.dtype), " ",
                        ShapeToString(t.shape), " needs ", nbytes);
     }
-    GS_RETURN_IF_ERROR(WriteAll(fd, bytes.data(), bytes.size(), tmp));
+    for (size_t done = 0; done < bytes.size();) {
+      const size_t n = std::min(kWriteChunkBytes, bytes.size() - done);
+      GS_RETURN_IF_ERROR(WriteAll(fd, bytes.data() + done, n, tmp));
+      done += n;
+      if (written) written(n);
+    }
   }
   if (::fsync(fd) != 0) return MakeError("cannot sync ", tmp, ": ", std::strerror(errno));
   return Ok();
@@ -564,6 +570,10 @@ const TensorView* TensorStore::Find(const std::string& name) const {
   return it == index_.end() ? nullptr : it->second;
 }
 
+void TensorStore::ReleasePages() const {
+  for (const auto& file : files_) file->ReleasePages();
+}
+
 size_t TensorStore::total_bytes() const {
   size_t total = 0;
   for (const auto& [name, view] : index_) total += view->nbytes;
@@ -572,14 +582,15 @@ size_t TensorStore::total_bytes() const {
 
 Status WriteSafetensorsStreaming(const std::string& path, const std::vector<TensorPlan>& tensors,
                                  const TensorProducer& produce,
-                                 const std::map<std::string, std::string>& metadata) {
+                                 const std::map<std::string, std::string>& metadata,
+                                 const std::function<void(size_t)>& written) {
   GS_ASSIGN_OR_RETURN(const std::string header, BuildHeader(path, tensors, metadata));
   // Written beside the target and renamed over it, so a crash or a full disk never leaves a
   // half-written file under the real name.
   const std::string tmp = path + ".tmp";
   Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
   if (fd.get() < 0) return MakeError("cannot create ", tmp, ": ", std::strerror(errno));
-  Status status = WriteFileContents(fd.get(), tmp, header, tensors, produce);
+  Status status = WriteFileContents(fd.get(), tmp, header, tensors, produce, written);
   if (status.ok() && ::close(fd.Release()) != 0) {
     status = MakeError("error while closing ", tmp, ": ", std::strerror(errno));
   }

@@ -54,6 +54,7 @@ class SafetensorsFile {
   const std::map<std::string, TensorView>& tensors() const { return tensors_; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   const std::string& path() const { return file_.path(); }
+  void ReleasePages() const { file_.ReleasePages(); }
 
  private:
   MappedFile file_;
@@ -74,6 +75,8 @@ class TensorStore {
   const TensorView* Find(const std::string& name) const;
   const std::map<std::string, const TensorView*>& all() const { return index_; }
   size_t total_bytes() const;
+  // Drops every resident page of every mapped file (MappedFile::ReleasePages); views stay valid.
+  void ReleasePages() const;
 
  private:
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
@@ -96,6 +99,8 @@ Status WriteSafetensors(const std::string& path, const std::vector<TensorToWrite
 // The same without holding every tensor in memory: `produce(i, scratch)` returns tensor i's
 // bytes, either a span into memory that outlives the call (a mapped input file) or one into
 // `scratch`, which it may fill. Used by convert and quantize to stream 17 GB checkpoints.
+// Bytes go out with write() in chunks of at most kWriteChunkBytes; `written(n)`, when given, is
+// called after each chunk (progress, and releasing the pages of a mapped source as it is read).
 struct TensorPlan {
   std::string name;
   DType dtype;
@@ -103,8 +108,10 @@ struct TensorPlan {
 };
 using TensorProducer =
     std::function<Expected<std::span<const uint8_t>>(size_t index, std::vector<uint8_t>& scratch)>;
+inline constexpr size_t kWriteChunkBytes = size_t{32} << 20;
 Status WriteSafetensorsStreaming(const std::string& path, const std::vector<TensorPlan>& tensors,
                                  const TensorProducer& produce,
-                                 const std::map<std::string, std::string>& metadata = {});
+                                 const std::map<std::string, std::string>& metadata = {},
+                                 const std::function<void(size_t bytes)>& written = {});
 
 }  // namespace gs

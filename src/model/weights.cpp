@@ -145,7 +145,8 @@ std::string Gemma4Weights::Describe() const {
 
 Expected<Gemma4Weights> BindGemma4Weights(const ModelConfig& config,
                                           std::shared_ptr<const TensorStore> store,
-                                          const QuantizationInfo& quant) {
+                                          const QuantizationInfo& quant,
+                                          const std::function<void()>& after_each_layer) {
   Gemma4Weights w;
   w.store = store;
   w.quant = quant;
@@ -157,6 +158,7 @@ Expected<Gemma4Weights> BindGemma4Weights(const ModelConfig& config,
   for (int i = 0; i < config.num_layers; ++i) {
     GS_ASSIGN_OR_RETURN(LayerWeights lw, binder.Bind(i));
     w.layers.push_back(std::move(lw));
+    if (after_each_layer) after_each_layer();
   }
   for (const auto& [name, view] : store->all()) w.skipped_tensors += IsNonTextTensor(name);
   return w;

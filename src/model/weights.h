@@ -2,6 +2,7 @@
 // memory-mapped checkpoint (NVFP4 stays NVFP4; only small vectors are converted to float).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -48,9 +49,12 @@ struct Gemma4Weights {
 // Loads and checks every text-model tensor the config calls for. Errors name the tensor.
 Expected<Gemma4Weights> LoadGemma4Weights(const ModelConfig& config, const std::string& dir);
 
-// The same from an already-open store (tests, tools).
+// The same from an already-open store (tests, tools). `after_each_layer`, when given, runs once a
+// layer is bound: streaming tools release the pages its checks read (NVFP4 block scales are
+// scanned for NaN), so binding a whole checkpoint does not leave it resident.
 Expected<Gemma4Weights> BindGemma4Weights(const ModelConfig& config,
                                           std::shared_ptr<const TensorStore> store,
-                                          const QuantizationInfo& quant);
+                                          const QuantizationInfo& quant,
+                                          const std::function<void()>& after_each_layer = {});
 
 }  // namespace gs

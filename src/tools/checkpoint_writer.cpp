@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "tools/source_pages.h"
 #include "util/mapped_file.h"
 #include "util/progress.h"
 
@@ -29,7 +30,8 @@ CheckpointWriter::~CheckpointWriter() {
 }
 
 Status CheckpointWriter::WriteTensors(const std::vector<OutputTensor>& tensors,
-                                      uint64_t max_shard_bytes, const std::string& progress_label) {
+                                      uint64_t max_shard_bytes, const std::string& progress_label,
+                                      const TensorStore* source) {
   // Greedy shards in the given order; a tensor larger than the limit gets a shard of its own.
   std::vector<std::vector<size_t>> shards(1);
   uint64_t shard_bytes = 0, total = 0;
@@ -45,6 +47,7 @@ Status CheckpointWriter::WriteTensors(const std::vector<OutputTensor>& tensors,
     total += n;
   }
   ProgressBar bar(progress_label, total, "B");
+  SourcePages pages(source);
   nlohmann::json weight_map = nlohmann::json::object();
   for (size_t s = 0; s < shards.size(); ++s) {
     char name[64];
@@ -58,12 +61,18 @@ Status CheckpointWriter::WriteTensors(const std::vector<OutputTensor>& tensors,
     GS_RETURN_IF_ERROR(WriteSafetensorsStreaming(
         (fs::path(partial_) / name).string(), plans,
         [&](size_t k, std::vector<uint8_t>& scratch) -> Expected<std::span<const uint8_t>> {
-          GS_ASSIGN_OR_RETURN(std::span<const uint8_t> bytes, tensors[shards[s][k]].produce(scratch));
-          bar.Advance(bytes.size());
+          const OutputTensor& t = tensors[shards[s][k]];
+          GS_ASSIGN_OR_RETURN(std::span<const uint8_t> bytes, t.produce(scratch));
+          pages.Read(t.source_bytes);
           return bytes;
         },
-        {{"format", "pt"}}));
+        {{"format", "pt"}},
+        [&](size_t n) {
+          bar.Advance(n);
+          pages.Read(n);  // a span into the source is read as it is written
+        }));
   }
+  pages.Release();
   bar.Finish();
   if (shards.size() == 1) return Ok();
   nlohmann::json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};

@@ -19,6 +19,9 @@ struct OutputTensor {
   TensorPlan plan;
   // Returns the tensor's bytes (into scratch, or a span into memory that outlives the call).
   std::function<Expected<std::span<const uint8_t>>(std::vector<uint8_t>& scratch)> produce;
+  // Bytes of the mapped source that `produce` reads besides the span it returns (the inputs of
+  // a dequantized or quantized tensor): they count toward releasing the source's pages.
+  uint64_t source_bytes = 0;
 };
 
 class CheckpointWriter {
@@ -28,9 +31,12 @@ class CheckpointWriter {
   ~CheckpointWriter();  // removes the partial directory unless Commit() succeeded
 
   // One model.safetensors, or model-0000i-of-0000n.safetensors + model.safetensors.index.json
-  // when the total exceeds max_shard_bytes. Shows a progress bar.
+  // when the total exceeds max_shard_bytes. Shows a progress bar. With `source` (the mapped
+  // checkpoint the tensors are produced from), its pages are released as they are consumed
+  // (SourcePages), so the RSS does not grow with the checkpoint: what is written goes out with
+  // write() from the source mapping or one reused scratch buffer and is never held.
   Status WriteTensors(const std::vector<OutputTensor>& tensors, uint64_t max_shard_bytes,
-                      const std::string& progress_label);
+                      const std::string& progress_label, const TensorStore* source = nullptr);
   Status WriteJson(const std::string& name, const nlohmann::json& value);
   // Copies every regular file of `from_dir` except those `skip` says no to.
   Status CopyOtherFiles(const std::string& from_dir,

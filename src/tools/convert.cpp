@@ -1,7 +1,6 @@
 #include "tools/convert.h"
 
 #include <cstring>
-#include <nlohmann/json.hpp>
 #include <regex>
 
 #include "model/config.h"
@@ -9,13 +8,13 @@
 #include "model/quant_config.h"
 #include "model/weights.h"
 #include "tools/checkpoint_writer.h"
+#include "tools/modelopt_config.h"
+#include "tools/source_pages.h"
 #include "util/mapped_file.h"
 #include "util/numeric_formats.h"
 
 namespace gs {
 namespace {
-
-using nlohmann::json;
 
 const std::regex& AttentionProjection() {
   static const std::regex re(R"(^(.*\.self_attn\.(q|k|v|o)_proj)\.(weight_packed|weight_scale|weight_global_scale|input_global_scale|weight_zero_point)$)");
@@ -50,7 +49,7 @@ OutputTensor Reciprocal(const TensorView& divisor, const std::string& name) {
 OutputTensor Dequantized(const TensorStore& store, const std::string& module) {
   const TensorView* codes = store.Find(module + ".weight_packed");
   const int64_t rows = codes->shape[0], cols = codes->shape[1] * 2;
-  return {{module + ".weight", DType::kBF16, {rows, cols}},
+  OutputTensor out{{module + ".weight", DType::kBF16, {rows, cols}},
           [&store, module, rows, cols](std::vector<uint8_t>& scratch) -> Expected<std::span<const uint8_t>> {
             GS_ASSIGN_OR_RETURN(QuantizedLinear q, LoadCompressedTensorsLinear(store, module, rows, cols));
             float divisor;
@@ -66,6 +65,8 @@ OutputTensor Dequantized(const TensorStore& store, const std::string& module) {
             }
             return std::span<const uint8_t>(scratch);
           }};
+  out.source_bytes = codes->nbytes + store.Find(module + ".weight_scale")->nbytes;
+  return out;
 }
 
 Expected<std::vector<OutputTensor>> PlanTensors(const TensorStore& store) {
@@ -94,8 +95,10 @@ Expected<std::vector<OutputTensor>> PlanTensors(const TensorStore& store) {
 
 // Everything convert will read is checked before anything is written.
 Status ValidateScales(const TensorStore& store) {
+  SourcePages pages(&store);
   for (const auto& [name, view] : store.all()) {
     if (!EndsWith(name, "_global_scale")) continue;
+    pages.Read(view->nbytes);
     if (view->dtype != DType::kF32 || view->numel() != 1) {
       return MakeError(view->file, ": tensor '", name, "' must be one F32 value, is ",
                        DTypeName(view->dtype), " ", view->ShapeString());
@@ -113,26 +116,13 @@ Status ValidateScales(const TensorStore& store) {
     const TensorView* scales = store.Find(m + ".weight_scale");
     GS_RETURN_IF_ERROR(nvfp4_detail::CheckCodesAndScales(*view, *scales, m, view->shape.size() == 2 ? view->shape[0] : -1,
                                                          view->shape.size() == 2 ? view->shape[1] * 2 : -1));
+    pages.Read(scales->nbytes);
   }
+  pages.Release();
   return Ok();
 }
 
-json ModeloptQuantizationConfig(const std::vector<std::string>& exclude) {
-  const json args = {{"num_bits", 4}, {"type", "float"}, {"group_size", 16}, {"dynamic", false}};
-  return {{"quant_method", "modelopt"},
-          {"quant_algo", "NVFP4"},
-          {"producer", {{"name", "gemmaserve convert"}}},
-          {"ignore", exclude},
-          {"config_groups",
-           {{"group_0", {{"targets", {"Linear"}}, {"weights", args}, {"input_activations", args}}}}}};
-}
-
 }  // namespace
-
-std::vector<std::string> ModeloptExcludeModules(const std::string& text_prefix) {
-  return {"lm_head", text_prefix + "layers.*.self_attn*", text_prefix + "layers.*.router*",
-          "model.vision_tower*", "model.embed_vision*"};
-}
 
 Status ConvertCompressedTensorsToModelopt(const ConvertOptions& o) {
   GS_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(o.from));
@@ -143,25 +133,17 @@ Status ConvertCompressedTensorsToModelopt(const ConvertOptions& o) {
   }
   GS_ASSIGN_OR_RETURN(TensorStore opened, TensorStore::OpenDirectory(o.from));
   auto store = std::make_shared<const TensorStore>(std::move(opened));
-  GS_ASSIGN_OR_RETURN(Gemma4Weights weights, BindGemma4Weights(config, store, quant));
+  // Checking scans every block scale; the pages it reads are released as it goes.
+  GS_ASSIGN_OR_RETURN(Gemma4Weights weights,
+                      BindGemma4Weights(config, store, quant, [&] { store->ReleasePages(); }));
   GS_RETURN_IF_ERROR(ValidateScales(*store));
   GS_ASSIGN_OR_RETURN(std::vector<OutputTensor> tensors, PlanTensors(*store));
 
-  GS_ASSIGN_OR_RETURN(std::string config_text, ReadTextFile(o.from + "/config.json"));
-  json cfg = json::parse(config_text, nullptr, false);
-  const auto exclude = ModeloptExcludeModules(weights.prefix);
-  if (cfg.contains("text_config") && cfg["text_config"].is_object()) cfg["text_config"].erase("quantization_config");
-  cfg["quantization_config"] = ModeloptQuantizationConfig(exclude);
-  const json hf_quant = {{"producer", {{"name", "gemmaserve convert"}}},
-                         {"quantization",
-                          {{"quant_algo", "NVFP4"}, {"kv_cache_quant_algo", nullptr}, {"group_size", 16},
-                           {"exclude_modules", exclude}}}};
-
+  const ModeloptDeclaration declaration{"gemmaserve convert", /*activations=*/true,
+                                        ModeloptExcludeModules(weights.prefix)};
   GS_ASSIGN_OR_RETURN(auto writer, CheckpointWriter::Begin(o.to, o.overwrite));
-  GS_RETURN_IF_ERROR(writer->WriteTensors(tensors, o.max_shard_bytes, "converting"));
-  GS_RETURN_IF_ERROR(writer->WriteJson("config.json", cfg));
-  GS_RETURN_IF_ERROR(writer->WriteJson("hf_quant_config.json", hf_quant));
-  GS_RETURN_IF_ERROR(writer->CopyNonWeightFiles(o.from));
+  GS_RETURN_IF_ERROR(writer->WriteTensors(tensors, o.max_shard_bytes, "converting", store.get()));
+  GS_RETURN_IF_ERROR(WriteModeloptMetadata(o.from, declaration, writer.get()));
   return writer->Commit();
 }
 

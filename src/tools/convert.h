@@ -20,7 +20,4 @@ struct ConvertOptions {
 
 Status ConvertCompressedTensorsToModelopt(const ConvertOptions& options);
 
-// The modules a FusenAI-style ModelOpt checkpoint keeps in BF16, as exclude_modules patterns.
-std::vector<std::string> ModeloptExcludeModules(const std::string& text_prefix);
-
 }  // namespace gs

@@ -10,6 +10,7 @@
 #include "model/safetensors.h"
 #include "tools/demo_tokenizer.h"
 #include "tools/embedded_files.h"
+#include "tools/modelopt_config.h"
 #include "util/mapped_file.h"
 #include "util/numeric_formats.h"
 
@@ -24,10 +25,14 @@ constexpr int kInter = 256, kExperts = 8, kTopK = 2, kMoeInter = 128;
 
 bool IsGlobal(int layer) { return layer % 3 == 2; }
 
+ModeloptDeclaration DemoDeclaration() {
+  return {"gemmaserve make-demo-model", /*activations=*/true,
+          {"lm_head", "*self_attn*", "*router*", "*embed_tokens*"}};
+}
+
 json DemoConfig() {
   json types = json::array();
   for (int l = 0; l < kLayers; ++l) types.push_back(IsGlobal(l) ? "full_attention" : "sliding_attention");
-  json exclude = {"lm_head", "*self_attn*", "*router*", "*embed_tokens*"};
   return {
       {"architectures", {"Gemma4ForCausalLM"}},
       {"model_type", "gemma4_text"},
@@ -61,14 +66,7 @@ json DemoConfig() {
       {"pad_token_id", 0},
       {"hidden_size_per_layer_input", 0},
       {"num_kv_shared_layers", 0},
-      {"quantization_config",
-       {{"quant_method", "modelopt"}, {"quant_algo", "NVFP4"}, {"ignore", exclude},
-        {"config_groups",
-         {{"group_0",
-           {{"targets", {"Linear"}},
-            {"weights", {{"num_bits", 4}, {"type", "float"}, {"group_size", 16}, {"dynamic", false}}},
-            {"input_activations",
-             {{"num_bits", 4}, {"type", "float"}, {"group_size", 16}, {"dynamic", false}}}}}}}}},
+      {"quantization_config", ModeloptQuantizationConfig(DemoDeclaration())},
   };
 }
 
@@ -177,14 +175,11 @@ Status WriteDemoModel(const DemoModelOptions& options) {
                                       {{"format", "pt"}}));
 
   const json config = DemoConfig();
-  json hf_quant = {{"producer", {{"name", "gemmaserve make-demo-model"}}},
-                   {"quantization",
-                    {{"quant_algo", "NVFP4"}, {"kv_cache_quant_algo", nullptr}, {"group_size", 16},
-                     {"exclude_modules", config["quantization_config"]["ignore"]}}}};
   json generation = {{"bos_token_id", 2}, {"pad_token_id", 0}, {"eos_token_id", {1, 106, 50}},
                      {"do_sample", true}, {"temperature", 1.0}, {"top_k", 64}, {"top_p", 0.95}};
   GS_RETURN_IF_ERROR(WriteTextFile((dir / "config.json").string(), config.dump(2) + "\n"));
-  GS_RETURN_IF_ERROR(WriteTextFile((dir / "hf_quant_config.json").string(), hf_quant.dump(2) + "\n"));
+  GS_RETURN_IF_ERROR(WriteTextFile((dir / "hf_quant_config.json").string(),
+                                   ModeloptHfQuantConfig(DemoDeclaration()).dump(2) + "\n"));
   GS_RETURN_IF_ERROR(WriteTextFile((dir / "tokenizer.json").string(), DemoTokenizerJson(kVocab).dump()));
   GS_RETURN_IF_ERROR(WriteTextFile((dir / "tokenizer_config.json").string(), DemoTokenizerConfig().dump(2) + "\n"));
   GS_RETURN_IF_ERROR(WriteTextFile((dir / "chat_template.jinja").string(), Gemma4ChatTemplate()));

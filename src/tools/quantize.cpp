@@ -2,7 +2,6 @@
 
 #include <cstring>
 #include <memory>
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <regex>
 
@@ -12,14 +11,11 @@
 #include "model/weights.h"
 #include "tools/calibration.h"
 #include "tools/checkpoint_writer.h"
-#include "tools/convert.h"
-#include "util/mapped_file.h"
+#include "tools/modelopt_config.h"
 #include "util/numeric_formats.h"
 
 namespace gs {
 namespace {
-
-using nlohmann::json;
 
 // bf16 [rows, cols] starting at `data` (possibly unaligned) as float.
 std::vector<float> Bf16ToFloats(const uint8_t* data, int64_t rows, int64_t cols) {
@@ -44,7 +40,8 @@ void AddQuantized(const std::string& module, const uint8_t* bf16, int64_t rows, 
   out->push_back({{module + ".weight", DType::kU8, {rows, cols / 2}},
                   [=](std::vector<uint8_t>&) -> Expected<std::span<const uint8_t>> {
                     return std::span<const uint8_t>(get().codes);
-                  }});
+                  },
+                  static_cast<uint64_t>(rows * cols * 2)});
   out->push_back({{module + ".weight_scale", DType::kF8E4M3, {rows, cols / 16}},
                   [=](std::vector<uint8_t>&) -> Expected<std::span<const uint8_t>> {
                     return std::span<const uint8_t>(get().scales);
@@ -169,29 +166,14 @@ Status QuantizeBf16ToNvfp4(const QuantizeOptions& o) {
                                                             config.vocab_size));
     GS_ASSIGN_OR_RETURN(amax, MeasureInputAmax(config, weights, seqs));
   }
+  // The calibration pass reads every weight; whatever it left resident is dropped before writing.
+  store->ReleasePages();
   const std::vector<OutputTensor> tensors =
       Planner(config, excluded, weights.prefix, amax ? &*amax : nullptr).Plan(*store);
-  const std::string algo = amax ? "NVFP4" : "W4A16_NVFP4";
-
-  GS_ASSIGN_OR_RETURN(std::string config_text, ReadTextFile(o.from + "/config.json"));
-  json cfg = json::parse(config_text, nullptr, false);
-  const json args = {{"num_bits", 4}, {"type", "float"}, {"group_size", 16}, {"dynamic", false}};
-  json group = {{"targets", {"Linear"}}, {"weights", args}};
-  if (amax) group["input_activations"] = args;
-  cfg["quantization_config"] = {{"quant_method", "modelopt"},
-                                {"quant_algo", algo},
-                                {"producer", {{"name", "gemmaserve quantize"}}},
-                                {"ignore", exclude},
-                                {"config_groups", {{"group_0", group}}}};
-  const json hf_quant = {{"producer", {{"name", "gemmaserve quantize"}}},
-                         {"quantization",
-                          {{"quant_algo", algo}, {"kv_cache_quant_algo", nullptr},
-                           {"group_size", 16}, {"exclude_modules", exclude}}}};
+  const ModeloptDeclaration declaration{"gemmaserve quantize", amax.has_value(), exclude};
   GS_ASSIGN_OR_RETURN(auto writer, CheckpointWriter::Begin(o.to, o.overwrite));
-  GS_RETURN_IF_ERROR(writer->WriteTensors(tensors, o.max_shard_bytes, "quantizing"));
-  GS_RETURN_IF_ERROR(writer->WriteJson("config.json", cfg));
-  GS_RETURN_IF_ERROR(writer->WriteJson("hf_quant_config.json", hf_quant));
-  GS_RETURN_IF_ERROR(writer->CopyNonWeightFiles(o.from));
+  GS_RETURN_IF_ERROR(writer->WriteTensors(tensors, o.max_shard_bytes, "quantizing", store.get()));
+  GS_RETURN_IF_ERROR(WriteModeloptMetadata(o.from, declaration, writer.get()));
   return writer->Commit();
 }
 

@@ -3,6 +3,12 @@
 // dense MLP are quantized and attention, router, embeddings/lm_head and vision stay BF16 — the
 // FusenAI pattern. Without calibration the result is weight-only (quant_algo W4A16_NVFP4, no
 // input_scale), which is what Hopper runs anyway; with --calib it is W4A4-ready NVFP4.
+//
+// Memory: the checkpoint is streamed tensor by tensor and the mapped pages are released as they
+// are consumed (src/tools/source_pages.h), so writing needs a few hundred MB whatever the model's
+// size. Calibration is the exception: its CPU forward pass touches every weight, so while it runs
+// the RSS can reach the size of the BF16 weights (plus activations and KV for the longest
+// sequence); those pages are released before the first tensor is written.
 #pragma once
 
 #include <cstdint>

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -61,6 +62,18 @@ void MappedFile::Reset() {
   if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
   data_ = nullptr;
   size_ = 0;
+}
+
+void MappedFile::ReleasePages(size_t offset, size_t length) const {
+  if (!data_ || offset >= size_) return;
+  length = std::min(length, size_ - offset);
+  // mmap returns a page-aligned base and maps the file's last partial page whole, so rounding
+  // out never leaves the mapping. The mapping is private and read-only: nothing can be lost.
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  const size_t begin = offset / page * page;
+  const size_t end = (offset + length + page - 1) / page * page;
+  // Advisory: a failure only means the pages stay resident, so it is not an error.
+  ::madvise(const_cast<uint8_t*>(data_) + begin, end - begin, MADV_DONTNEED);
 }
 
 Expected<std::string> ReadTextFile(const std::string& path) {

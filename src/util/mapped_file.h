@@ -23,6 +23,13 @@ class MappedFile {
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
 
+  // Drops the resident pages of [offset, offset + length), rounded out to whole pages and
+  // clipped to the file. The mapping stays valid: a page touched again is read back from the
+  // file with the same contents. Streaming tools (convert, quantize) call it so that their RSS
+  // stays bounded instead of growing to the size of every page they have read.
+  void ReleasePages(size_t offset, size_t length) const;
+  void ReleasePages() const { ReleasePages(0, size_); }
+
  private:
   void Reset();
   const uint8_t* data_ = nullptr;
