@@ -104,9 +104,9 @@ bool WithinE4m3(float got, float want, float scale) {
 
 enum class Kernel { kPrefill, kDecode };
 
-// Raises *worst_fp8 to the fp8 cache's worst row error against unquantized K/V.
+// With fp8, appends each output row's relative L2 error against unquantized K/V to *fp8_rows.
 void RunCase(const Case& c, int splits, Kernel kernel, bool fp8, uint64_t seed,
-             double* worst_fp8) {
+             std::vector<double>* fp8_rows) {
   const int kHeads = c.small ? 4 : 16, kWindow = c.small ? 32 : 1024;
   const int d = c.small ? (c.sliding ? 64 : 128) : (c.sliding ? 256 : 512);
   const int kv = c.small ? (c.sliding ? 2 : 1) : (c.sliding ? 8 : 2), group = kHeads / kv;
@@ -268,17 +268,16 @@ void RunCase(const Case& c, int splits, Kernel kernel, bool fp8, uint64_t seed,
     cpu::AttendAndCache(chunk, cache, want.data() + t0 * kHeads * d, tp);
     if (fp8) cpu::AttendAndCache(chunk, exact, want_exact.data() + t0 * kHeads * d, tp);
   }
-  // bf16 inputs, fp32 accumulation; P is rounded to bf16 before P·V (relative 2^-9 per term).
+  // `want` reads exactly the values the kernel reads (fp8: the dequantized cache), so the only
+  // errors are the output's bf16 rounding (≤ 2^-9 relative per element, hence per row) and
+  // fp32 summation order (~1e-6): P·V runs with P as hi + lo bf16 terms (~16 bits; bf16 P
+  // alone added up to another 2^-9). 3e-3 = 2^-9 plus half of it for slack.
   const double err = gputest::WorstRowRelL2(got, want, d);
-  EXPECT_LT(err, 1e-2) << (c.sliding ? "sliding" : "global") << " splits " << splits;
+  EXPECT_LT(err, 3e-3) << (c.sliding ? "sliding" : "global") << " splits " << splits;
   if (fp8) {
-    // Against the unquantized K/V: each cached element is off by ≤ 2^-4 relative (3 mantissa
-    // bits, round to nearest). V's errors reach the output as a p-weighted mix (RMS ≈ 2^-4/√3 ≈
-    // 0.036 of a typical row), K's shift each score by ≈ 0.036·|q||k|/√d-scale amounts (small
-    // here); one full e4m3 step, 2^-3, bounds the sum with margin. In-chunk keys are exact.
-    const double qerr = gputest::WorstRowRelL2(got, want_exact, d);
-    EXPECT_LT(qerr, 0.125) << "FP8 KV against unquantized K/V";
-    *worst_fp8 = std::max(*worst_fp8, qerr);
+    for (size_t r = 0; r * d < got.size(); ++r) {
+      fp8_rows->push_back(gputest::RelL2(got.data() + r * d, want_exact.data() + r * d, d));
+    }
   }
 
   // The cache after the write: every position a later query can see equals the CPU cache
@@ -331,6 +330,30 @@ std::vector<Case> Cases(bool sliding) {
   return out;
 }
 
+// FP8 KV against unquantized K/V is a property of e4m3, not of the kernels (those are held to
+// the dequantized reference above), so it is checked as a statistic. First order, a row's
+// relative error is √(ε_v² + ε_k²·σ_s²): ε = the RMS relative rounding error of e4m3 on
+// amax/448-scaled N(0, 1) rows (0.026, simulated independently in Python), V's errors mixing
+// with the weights p, K's shifting each score by ε·|q|·rms(k) = ε·σ_s, where σ_s = 0.08·√d is
+// the score spread of these inputs (1.81 at d 512), which moves p by that relative amount. So
+// ≈ 0.054 for global rows and 0.042 for sliding ones (simulated: median 0.052 at d 512). A row
+// whose softmax is shared by two or three keys reaches ~2.5× that (measured: 0.126), so the
+// worst row is only printed; the median must stay within 1.25× the prediction. Rows with
+// keys from the current chunk (exact) or few keys fall below it.
+void ExpectFp8ErrorAsPredicted(std::vector<double> rows, int d) {
+  ASSERT_FALSE(rows.empty());
+  for (double& e : rows) e = std::isnan(e) ? INFINITY : e;  // NaN fails; keep the sort defined
+  std::sort(rows.begin(), rows.end());
+  const double median = rows[rows.size() / 2], p99 = rows[rows.size() * 99 / 100];
+  const double eps = 0.026, sigma = 0.08 * std::sqrt(static_cast<double>(d));
+  const double predicted = eps * std::sqrt(1.0 + sigma * sigma);
+  std::printf("FP8 KV against unquantized K/V, row relative L2 over %zu rows: median %.4f "
+              "(predicted %.4f), 99%% %.4f, worst %.4f\n",
+              rows.size(), median, predicted, p99, rows.back());
+  EXPECT_LE(median, 1.25 * predicted) << "FP8 KV error against unquantized K/V";
+  EXPECT_TRUE(std::isfinite(rows.back())) << "NaN or infinity in an FP8 KV output row";
+}
+
 struct Param {
   bool sliding, fp8;
 };
@@ -343,7 +366,7 @@ TEST_P(Attention, MatchesCpuReference) {
   GS_REQUIRE_GPU();
   const Param param = GetParam();
   uint64_t seed = 100;
-  double worst_fp8 = 0;
+  std::vector<double> fp8_rows;
   for (const Case& c : Cases(param.sliding)) {
     const int group = c.small ? (param.sliding ? 2 : 4) : (param.sliding ? 2 : 8);
     int longest = 0;
@@ -356,13 +379,11 @@ TEST_P(Attention, MatchesCpuReference) {
                      << ", " << c.seqs.size() << " sequences, splits " << splits << ", "
                      << (kernel == Kernel::kDecode ? "decode" : "prefill") << " kernel"
                      << (c.small ? ", small geometry" : ""));
-        RunCase(c, splits, kernel, param.fp8, seed++, &worst_fp8);
+        RunCase(c, splits, kernel, param.fp8, seed++, &fp8_rows);
       }
     }
   }
-  if (param.fp8) {
-    std::printf("FP8 KV: worst row relative L2 error against unquantized K/V: %.4f\n", worst_fp8);
-  }
+  if (param.fp8) ExpectFp8ErrorAsPredicted(fp8_rows, param.sliding ? 256 : 512);
 }
 
 INSTANTIATE_TEST_SUITE_P(Layers, Attention,

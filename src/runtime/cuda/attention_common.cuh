@@ -107,6 +107,13 @@ __device__ __forceinline__ uint32_t PackBf16(float lo, float hi) {
   return *reinterpret_cast<const uint32_t*>(&v);
 }
 
+// Splits (a, b) into two packed bf16 pairs with hi + lo = (a, b) to ~16 mantissa bits:
+// hi = bf16(x), lo = bf16(x − hi). Two mmas with hi and lo make P·V as accurate as fp32 P.
+__device__ __forceinline__ void SplitBf16x2(float a, float b, uint32_t* hi, uint32_t* lo) {
+  *hi = PackBf16(a, b);
+  *lo = PackBf16(a - __uint_as_float(*hi << 16), b - __uint_as_float(*hi & 0xffff0000u));
+}
+
 __device__ __forceinline__ void CpAsync16(void* smem, const void* gmem) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(SmemAddr(smem)), "l"(gmem)
                : "memory");
@@ -164,13 +171,11 @@ struct KvTileLoader {
   static constexpr int kItems = N * kChunks / kThreads;
   static_assert(N * kChunks % kThreads == 0 && kItems <= 32, "tile does not divide the threads");
   static_assert(N <= kThreads, "one thread per key loads the scales");
-  uint32_t fp8_items = 0;  // bit i: item i was copied as e4m3 into staging
 
   __device__ __forceinline__ void Issue(const KvSource& src, const AttentionLayer& L,
                                         const AttentionMeta& m, const TileInfo& t, int g, int k0,
                                         bf16* tile, uint8_t* staging, float* scales) {
     const int tid = threadIdx.x;
-    fp8_items = 0;
 #pragma unroll
     for (int i = 0; i < kItems; ++i) {
       const int idx = tid + i * kThreads, j = idx / kChunks, c = (idx % kChunks) * 8;
@@ -184,7 +189,6 @@ struct KvTileLoader {
         const int64_t off = (CacheRow(L, m, t, p) * L.kv_heads + g) * D + c;
         if constexpr (kFp8) {
           CpAsync8(staging + j * D + c, static_cast<const uint8_t*>(src.cache) + off);
-          fp8_items |= 1u << i;
         } else {
           CpAsync16(dst, static_cast<const bf16*>(src.cache) + off);
         }
@@ -205,15 +209,17 @@ struct KvTileLoader {
     CpAsyncCommit();
   }
 
-  // After CpAsyncWait…: expands this thread's e4m3 chunks (a barrier must follow before others
-  // read the tile).
-  __device__ __forceinline__ void Finish(bf16* tile, const uint8_t* staging) const {
+  // After CpAsyncWait…: expands this thread's e4m3 chunks of the tile at k0 (those Issue() put
+  // in staging: cache positions, p < t.start); a barrier must follow before others read the
+  // tile. Recomputing which chunks those were keeps no mask in registers across the loop.
+  __device__ __forceinline__ void Finish(bf16* tile, const uint8_t* staging, const TileInfo& t,
+                                         int k0) const {
     if constexpr (kFp8) {
       const int tid = threadIdx.x;
-#pragma unroll
+#pragma unroll 1  // rolled: this runs where the kernels' registers are at their peak
       for (int i = 0; i < kItems; ++i) {
-        if (!(fp8_items >> i & 1u)) continue;
         const int idx = tid + i * kThreads, j = idx / kChunks, c = (idx % kChunks) * 8;
+        if (k0 + j >= t.start) continue;
         const uint2 codes = *reinterpret_cast<const uint2*>(staging + j * D + c);
         *reinterpret_cast<uint4*>(tile + j * (D + kPad) + c) = E4m3x8ToBf16(codes);
       }

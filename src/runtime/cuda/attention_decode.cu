@@ -1,8 +1,8 @@
 // Decode attention on tensor cores: a query tile has at most 8 rows (tokens × the q heads of one
 // kv head: GQA group 2 → 4 tokens, group 8 → 1), so the products run transposed, with the keys
 // and head dims as the mma's 16-row side and the ≤ 8 query rows as its 8-column side:
-//   Sᵀ (16 keys × 8 rows) = K·Qᵀ,   Oᵀ (16 dims × 8 rows) += Vᵀ·Pᵀ
-// Pᵀ's accumulator is turned into the B operand of the second product with movmatrix.trans.
+//   Sᵀ (16 keys × 8 rows) = K·Qᵀ,   Oᵀ (16 dims × 8 rows) += Vᵀ·Pᵀ_hi + Vᵀ·Pᵀ_lo
+// (P split into two bf16 terms, see SplitBf16x2). Pᵀ's accumulator is turned into the B operand of the second product with movmatrix.trans.
 // A block (4 warps) loads 64-key tiles; each warp takes 16 of them with its own online softmax,
 // and the warps' (m, l, O) merge through smem at the end. Long contexts also split over blocks
 // (flash-decoding, gridDim.z) and merge in AttentionMergeKernel.
@@ -107,7 +107,7 @@ __global__ void __launch_bounds__(kThreads)
   for (int kt = tile_begin; kt < tile_end; ++kt) {
     const int k0 = t.kbeg + kt * kN;
     CpAsyncWaitAllButOne();
-    kload.Finish(ks, k_stage);
+    kload.Finish(ks, k_stage, t, k0);
     __syncthreads();
 
     // Sᵀ = K·Qᵀ: 16 keys × 8 rows.
@@ -162,20 +162,26 @@ __global__ void __launch_bounds__(kThreads)
     }
 
     CpAsyncWaitAllButOne();
-    vload.Finish(vs, v_stage);
+    vload.Finish(vs, v_stage, t, k0);
     __syncthreads();
     if constexpr (kFp8) {
       vsc[0] = v_sc[kw + lane / 4];
       vsc[1] = v_sc[kw + lane / 4 + 8];
     }
-    // Pᵀ (keys × rows) → B operand (k = keys, n = rows) by transposing each 8×8 half.
-    const uint32_t b0 = MovTrans(PackBf16(s[0] * vsc[0], s[1] * vsc[0]));
-    const uint32_t b1 = MovTrans(PackBf16(s[2] * vsc[1], s[3] * vsc[1]));
+    // Pᵀ (keys × rows) → B operand (k = keys, n = rows) by transposing each 8×8 half. P goes in
+    // as hi + lo bf16 terms (fp32-accurate P·V, like the scalar kernel before): bf16 P alone
+    // moved outputs by ~2^-9 relative, which the random MoE demo's router amplified into
+    // flips; the second mma is nearly free here (decode is bound by loading K/V).
+    uint32_t h0, l0, h1, l1;
+    SplitBf16x2(s[0] * vsc[0], s[1] * vsc[0], &h0, &l0);
+    SplitBf16x2(s[2] * vsc[1], s[3] * vsc[1], &h1, &l1);
+    const uint32_t bh0 = MovTrans(h0), bh1 = MovTrans(h1), bl0 = MovTrans(l0), bl1 = MovTrans(l1);
 #pragma unroll
     for (int mt = 0; mt < kMt; ++mt) {
       uint32_t a[4];
       Ldsm4T(a, vs + (kw + (lane / 16) * 8 + lane % 8) * kStride + mt * 16 + (lane / 8 % 2) * 8);
-      Mma(o[mt], a, b0, b1);
+      Mma(o[mt], a, bl0, bl1);
+      Mma(o[mt], a, bh0, bh1);
     }
     __syncthreads();
     if (kt + 1 < tile_end) {

@@ -4,9 +4,14 @@
 // group of 4 warps owns the upper 256 output columns (both groups compute the same scores: the
 // 16 × 512 fp32 output of one warp would not fit its registers).
 //   S = Q·Kᵀ (mma m16n8k16, bf16 → fp32), masked (causal, window), × K scale (fp8)
-//   m' = max(m, rowmax S); P = e^(S − m'); l' = l·e^(m − m') + ΣP; O = O·e^(m − m') + bf16(P·Vscale)·V
+//   m' = max(m, rowmax S); P = e^(S − m'); l' = l·e^(m − m') + ΣP; O = O·e^(m − m') + P̃·V
+// where P̃ = P·Vscale as bf16 (one mma) or as hi + lo bf16 terms (two mmas, fp32-accurate; see
+// SplitBf16x2): GS_ATTN_PREFILL_SPLIT_P=0 picks the first, default the second.
 // K and V tiles are single-buffered but staggered: K of tile i+1 loads during P·V of tile i, and
 // V of tile i+1 during the scores of tile i+1 (cp.async groups K, V, K, V, … in flight).
+#include <cstdlib>
+#include <cstring>
+
 #include "runtime/cuda/attention_common.cuh"
 #include "runtime/cuda/attention_internal.h"
 
@@ -31,7 +36,7 @@ struct PrefillShape {
   }
 };
 
-template <int D, bool kFp8>
+template <int D, bool kFp8, bool kSplitP>
 __global__ void __launch_bounds__(PrefillShape<D>::kThreads)
     PrefillAttentionKernel(AttentionLayer L, AttentionMeta meta, const bf16* __restrict__ q,
                            const bf16* __restrict__ k_new, const bf16* __restrict__ v_new,
@@ -102,7 +107,7 @@ __global__ void __launch_bounds__(PrefillShape<D>::kThreads)
   for (int kt = tile_begin; kt < tile_end; ++kt) {
     const int k0 = t.kbeg + kt * kN;
     CpAsyncWaitAllButOne();  // Q and this K tile (the V tile may still fly)
-    kload.Finish(ks, k_stage);
+    kload.Finish(ks, k_stage, t, k0);
     __syncthreads();
 
     // S = Q·Kᵀ for the warp's 16 rows × 32 keys.
@@ -121,13 +126,14 @@ __global__ void __launch_bounds__(PrefillShape<D>::kThreads)
         Mma(s[2 * np + 1], a, b[2], b[3]);
       }
     }
-    float ksc[4][2], vsc[4][2];
+    if constexpr (kFp8) {  // K scales, applied before the barrier frees k_sc for the next tile
 #pragma unroll
-    for (int nt = 0; nt < 4; ++nt) {
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int j = nt * 8 + 2 * (lane % 4) + e;
-        ksc[nt][e] = kFp8 ? k_sc[j] : 1.0f;
+      for (int nt = 0; nt < 4; ++nt) {
+        const float2 ksc = *reinterpret_cast<const float2*>(k_sc + nt * 8 + 2 * (lane % 4));
+        s[nt][0] *= ksc.x;
+        s[nt][1] *= ksc.y;
+        s[nt][2] *= ksc.x;
+        s[nt][3] *= ksc.y;
       }
     }
     __syncthreads();  // every warp is done with this K tile (and its scales)
@@ -148,7 +154,7 @@ __global__ void __launch_bounds__(PrefillShape<D>::kThreads)
         for (int e = 0; e < 2; ++e) {
           const int p = k0 + nt * 8 + 2 * (lane % 4) + e;
           float& x = s[nt][2 * h + e];
-          x = row_ok[h] && Visible(p, pos[h], L.window) ? x * ksc[nt][e] : -INFINITY;
+          x = row_ok[h] && Visible(p, pos[h], L.window) ? x : -INFINITY;
           mx = fmaxf(mx, x);
         }
       }
@@ -180,27 +186,38 @@ __global__ void __launch_bounds__(PrefillShape<D>::kThreads)
     }
 
     CpAsyncWaitAllButOne();  // this V tile (the next K tile may still fly)
-    vload.Finish(vs, v_stage);
+    vload.Finish(vs, v_stage, t, k0);
     __syncthreads();
-#pragma unroll
-    for (int nt = 0; nt < 4; ++nt) {
-#pragma unroll
-      for (int e = 0; e < 2; ++e) vsc[nt][e] = kFp8 ? v_sc[nt * 8 + 2 * (lane % 4) + e] : 1.0f;
-    }
 
-    // O += P·V: P's accumulator layout is the A operand layout (two n-tiles = one k-step).
+    // O += P·V: P's accumulator layout is the A operand layout (two n-tiles = one k-step);
+    // with kSplitP, a second mma adds P's low bf16 part.
 #pragma unroll
     for (int ks2 = 0; ks2 < 2; ++ks2) {
-      uint32_t a[4];
-      a[0] = PackBf16(s[2 * ks2][0] * vsc[2 * ks2][0], s[2 * ks2][1] * vsc[2 * ks2][1]);
-      a[1] = PackBf16(s[2 * ks2][2] * vsc[2 * ks2][0], s[2 * ks2][3] * vsc[2 * ks2][1]);
-      a[2] = PackBf16(s[2 * ks2 + 1][0] * vsc[2 * ks2 + 1][0], s[2 * ks2 + 1][1] * vsc[2 * ks2 + 1][1]);
-      a[3] = PackBf16(s[2 * ks2 + 1][2] * vsc[2 * ks2 + 1][0], s[2 * ks2 + 1][3] * vsc[2 * ks2 + 1][1]);
+      uint32_t a[4], a_lo[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int nt = 2 * ks2 + i / 2, h = i % 2;  // a[i]: n-tile nt, row half h
+        float p0 = s[nt][2 * h], p1 = s[nt][2 * h + 1];
+        if constexpr (kFp8) {  // V scales read where used: registers are at their limit here
+          const float2 vsc = *reinterpret_cast<const float2*>(v_sc + nt * 8 + 2 * (lane % 4));
+          p0 *= vsc.x;
+          p1 *= vsc.y;
+        }
+        if constexpr (kSplitP) {
+          SplitBf16x2(p0, p1, &a[i], &a_lo[i]);
+        } else {
+          a[i] = PackBf16(p0, p1);
+        }
+      }
 #pragma unroll
       for (int np = 0; np < kNt / 2; ++np) {
         uint32_t b[4];
         Ldsm4T(b, vs + (ks2 * 16 + (lane / 8 % 2) * 8 + lane % 8) * kStride + cg * kCols +
                       np * 16 + (lane / 16) * 8);
+        if constexpr (kSplitP) {
+          Mma(o[2 * np], a_lo, b[0], b[1]);
+          Mma(o[2 * np + 1], a_lo, b[2], b[3]);
+        }
         Mma(o[2 * np], a, b[0], b[1]);
         Mma(o[2 * np + 1], a, b[2], b[3]);
       }
@@ -247,24 +264,42 @@ __global__ void __launch_bounds__(PrefillShape<D>::kThreads)
   }
 }
 
-template <int D, bool kFp8>
-Status Launch(const AttentionLayer& L, const AttentionMeta& m, const bf16* q, const bf16* k,
-              const bf16* v, int tokens, int splits, float* partial, bf16* out,
-              cudaStream_t stream) {
+template <int D, bool kFp8, bool kSplitP>
+Status LaunchVariant(const AttentionLayer& L, const AttentionMeta& m, const bf16* q,
+                     const bf16* k, const bf16* v, int tokens, int splits, float* partial,
+                     bf16* out, cudaStream_t stream) {
   using Shape = PrefillShape<D>;
   const size_t smem = Shape::SmemBytes(kFp8);
   static bool raised = false;
   if (!raised && smem > 48 * 1024) {
-    GS_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(PrefillAttentionKernel<D, kFp8>,
+    GS_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(PrefillAttentionKernel<D, kFp8, kSplitP>,
                                                  cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                  static_cast<int>(smem)));
     raised = true;
   }
   const dim3 grid(m.num_tiles, L.kv_heads, splits);
-  PrefillAttentionKernel<D, kFp8>
+  PrefillAttentionKernel<D, kFp8, kSplitP>
       <<<grid, Shape::kThreads, smem, stream>>>(L, m, q, k, v, tokens, partial, out);
   GS_CUDA_CHECK_LAUNCH("PrefillAttentionKernel");
   return Ok();
+}
+
+// GS_ATTN_PREFILL_SPLIT_P=0 turns the hi + lo P·V off (one bf16 mma; for speed comparisons).
+bool PrefillSplitP() {
+  static const bool on = [] {
+    const char* env = std::getenv("GS_ATTN_PREFILL_SPLIT_P");
+    return env == nullptr || std::strcmp(env, "0") != 0;
+  }();
+  return on;
+}
+
+template <int D, bool kFp8>
+Status Launch(const AttentionLayer& L, const AttentionMeta& m, const bf16* q, const bf16* k,
+              const bf16* v, int tokens, int splits, float* partial, bf16* out,
+              cudaStream_t stream) {
+  return PrefillSplitP()
+             ? LaunchVariant<D, kFp8, true>(L, m, q, k, v, tokens, splits, partial, out, stream)
+             : LaunchVariant<D, kFp8, false>(L, m, q, k, v, tokens, splits, partial, out, stream);
 }
 
 template <bool kFp8>
