@@ -31,6 +31,7 @@ if [ -d "$root/tests/data/golden" ]; then
   cp -r "$root/tests/data/golden" "$out/data/golden"
 fi
 cp "$root/scripts/gpu/check.sh" "$out/check.sh"
+cp "$root/scripts/gpu/bench_serve.sh" "$out/bench_serve.sh"
 du -sh "$out"
 size=$(du -sm "$out" | cut -f1)
 if [ "$size" -gt 60 ]; then
