@@ -182,6 +182,18 @@ Expected<std::string> ConfigDir(const std::string& path) {
   return p.parent_path().empty() ? std::string(".") : p.parent_path().string();
 }
 
+// Removes a directory this process wrote when it goes out of scope.
+struct TempDir {
+  explicit TempDir(std::string p) : path(std::move(p)) {}
+  ~TempDir() {
+    std::error_code ec;
+    if (!path.empty()) std::filesystem::remove_all(path, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::string path;
+};
+
 // Where the tokenizer (and chat template) come from: --tokenizer, else the model directory; for
 // --load-format dummy without a tokenizer.json, a stand-in written to a temporary directory.
 Expected<std::string> TokenizerDir(const std::string& flag, const std::string& model_dir,
@@ -200,16 +212,23 @@ Expected<std::string> TokenizerDir(const std::string& flag, const std::string& m
                                     StrCat("gemmaserve-dummy-tokenizer-", ::getpid());
   std::filesystem::create_directories(dir, ec);
   if (ec) return MakeError("cannot create ", dir.string(), ": ", ec.message());
-  GS_RETURN_IF_ERROR(WriteTextFile((dir / "tokenizer.json").string(),
-                                   DemoTokenizerJson(vocab_size).dump()));
-  GS_RETURN_IF_ERROR(WriteTextFile((dir / "tokenizer_config.json").string(),
-                                   DemoTokenizerConfig().dump(2) + "\n"));
-  const std::filesystem::path tmpl = std::filesystem::path(model_dir) / "chat_template.jinja";
-  std::string text = Gemma4ChatTemplate();
-  if (std::filesystem::exists(tmpl, ec)) {
-    GS_ASSIGN_OR_RETURN(text, ReadTextFile(tmpl.string()));
+  auto write = [&]() -> Status {
+    GS_RETURN_IF_ERROR(WriteTextFile((dir / "tokenizer.json").string(),
+                                     DemoTokenizerJson(vocab_size).dump()));
+    GS_RETURN_IF_ERROR(WriteTextFile((dir / "tokenizer_config.json").string(),
+                                     DemoTokenizerConfig().dump(2) + "\n"));
+    const std::filesystem::path tmpl = std::filesystem::path(model_dir) / "chat_template.jinja";
+    std::error_code exists_ec;
+    std::string text = Gemma4ChatTemplate();
+    if (std::filesystem::exists(tmpl, exists_ec)) {
+      GS_ASSIGN_OR_RETURN(text, ReadTextFile(tmpl.string()));
+    }
+    return WriteTextFile((dir / "chat_template.jinja").string(), text);
+  };
+  if (Status st = write(); !st) {
+    std::filesystem::remove_all(dir, ec);
+    return st.take_error();
   }
-  GS_RETURN_IF_ERROR(WriteTextFile((dir / "chat_template.jinja").string(), text));
   std::fprintf(stderr, "--load-format dummy: stand-in tokenizer (%d ids, character-level) in %s\n",
                vocab_size, dir.string().c_str());
   return dir.string();
@@ -320,10 +339,12 @@ int RunServe(int argc, char** argv) {
   rc.max_num_seqs = f.max_num_seqs;
   rc.max_num_batched_tokens = f.max_num_batched_tokens;
   rc.max_model_len = f.max_model_len;
-  auto tokenizer_dir = TokenizerDir(f.tokenizer, *dir, dummy, config->vocab_size);
-  if (!tokenizer_dir) return Fail("serve", tokenizer_dir.error().message);
   auto runner = MakeRunner(rc);
   if (!runner) return Fail("serve", runner.error().message);
+  auto tokenizer_dir = TokenizerDir(f.tokenizer, *dir, dummy, config->vocab_size);
+  if (!tokenizer_dir) return Fail("serve", tokenizer_dir.error().message);
+  // The stand-in tokenizer of --load-format dummy goes when serve returns, however it returns.
+  TempDir stand_in(f.tokenizer.empty() && *tokenizer_dir != *dir ? *tokenizer_dir : "");
   if (f.device == "cpu") std::fprintf(stderr, "%s\n", KvMemoryLine(*config, rc.kv_spec).c_str());
 
   o.model_dir = *tokenizer_dir;
@@ -361,10 +382,6 @@ int RunServe(int argc, char** argv) {
   (*server)->Shutdown(f.drain_timeout);
   done = true;
   second.join();
-  if (f.tokenizer.empty() && *tokenizer_dir != *dir) {
-    std::error_code ec;  // the stand-in tokenizer of --load-format dummy
-    std::filesystem::remove_all(*tokenizer_dir, ec);
-  }
   std::fprintf(stderr, "gemmaserve: stopped\n");
   return 0;
 }

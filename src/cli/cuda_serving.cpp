@@ -100,9 +100,9 @@ Expected<int64_t> ProbeNonKvBytes(const RunnerChoice& c, const MakeFn& make, int
 }  // namespace
 
 Expected<std::unique_ptr<ModelRunner>> MakeCudaServingRunner(const RunnerChoice& c) {
+  GS_ASSIGN_OR_RETURN(const int element_bytes, CudaKvElementBytes(c.kv_cache_dtype));
   std::string why;
   if (CudaDeviceCount(&why) == 0) return MakeError("--device cuda: no usable GPU (", why, ")");
-  GS_ASSIGN_OR_RETURN(const int element_bytes, CudaKvElementBytes(c.kv_cache_dtype));
   GS_ASSIGN_OR_RETURN(GpuMemoryInfo before, QueryGpuMemory());
 
   Gemma4Weights weights;
