@@ -44,7 +44,7 @@ TEST(ServeCuda, GpuMemoryUtilizationBoundsTheProcess) {
   std::string report;
   auto runner = CreateServingCudaRunner(demo.config(), &demo.weights(), Slots(), o, &report);
   std::printf("%s", report.c_str());
-  GS_ASSERT_OK(runner);
+  ASSERT_TRUE(runner.ok()) << runner.error().message;
   EXPECT_NE(report.find("KV capacity:"), std::string::npos) << report;
   // The largest prefill, then decode steps of every bucket up to max_num_seqs (graph captures).
   const int block = (*runner)->kv_spec().block_size;
@@ -101,7 +101,7 @@ TEST(ServeCuda, OpenAiServerOnTheCudaRunner) {
   co.max_num_seqs = kMaxNumSeqs;
   std::string report;
   auto runner = CreateServingCudaRunner(demo.config(), &demo.weights(), Slots(), co, &report);
-  GS_ASSERT_OK(runner);
+  ASSERT_TRUE(runner.ok()) << runner.error().message;
   server::ModelServerOptions o;
   o.model_dir = demo.path();
   o.served_model_names = {"demo"};
@@ -111,7 +111,7 @@ TEST(ServeCuda, OpenAiServerOnTheCudaRunner) {
   o.http.port = 0;
   o.limits.tool_call_close_after_tokens = 32;
   auto s = server::ModelServer::Create(std::move(*runner), std::move(o));
-  GS_ASSERT_OK(s);
+  ASSERT_TRUE(s.ok()) << s.error().message;
   auto port_or = (*s)->Start();
   GS_ASSERT_OK(port_or);
   const int port = *port_or;
