@@ -47,6 +47,15 @@ class GemmaCallSyntax {
   // The arguments JSON built so far. While parsing it is a prefix of the final text (for as long
   // as the call turns out well-formed); complete after kDone.
   const std::string& json() const { return json_; }
+  // Inside a quoted key or string value (or its opening delimiter), where any byte is text.
+  bool in_string() const {
+    return state_ == State::kString || state_ == State::kQuotedKey ||
+           state_ == State::kStringOpen || state_ == State::kQuotedKeyOpen;
+  }
+  // Inside a bare value (number or literal), and its bytes so far: guided decoding checks that
+  // they can still become a valid one.
+  bool in_bare_value() const { return state_ == State::kBare; }
+  const std::string& bare_value() const { return bare_; }
   // Why the call was rejected (for logs), empty unless Push returned kError.
   const std::string& error() const { return error_; }
 

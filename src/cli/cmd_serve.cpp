@@ -8,8 +8,11 @@
 #include <signal.h>
 #include <time.h>
 
+#include <unistd.h>
+
 #include <atomic>
 #include <cstdio>
+#include <filesystem>
 #include <thread>
 
 #include "cli/commands.h"
@@ -19,6 +22,8 @@
 #include "model/config.h"
 #include "model/quant_config.h"
 #include "server/model_server.h"
+#include "tools/demo_tokenizer.h"
+#include "tools/embedded_files.h"
 #include "util/mapped_file.h"
 #include "vision/image.h"
 
@@ -30,6 +35,7 @@ struct ServeFlags {
   std::vector<std::string> served_model_names;
   std::string host = "127.0.0.1", api_key, device = "cpu", kv_cache_dtype = "auto";
   std::string default_chat_template_kwargs, tool_call_parser, reasoning_parser;
+  std::string load_format = "auto", config_path, tokenizer;
   int port = 8000, max_model_len = 0, max_num_seqs = 32, max_num_batched_tokens = 2048;
   int threads = 0, kv_cache_tokens = 0, max_waiting_requests = 256, http_threads = 0;
   int prefix_snapshot_interval = 0, prefix_snapshots = 8;
@@ -68,7 +74,8 @@ void AddFlags(CLI::App& app, ServeFlags& f) {
                  "requests queued beyond the running ones before new ones get 429")
       ->check(CLI::Range(1, 1 << 20));
   app.add_option("--gpu-memory-utilization", f.gpu_memory_utilization,
-                 "fraction of GPU memory to use (CUDA runner; ignored on --device cpu)")
+                 "fraction of the GPU's memory this process may use; the KV pool gets what the "
+                 "weights and the largest step leave of it (CUDA; ignored on --device cpu)")
       ->check(CLI::Range(0.05, 1.0));
   app.add_option("--kv-cache-dtype", f.kv_cache_dtype, "KV cache element type")
       ->check(CLI::IsMember({"auto", "bf16", "fp8"}));
@@ -85,16 +92,33 @@ void AddFlags(CLI::App& app, ServeFlags& f) {
   app.add_option("--default-chat-template-kwargs", f.default_chat_template_kwargs,
                  "JSON object merged under each request's chat_template_kwargs, e.g. "
                  "'{\"enable_thinking\": true}'");
-  app.add_flag("--enforce-eager", f.enforce_eager, "accepted for vLLM compatibility (no-op on CPU)");
+  app.add_flag("--enforce-eager", f.enforce_eager,
+               "CUDA: run decode steps kernel by kernel, no CUDA graphs (no-op on CPU)");
+  app.add_option("--load-format", f.load_format,
+                 "'auto' (the checkpoint's safetensors) or 'dummy': random weights of the config's "
+                 "shapes generated on the GPU, as vLLM's --load-format dummy, for benchmarks "
+                 "(--device cuda; the model argument, or --config, is a directory holding just "
+                 "config.json). Without a tokenizer.json there (and no --tokenizer) a stand-in "
+                 "tokenizer with the config's vocabulary size is written to a temporary directory: "
+                 "make-demo-model's character-level tokenizer with Gemma 4's special tokens, so "
+                 "/tokenize and bench-serve work; its text is meaningless, like the weights")
+      ->check(CLI::IsMember({"auto", "safetensors", "dummy"}));
+  app.add_option("--config", f.config_path,
+                 "config.json (or its directory) for --load-format dummy, instead of the model "
+                 "argument");
+  app.add_option("--tokenizer", f.tokenizer,
+                 "directory with tokenizer.json (and tokenizer_config.json / chat template) to use "
+                 "instead of the model directory's");
   app.add_option("--generation-config", f.generation_config,
                  "'auto' (the model's generation_config.json), 'vllm' (no model defaults), or a "
                  "directory holding a generation_config.json");
-  app.add_option("--device", f.device, "cpu, or cuda (once the CUDA runner is wired in)")
+  app.add_option("--device", f.device, "cpu (fp32 reference runner) or cuda (a CUDA build and GPU)")
       ->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_option("--threads", f.threads, "CPU threads for the model (0 = all cores)")
       ->check(CLI::Range(0, 1024));
   app.add_option("--kv-cache-tokens", f.kv_cache_tokens,
-                 "CPU: global-layer KV pool size in tokens (default max(16384, max-model-len))")
+                 "global-layer KV pool size in tokens (CPU default max(16384, max-model-len); "
+                 "CUDA default: sized from --gpu-memory-utilization)")
       ->check(CLI::Range(0, 1 << 26));
   app.add_option("--http-threads", f.http_threads,
                  "HTTP worker threads (0 = 2 x max-num-seqs + 64); each open stream holds one")
@@ -170,6 +194,70 @@ std::string KvMemoryLine(const ModelConfig& c, const KvCacheSpec& spec) {
                 " slots x ", c.sliding_window, " positions)");
 }
 
+// --config: a config.json file or the directory holding it -> the directory.
+Expected<std::string> ConfigDir(const std::string& path) {
+  std::error_code ec;
+  const std::filesystem::path p(path);
+  if (std::filesystem::is_directory(p, ec)) return p.string();
+  if (!std::filesystem::exists(p, ec)) return MakeError("--config ", path, ": no such file");
+  if (p.filename() != "config.json") {
+    return MakeError("--config ", path, ": expected a file named config.json or its directory");
+  }
+  return p.parent_path().empty() ? std::string(".") : p.parent_path().string();
+}
+
+// Removes a directory this process wrote when it goes out of scope.
+struct TempDir {
+  explicit TempDir(std::string p) : path(std::move(p)) {}
+  ~TempDir() {
+    std::error_code ec;
+    if (!path.empty()) std::filesystem::remove_all(path, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::string path;
+};
+
+// Where the tokenizer (and chat template) come from: --tokenizer, else the model directory; for
+// --load-format dummy without a tokenizer.json, a stand-in written to a temporary directory.
+Expected<std::string> TokenizerDir(const std::string& flag, const std::string& model_dir,
+                                   bool dummy, int vocab_size) {
+  std::error_code ec;
+  if (!flag.empty()) {
+    if (!std::filesystem::exists(std::filesystem::path(flag) / "tokenizer.json", ec)) {
+      return MakeError("--tokenizer ", flag, ": no tokenizer.json in that directory");
+    }
+    return flag;
+  }
+  if (!dummy || std::filesystem::exists(std::filesystem::path(model_dir) / "tokenizer.json", ec)) {
+    return model_dir;
+  }
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() /
+                                    StrCat("gemmaserve-dummy-tokenizer-", ::getpid());
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return MakeError("cannot create ", dir.string(), ": ", ec.message());
+  auto write = [&]() -> Status {
+    GS_RETURN_IF_ERROR(WriteTextFile((dir / "tokenizer.json").string(),
+                                     DemoTokenizerJson(vocab_size).dump()));
+    GS_RETURN_IF_ERROR(WriteTextFile((dir / "tokenizer_config.json").string(),
+                                     DemoTokenizerConfig().dump(2) + "\n"));
+    const std::filesystem::path tmpl = std::filesystem::path(model_dir) / "chat_template.jinja";
+    std::error_code exists_ec;
+    std::string text = Gemma4ChatTemplate();
+    if (std::filesystem::exists(tmpl, exists_ec)) {
+      GS_ASSIGN_OR_RETURN(text, ReadTextFile(tmpl.string()));
+    }
+    return WriteTextFile((dir / "chat_template.jinja").string(), text);
+  };
+  if (Status st = write(); !st) {
+    std::filesystem::remove_all(dir, ec);
+    return st.take_error();
+  }
+  std::fprintf(stderr, "--load-format dummy: stand-in tokenizer (%d ids, character-level) in %s\n",
+               vocab_size, dir.string().c_str());
+  return dir.string();
+}
+
 // Waits for SIGINT/SIGTERM (blocked in every thread, so only this sigwait sees them).
 int WaitForSignal(const sigset_t& set, double timeout_s) {
   if (timeout_s < 0) {
@@ -197,8 +285,24 @@ int RunServe(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
-  const std::string model = !f.model.empty() ? f.model : f.model_positional;
-  if (model.empty()) return Fail("serve", "no model given (positional argument or --model)");
+  const bool dummy = f.load_format == "dummy";
+  std::string model = !f.model.empty() ? f.model : f.model_positional;
+  if (!f.config_path.empty() && !dummy) {
+    return Fail("serve", "--config is for --load-format dummy (a checkpoint brings its own)");
+  }
+  if (dummy && !f.config_path.empty()) {
+    auto dir = ConfigDir(f.config_path);
+    if (!dir) return Fail("serve", dir.error().message);
+    if (!model.empty() && model != *dir) {
+      return Fail("serve", StrCat("--load-format dummy: give the config either as the model ('",
+                                  model, "') or as --config, not both"));
+    }
+    model = *dir;
+  }
+  if (model.empty()) {
+    return Fail("serve", "no model given (positional argument or --model; with --load-format "
+                         "dummy also --config)");
+  }
   if (!f.model.empty() && !f.model_positional.empty() && f.model != f.model_positional) {
     return Fail("serve", StrCat("two different models given: '", f.model_positional, "' and --model '",
                                 f.model, "'"));
@@ -223,7 +327,11 @@ int RunServe(int argc, char** argv) {
 
   auto dir = ResolveModelPath(model);
   if (!dir) return Fail("serve", dir.error().message);
-  if (Status st = CheckQuantization(*dir, f.quantization); !st) return Fail("serve", st.error().message);
+  if (!dummy) {
+    if (Status st = CheckQuantization(*dir, f.quantization); !st) {
+      return Fail("serve", st.error().message);
+    }
+  }
   auto config = LoadModelConfig(*dir);
   if (!config) return Fail("serve", config.error().message);
   server::ModelServerOptions o;
@@ -249,11 +357,21 @@ int RunServe(int argc, char** argv) {
   rc.threads = f.threads;
   rc.gpu_memory_utilization = f.gpu_memory_utilization;
   rc.kv_cache_dtype = f.kv_cache_dtype;
+  rc.dummy_weights = dummy;
+  rc.enforce_eager = f.enforce_eager;
+  rc.kv_cache_tokens = f.kv_cache_tokens;
+  rc.max_num_seqs = f.max_num_seqs;
+  rc.max_num_batched_tokens = f.max_num_batched_tokens;
+  rc.max_model_len = f.max_model_len;
   auto runner = MakeRunner(rc);
   if (!runner) return Fail("serve", runner.error().message);
+  auto tokenizer_dir = TokenizerDir(f.tokenizer, *dir, dummy, config->vocab_size);
+  if (!tokenizer_dir) return Fail("serve", tokenizer_dir.error().message);
+  // The stand-in tokenizer of --load-format dummy goes when serve returns, however it returns.
+  TempDir stand_in(f.tokenizer.empty() && *tokenizer_dir != *dir ? *tokenizer_dir : "");
   if (f.device == "cpu") std::fprintf(stderr, "%s\n", KvMemoryLine(*config, rc.kv_spec).c_str());
 
-  o.model_dir = *dir;
+  o.model_dir = *tokenizer_dir;
   o.model_label = model;
   o.served_model_names = f.served_model_names;
   o.chat_template = f.chat_template;

@@ -8,6 +8,9 @@
 #include "model/vision_weights.h"
 #include "model/weights.h"
 #include "runtime/cpu/cpu_runner.h"
+#if GS_HAVE_CUDA
+#include "cli/cuda_serving.h"
+#endif
 
 namespace gs::cli {
 namespace {
@@ -42,13 +45,13 @@ Expected<std::unique_ptr<ModelRunner>> MakeCpuRunner(const RunnerChoice& c) {
 }  // namespace
 
 Expected<std::unique_ptr<ModelRunner>> MakeRunner(const RunnerChoice& c) {
+  if (c.device == "cpu" && c.dummy_weights) {
+    return MakeError("--load-format dummy: random weights exist for --device cuda only");
+  }
   if (c.device == "cpu") return MakeCpuRunner(c);
   if (c.device == "cuda") {
-    // Plug-in point for the CUDA runner: build it here from c.config, c.model_dir, c.kv_spec,
-    // c.gpu_memory_utilization and c.kv_cache_dtype.
-#ifdef GS_HAVE_CUDA
-    return MakeError("--device cuda: the CUDA runner is not wired into serving yet "
-                     "(src/cli/runner_factory.cpp); use --device cpu");
+#if GS_HAVE_CUDA
+    return MakeCudaServingRunner(c);
 #else
     return MakeError("--device cuda: this gemmaserve was built without CUDA "
                      "(cmake -DGS_WITH_CUDA=ON with nvcc); use --device cpu");

@@ -218,6 +218,7 @@ std::unique_ptr<RequestState> Engine::MakeState(Request request, RequestId id) {
     params.seed = *request.sampling.seed + static_cast<uint64_t>(i);  // vLLM: seed + index
     state->sequences.push_back(std::make_unique<Sequence>(
         state.get(), i, request.prompt, params, StopChecker(rules, config_.text_decoder)));
+    if (request.constraint) state->sequences.back()->constraint = request.constraint();
   }
   state->request = std::move(request);
   return state;

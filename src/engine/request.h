@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/token_constraint.h"
 #include "runtime/sampling.h"
 #include "vision/image_processor.h"
 
@@ -82,6 +83,10 @@ struct Request {
 
   bool logprobs = false;  // the chosen token's log-probability (of the raw logits)
   int top_logprobs = 0;   // and the k most likely tokens, 0..20
+
+  // Guided decoding: each sequence gets its own constraint, consulted before every sampled token
+  // (after the min_tokens stop masking, before logit bias, penalties and sampling).
+  TokenConstraintFactory constraint;
 
   std::vector<RequestImage> images;  // in prompt order, not overlapping
   std::vector<ContentHash> content_hashes;  // the engine adds one per image

@@ -276,7 +276,9 @@ void Scheduler::SampleNext(Sequence& s, std::span<float> row, StepResult* out) {
   for (int32_t id : s.stop.ids_to_mask(s.num_output())) {
     row[static_cast<size_t>(id)] = -std::numeric_limits<float>::infinity();
   }
+  if (s.constraint) s.constraint->Mask(row);
   const int32_t token = s.sampler.SampleInPlace(row);
+  if (s.constraint) s.constraint->Accept(token);
   s.tokens.push_back(token);
   ++metrics_.generation_tokens;
 

@@ -50,6 +50,7 @@ struct Sequence {
 
   Sampler sampler;  // keeps its generator and penalty counts across preemptions
   StopChecker stop;
+  std::unique_ptr<TokenConstraint> constraint;  // guided decoding; null = none
   Clock::time_point last_token_time;
 };
 

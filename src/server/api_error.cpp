@@ -41,5 +41,8 @@ ApiError PayloadTooLarge(std::string message) { return Make(413, std::move(messa
 ApiError TooManyRequests(std::string message) { return Make(429, std::move(message)); }
 ApiError Unavailable(std::string message) { return Make(503, std::move(message)); }
 ApiError InternalError(std::string message) { return Make(500, std::move(message)); }
+ApiError ClientClosed() {
+  return Make(499, "the client closed the connection before the answer was complete");
+}
 
 }  // namespace gs::server

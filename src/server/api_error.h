@@ -23,6 +23,8 @@ ApiError PayloadTooLarge(std::string message);
 ApiError TooManyRequests(std::string message);
 ApiError Unavailable(std::string message);
 ApiError InternalError(std::string message);
+// 499 (nginx's "client closed request"): the reply nobody reads to a client that left.
+ApiError ClientClosed();
 // The error type vLLM/OpenAI name for a status.
 const char* ErrorTypeForStatus(int status);
 

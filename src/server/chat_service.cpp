@@ -4,8 +4,9 @@
 #include "server/job_stream.h"
 #include "server/response_format.h"
 #include "server/sse.h"
-#include "vision/image_prompt.h"
+#include "server/tool_call_constraint.h"
 #include "util/str.h"
+#include "vision/image_prompt.h"
 
 namespace gs::server {
 namespace {
@@ -174,7 +175,29 @@ MaybeError ChatService::RenderPrompt(const ChatRequest& request, std::string* pr
   return std::nullopt;
 }
 
-Reply ChatService::Handle(const Json& body) const {
+MaybeError ChatService::AddToolConstraint(const ChatRequest& request, Request* engine_request) const {
+  if (request.tool_choice != ToolChoice::kRequired && request.tool_choice != ToolChoice::kNamed) {
+    return std::nullopt;
+  }
+  ToolCallConstraintOptions o;
+  if (request.tool_choice == ToolChoice::kNamed) {
+    o.function_names.push_back(request.named_tool);
+  } else {
+    for (const Json& t : request.render["tools"]) {
+      const Json* name = t.contains("function") && t["function"].contains("name")
+                             ? &t["function"]["name"] : nullptr;
+      if (name && name->is_string()) o.function_names.push_back(name->get<std::string>());
+    }
+  }
+  o.close_after_tokens = ctx_.limits.tool_call_close_after_tokens;
+  std::call_once(pieces_once_, [this] { pieces_ = std::make_shared<TokenPieces>(*ctx_.tokenizer); });
+  auto factory = MakeToolCallConstraint(pieces_, *ctx_.tokenizer, std::move(o));
+  if (!factory) return BadRequest(factory.error().message, "tool_choice");
+  engine_request->constraint = std::move(*factory);
+  return std::nullopt;
+}
+
+Reply ChatService::Handle(const Json& body, const ClientGone& gone) const {
   ChatRequest request;
   if (MaybeError e = ParseChatRequest(body, ctx_.limits, ctx_.default_chat_template_kwargs,
                                       &request)) {
@@ -195,6 +218,7 @@ Reply ChatService::Handle(const Json& body) const {
                                        ctx_.limits.max_model_len)) {
     return Reply::Error(*e);
   }
+  if (MaybeError e = AddToolConstraint(request, &engine_request)) return Reply::Error(*e);
   ChoiceConfig config;
   config.tokenizer = ctx_.tokenizer;
   config.skip_special_tokens = engine_request.skip_special_tokens;
@@ -214,10 +238,11 @@ Reply ChatService::Handle(const Json& body) const {
     reply.stream = std::make_unique<ChatStream>(ctx_, std::move(job), request);
     return reply;
   }
-  return Complete(request, std::move(job));
+  return Complete(request, std::move(job), gone);
 }
 
-Reply ChatService::Complete(ChatRequest& request, std::unique_ptr<GenerationJob> job) const {
+Reply ChatService::Complete(ChatRequest& request, std::unique_ptr<GenerationJob> job,
+                            const ClientGone& gone) const {
   const int num = job->num_choices();
   struct Acc {
     std::string reasoning, content;
@@ -225,15 +250,16 @@ Reply ChatService::Complete(ChatRequest& request, std::unique_ptr<GenerationJob>
     ChoiceDelta last;
   };
   std::vector<Acc> acc(static_cast<size_t>(num));
-  while (!job->done()) {
-    for (auto& [index, d] : job->Poll(std::chrono::milliseconds(200))) {
-      Acc& a = acc[static_cast<size_t>(index)];
-      a.reasoning += d.reasoning;
-      a.content += d.content;
-      a.tokens.insert(a.tokens.end(), d.tokens.begin(), d.tokens.end());
-      if (d.finished) a.last = std::move(d);
-    }
-  }
+  const bool finished = job->WaitAll(
+      [&](int index, ChoiceDelta& d) {
+        Acc& a = acc[static_cast<size_t>(index)];
+        a.reasoning += d.reasoning;
+        a.content += d.content;
+        a.tokens.insert(a.tokens.end(), d.tokens.begin(), d.tokens.end());
+        if (d.finished) a.last = std::move(d);
+      },
+      gone);
+  if (!finished) return Reply::Error(ClientClosed());
   const OutputOptions& out = request.gen.output;
   Json choices = Json::array();
   for (int i = 0; i < num; ++i) {

@@ -69,7 +69,7 @@ class CompletionStream : public JobStream {
 
 }  // namespace
 
-Reply CompletionService::Handle(const Json& body) const {
+Reply CompletionService::Handle(const Json& body, const ClientGone& gone) const {
   CompletionRequest request;
   if (MaybeError e = ParseCompletionRequest(body, ctx_.limits, &request)) return Reply::Error(*e);
   std::vector<Request> requests;
@@ -105,14 +105,15 @@ Reply CompletionService::Handle(const Json& body) const {
     ChoiceDelta last;
   };
   std::vector<Acc> acc(static_cast<size_t>(num));
-  while (!job->done()) {
-    for (auto& [index, d] : job->Poll(std::chrono::milliseconds(200))) {
-      Acc& a = acc[static_cast<size_t>(index)];
-      a.text += d.text;
-      a.tokens.insert(a.tokens.end(), d.tokens.begin(), d.tokens.end());
-      if (d.finished) a.last = std::move(d);
-    }
-  }
+  const bool finished = job->WaitAll(
+      [&](int index, ChoiceDelta& d) {
+        Acc& a = acc[static_cast<size_t>(index)];
+        a.text += d.text;
+        a.tokens.insert(a.tokens.end(), d.tokens.begin(), d.tokens.end());
+        if (d.finished) a.last = std::move(d);
+      },
+      gone);
+  if (!finished) return Reply::Error(ClientClosed());
   const std::vector<std::string> echo = out.echo ? EchoTexts(*ctx_.tokenizer, request)
                                                  : std::vector<std::string>();
   Json choices = Json::array();

@@ -10,7 +10,8 @@ namespace gs::server {
 class CompletionService {
  public:
   explicit CompletionService(const ServingContext& ctx) : ctx_(ctx) {}
-  Reply Handle(const Json& body) const;
+  // `gone` (optional) is polled while a non-streaming answer is generated.
+  Reply Handle(const Json& body, const ClientGone& gone = {}) const;
 
  private:
   const ServingContext& ctx_;

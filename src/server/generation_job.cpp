@@ -93,4 +93,18 @@ Usage GenerationJob::usage() const {
   return u;
 }
 
+bool GenerationJob::WaitAll(const std::function<void(int, ChoiceDelta&)>& take,
+                            const std::function<bool()>& gone) {
+  // Short polls so that a vanished client is noticed within ~0.1 s.
+  constexpr auto kPoll = std::chrono::milliseconds(100);
+  while (!done()) {
+    if (gone && gone()) {
+      Cancel();
+      return false;
+    }
+    for (auto& [index, d] : Poll(kPoll)) take(index, d);
+  }
+  return true;
+}
+
 }  // namespace gs::server

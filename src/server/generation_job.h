@@ -7,6 +7,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <utility>
@@ -47,6 +48,10 @@ class GenerationJob {
   Usage usage() const;
   // Ends every unfinished request (client gone). Idempotent.
   void Cancel();
+  // Non-streaming answers: polls until every choice finished, handing each delta to `take`.
+  // Returns false (having cancelled the job) as soon as `gone` reports the client left.
+  bool WaitAll(const std::function<void(int, ChoiceDelta&)>& take,
+               const std::function<bool()>& gone);
 
  private:
   struct Queue {

@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "server/chat_service.h"
+#include "server/client_socket.h"
 #include "server/completion_service.h"
 #include "server/response_format.h"
 #include "server/sse.h"
@@ -148,7 +149,8 @@ void HttpServer::Routes() {
   });
 
   // Parses the body and runs `handle` on it; errors and replies are written here.
-  auto json_route = [this](std::function<Reply(const Json&)> handle, bool generates) {
+  auto json_route = [this](std::function<Reply(const Json&, const ClientGone&)> handle,
+                           bool generates) {
     return [this, handle = std::move(handle), generates](const httplib::Request& req,
                                                           httplib::Response& res) {
       if (generates && draining_) {
@@ -168,8 +170,10 @@ void HttpServer::Routes() {
         SendError(res, BadRequest(StrCat("invalid JSON body: ", e.what())));
         return;
       }
-      Reply reply = handle(body);
+      ClientSocket client(req.local_addr, req.local_port, req.remote_addr, req.remote_port);
+      Reply reply = handle(body, [&client] { return client.PeerClosed(); });
       if (reply.status == 429 || reply.status == 503) ++stats_.rejected;
+      if (reply.status == 499) ++stats_.request_disconnects;
       if (!reply.stream) {
         SendJson(res, reply.status, reply.body);
         return;
@@ -201,12 +205,17 @@ void HttpServer::Routes() {
   };
 
   s.Post("/v1/chat/completions",
-         json_route([this](const Json& b) { return chat_->Handle(b); }, true));
-  s.Post("/v1/completions",
-         json_route([this](const Json& b) { return completion_->Handle(b); }, true));
-  s.Post("/tokenize", json_route([this](const Json& b) { return tokenize_->Tokenize(b); }, false));
-  s.Post("/detokenize",
-         json_route([this](const Json& b) { return tokenize_->Detokenize(b); }, false));
+         json_route([this](const Json& b, const ClientGone& g) { return chat_->Handle(b, g); },
+                    true));
+  s.Post("/v1/completions", json_route([this](const Json& b, const ClientGone& g) {
+           return completion_->Handle(b, g);
+         }, true));
+  s.Post("/tokenize", json_route([this](const Json& b, const ClientGone&) {
+           return tokenize_->Tokenize(b);
+         }, false));
+  s.Post("/detokenize", json_route([this](const Json& b, const ClientGone&) {
+           return tokenize_->Detokenize(b);
+         }, false));
 
   s.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
     res.status = draining_ ? 503 : 200;

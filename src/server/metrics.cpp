@@ -122,6 +122,9 @@ std::string FormatPrometheus(const EngineMetrics& m, const HttpStats& http,
             static_cast<double>(http.rejected.load()));
   w.Counter("gemmaserve:stream_disconnects_total", "Streams whose client left before the end.",
             static_cast<double>(http.disconnects.load()));
+  w.Counter("gemmaserve:request_disconnects_total",
+            "Non-streaming requests cancelled because their client left before the answer.",
+            static_cast<double>(http.request_disconnects.load()));
   w.Gauge("gemmaserve:active_streams", "Streaming responses in progress.",
           static_cast<double>(http.active_streams.load()));
   return w.str();

@@ -18,6 +18,7 @@ struct HttpStats {
   std::atomic<uint64_t> client_errors{0};   // 4xx
   std::atomic<uint64_t> rejected{0};        // 429 / 503
   std::atomic<uint64_t> disconnects{0};     // streams the client left
+  std::atomic<uint64_t> request_disconnects{0};  // non-streaming requests the client left
   std::atomic<int64_t> active_streams{0};
 };
 

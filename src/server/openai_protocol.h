@@ -28,6 +28,9 @@ struct ProtocolLimits {
   int max_n = 128;
   size_t max_prompts = 256;         // prompts in one /v1/completions request
   int max_top_logprobs = 20;
+  // tool_choice required/named: after this many tokens of a forced call, close it (0: never;
+  // server/tool_call_constraint.h).
+  int tool_call_close_after_tokens = 0;
 };
 
 // How to shape the output, shared by chat and completions.

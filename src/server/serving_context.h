@@ -40,6 +40,10 @@ class StreamSession {
   virtual void Abort() = 0;
 };
 
+// Asked now and then while a non-streaming answer is generated: true once its client has gone,
+// which cancels the generation (and frees its KV) instead of finishing it for nobody.
+using ClientGone = std::function<bool()>;
+
 // A handled request: either a JSON body with a status, or a stream.
 struct Reply {
   int status = 200;

@@ -1,5 +1,6 @@
 #include "tools/kv_capacity.h"
 
+#include <algorithm>
 #include <cstdio>
 
 #include "util/str.h"
@@ -20,15 +21,38 @@ PerToken BytesPerToken(const ModelConfig& c, int element_bytes) {
   return p;
 }
 
-int ElementBytes(const std::string& dtype) { return dtype == "fp8" ? 1 : 2; }
-
 }  // namespace
+
+int KvElementBytes(const std::string& dtype) { return dtype == "fp8" ? 1 : 2; }
+
+KvPoolPlan PlanKvPool(const ModelConfig& c, int element_bytes, int block_size, int slots,
+                      int64_t budget_bytes) {
+  const PerToken p = BytesPerToken(c, element_bytes);
+  KvPoolPlan plan;
+  plan.budget_bytes = budget_bytes;
+  plan.global_bytes_per_token = p.global;
+  plan.ring_bytes = p.sliding * c.sliding_window;
+  plan.rings_bytes = plan.ring_bytes * (int64_t{slots} + 1);
+  const int64_t block_bytes = p.global * block_size;
+  if (block_bytes <= 0) return plan;  // no global layers: no pool to size
+  const int64_t left = budget_bytes - plan.rings_bytes;
+  plan.num_global_blocks = left > 0 ? left / block_bytes - 1 : -1;  // one spare block
+  plan.pool_tokens = std::max<int64_t>(0, plan.num_global_blocks) * block_size;
+  return plan;
+}
+
+int64_t KvBudgetBytes(double utilization, int64_t total_bytes, int64_t free_before_bytes,
+                      int64_t runner_non_kv_bytes, int64_t reserve_bytes) {
+  const int64_t allowed = static_cast<int64_t>(utilization * static_cast<double>(total_bytes));
+  const int64_t used_before = total_bytes - free_before_bytes;
+  return allowed - used_before - runner_non_kv_bytes - reserve_bytes;
+}
 
 std::vector<KvCapacityRow> ComputeKvCapacity(const ModelConfig& c, const KvCapacityOptions& o) {
   const int64_t budget = static_cast<int64_t>(o.budget_gib * 1024.0 * 1024.0 * 1024.0);
   std::vector<KvCapacityRow> rows;
   for (const std::string& dtype : o.dtypes) {
-    const PerToken p = BytesPerToken(c, ElementBytes(dtype));
+    const PerToken p = BytesPerToken(c, KvElementBytes(dtype));
     const int64_t ring = p.sliding * c.sliding_window;
     for (int64_t len : o.seq_lens) {
       for (int snaps : o.snapshot_slots) {
@@ -58,7 +82,7 @@ std::string FormatKvCapacity(const ModelConfig& c, const KvCapacityOptions& o,
   };
   std::string out;
   for (const std::string& dtype : o.dtypes) {
-    const PerToken p = BytesPerToken(c, ElementBytes(dtype));
+    const PerToken p = BytesPerToken(c, KvElementBytes(dtype));
     out += StrCat(dtype, ": global layers (", c.num_layers_of(LayerKind::kGlobal), ") ",
                   p.global, " B/token; sliding layers (", c.num_layers_of(LayerKind::kSliding),
                   ") ", p.sliding, " B/token x window ", c.sliding_window, " = ",

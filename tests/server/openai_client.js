@@ -159,6 +159,18 @@ check('tool_choice none leaves the call text as content; named still parses', as
   assert.strictEqual(n.choices[0].message.tool_calls[0].function.name, 'get_weather');
 });
 
+check('tool_choice required forces a call where the model answers in text', async () => {
+  const req = { model: 'demo', messages: user('#stop weather?'), tools: TOOLS, temperature: 0,
+                max_tokens: 200 };
+  const plain = await client.chat.completions.create({ ...req, tool_choice: 'auto' });
+  assert.strictEqual(plain.choices[0].message.tool_calls, undefined);
+  const r = await client.chat.completions.create({ ...req, tool_choice: 'required' });
+  assert.strictEqual(r.choices[0].finish_reason, 'tool_calls');
+  const call = r.choices[0].message.tool_calls[0];
+  assert.strictEqual(call.function.name, 'get_weather');
+  assert.strictEqual(typeof JSON.parse(call.function.arguments), 'object');
+});
+
 check('reasoning, non-streaming and streaming', async () => {
   const req = { model: 'demo', messages: user('#think1 what is 2+2'), temperature: 0, max_tokens: 100,
                 chat_template_kwargs: { enable_thinking: true } };

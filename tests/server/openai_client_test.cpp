@@ -44,6 +44,7 @@ TEST(OpenAiClient, OfficialSdkAgainstTheServer) {
   ASSERT_EQ(end_of_turn, 106);
   TestServerOptions o;
   o.max_num_seqs = 4;
+  o.tool_call_close_after_tokens = 48;  // bounds forced calls (longer than the #tool1 call)
   o.wrap_runner = [&](std::unique_ptr<ModelRunner> inner) -> std::unique_ptr<ModelRunner> {
     return std::make_unique<ScriptedRunner>(std::move(inner), scripts, end_of_turn);
   };

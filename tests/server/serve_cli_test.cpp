@@ -183,6 +183,12 @@ TEST(ServeCli, ClearRefusals) {
       {{"--kv-cache-dtype", "fp8"}, "fp8"},
       {{"--quantization", "compressed-tensors"}, "is modelopt"},
       {{"--max-model-len", "100000"}, "max_model_len"},
+      {{"--load-format", "dummy"}, "random weights exist for --device cuda only"},
+#if GS_HAVE_CUDA
+      {{"--device", "cuda", "--kv-cache-dtype", "fp8"}, "the CUDA runner has no FP8 KV cache"},
+#else
+      {{"--device", "cuda", "--kv-cache-dtype", "fp8"}, "built without CUDA"},
+#endif
   };
   for (const Case& c : cases) {
     ServeProcess p(ServeArgs(FreePort(), c.extra));

@@ -99,6 +99,7 @@ struct TestServerOptions {
   int http_threads = 0;
   size_t max_body_bytes = 1u << 20;
   std::string api_key;
+  int tool_call_close_after_tokens = 0;
   // Wraps the CPU runner (test doubles such as the scripted runner of the client test).
   std::function<std::unique_ptr<ModelRunner>(std::unique_ptr<ModelRunner>)> wrap_runner;
 };
@@ -119,6 +120,7 @@ inline std::unique_ptr<server::ModelServer> StartServer(const TestServerOptions&
   o.http.api_key = t.api_key;
   o.http.threads = t.http_threads;
   o.http.max_body_bytes = t.max_body_bytes;
+  o.limits.tool_call_close_after_tokens = t.tool_call_close_after_tokens;
   const KvCacheSpec spec = EngineKvSpec(o.engine, (t.kv_tokens + 15) / 16,
                                         t.prefix_caching ? t.prefix_snapshots : 0);
   std::unique_ptr<ModelRunner> runner =

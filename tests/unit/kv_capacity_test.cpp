@@ -34,5 +34,34 @@ TEST(KvCapacity, Gemma4_26B_A4B_InTenGiB) {
   EXPECT_EQ(rows[6].sequences, gib10 / ((32768 * global_bf16 + ring_bf16) / 2));
 }
 
+// serve --device cuda: 137 slots (128 sequences + 8 snapshots + the runner's spare) of 200 MiB
+// rings come first; the global pool gets the rest in 16-token blocks of 20480 B/token, less one
+// spare block.
+TEST(KvCapacity, ServePoolPlanOnAnH100Budget) {
+  auto config = LoadModelConfig(std::string(GS_SOURCE_DIR) + "/configs/gemma-4-26B-A4B-it");
+  ASSERT_TRUE(config.ok()) << config.error().message;
+  const int64_t budget = int64_t{50} << 30;
+  const KvPoolPlan plan = PlanKvPool(*config, 2, 16, 136, budget);
+  const int64_t ring = 25 * 2 * 8 * 256 * 2 * 1024;
+  EXPECT_EQ(plan.ring_bytes, ring);
+  EXPECT_EQ(plan.rings_bytes, 137 * ring);
+  EXPECT_EQ(plan.global_bytes_per_token, 20480);
+  EXPECT_EQ(plan.num_global_blocks, (budget - 137 * ring) / (16 * 20480) - 1);
+  EXPECT_EQ(plan.pool_tokens, plan.num_global_blocks * 16);
+  // fp8 halves the rings and the per-token cost.
+  EXPECT_EQ(PlanKvPool(*config, 1, 16, 136, budget).num_global_blocks,
+            (budget - 137 * ring / 2) / (16 * 10240) - 1);
+  // A budget below the rings leaves no pool.
+  EXPECT_LE(PlanKvPool(*config, 2, 16, 136, 136 * ring).num_global_blocks, 0);
+}
+
+// Half of 80 GiB, 1 GiB held by others before start, 20 GiB runner, 0.5 GiB reserve.
+TEST(KvCapacity, GpuMemoryUtilizationBudget) {
+  const int64_t gib = int64_t{1} << 30;
+  EXPECT_EQ(KvBudgetBytes(0.5, 80 * gib, 79 * gib, 20 * gib, gib / 2),
+            40 * gib - 1 * gib - 20 * gib - gib / 2);
+  EXPECT_LT(KvBudgetBytes(0.25, 80 * gib, 79 * gib, 20 * gib, gib / 2), 0);
+}
+
 }  // namespace
 }  // namespace gs
