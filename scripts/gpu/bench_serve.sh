@@ -9,7 +9,9 @@
 # Full mode is sized to stay near 6 minutes on an H100 (batch-32 decode ~1700 tok/s); QUICK=1
 # takes ~1-2 minutes. Overrides: CONCURRENCIES="1 4 16", INPUT_LEN, OUTPUT_LEN, PROMPTS_PER_C
 # (prompts = max(PROMPTS_PER_C x c, MIN_PROMPTS)), MIN_PROMPTS, PORT, SERVE_ARGS (extra serve
-# flags, e.g. --enforce-eager), GEMMASERVE (the binary). Raw logs (server log, one bench-serve
+# flags, e.g. --enforce-eager), GEMMASERVE (the binary), MODEL_ARGS (replaces "--device cuda
+# --load-format dummy --config ...": e.g. "DEMO_DIR --device cpu" for a dry run of this script
+# on a CPU with make-demo-model's model). Raw logs (server log, one bench-serve
 # output per level, the table) go to $OUT when set, else to a temporary directory.
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -53,7 +55,9 @@ card=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
 # --- the server
 max_len=$(( input_len + output_len + 64 ))
 # shellcheck disable=SC2086
-"$bin" serve --device cuda --load-format dummy --config "$config" --served-model-name gemma-4-26B-dummy \
+model_args=${MODEL_ARGS:-"--device cuda --load-format dummy --config $config"}
+# shellcheck disable=SC2086
+"$bin" serve $model_args --served-model-name gemma-4-26B-dummy \
     --host 127.0.0.1 --port "$port" --max-num-seqs "$max_c" --max-model-len "$max_len" \
     --max-num-batched-tokens 2048 ${SERVE_ARGS:-} > "$out/server.log" 2>&1 &
 server=$!
@@ -88,7 +92,7 @@ until health; do
   fi
   sleep 1
 done
-echo "server up after $(( $(date +%s) - start )) s on ${card:-GPU}:"
+echo "server up after $(( $(date +%s) - start )) s on ${card:-no GPU}:"
 grep -E '^(GPU memory|KV cache|KV capacity|generated|uploaded)' "$out/server.log"
 
 # --- the benchmark levels
@@ -97,7 +101,7 @@ value() {  # value LABEL FILE: the number after a bench-serve table label
 }
 table=$out/table.md
 {
-  echo "serve benchmark: gemma-4-26B-A4B-it, dummy weights, ${card:-GPU}, mode $mode: $input_len input / $output_len output tokens (--ignore-eos), prompts per level max(${per_c}c, $min_prompts)"
+  echo "serve benchmark on ${card:-no GPU}: serve $model_args; mode $mode: $input_len input / $output_len output tokens (--ignore-eos), prompts per level max(${per_c}c, $min_prompts)"
   echo
   echo "| concurrency | prompts | req/s | output tok/s | total tok/s | TTFT mean / median / p99 (ms) | TPOT mean / median / p99 (ms) | ITL mean / median / p99 (ms) | E2EL mean / median / p99 (ms) | failed |"
   echo "|---:|---:|---:|---:|---:|---|---|---|---|---:|"

@@ -144,11 +144,7 @@ class ToolCallConstraint : public TokenConstraint {
       if (closer >= 0 && static_cast<size_t>(closer) < logits.size()) valid.push_back(closer);
     }
     if (valid.empty()) valid = ValidAmongTop(logits);
-    if (valid.empty()) {
-      for (int32_t id = 0; id < static_cast<int32_t>(logits.size()); ++id) {
-        if (Allowed(id)) valid.push_back(id);
-      }
-    }
+    if (valid.empty()) valid = AllValid(logits.size());
     if (!valid.empty()) Keep(logits, valid);
   }
 
@@ -193,22 +189,43 @@ class ToolCallConstraint : public TokenConstraint {
     return -1;
   }
 
+  // Every valid token: only those whose first byte the grammar takes next are checked.
+  std::vector<int32_t> AllValid(size_t vocab) const {
+    std::vector<int32_t> valid;
+    for (int b = 0; b < 256; ++b) {
+      CallState copy = state_;
+      if (!Feed(*sh_, copy, std::string(1, static_cast<char>(b)))) continue;
+      for (int32_t id : sh_->pieces->StartingWith(static_cast<uint8_t>(b))) {
+        if (static_cast<size_t>(id) < vocab && Allowed(id)) valid.push_back(id);
+      }
+    }
+    return valid;
+  }
+
   // The valid tokens among the `candidates` largest finite logits.
   std::vector<int32_t> ValidAmongTop(std::span<const float> logits) const {
-    std::vector<int32_t> ids;
-    ids.reserve(logits.size());
-    for (int32_t i = 0; i < static_cast<int32_t>(logits.size()); ++i) {
-      if (logits[static_cast<size_t>(i)] > kNegInf) ids.push_back(i);
-    }
-    const size_t k = std::min(ids.size(), static_cast<size_t>(std::max(1, sh_->candidates)));
+    // One pass with a min-heap of the k best (most logits fail the first comparison).
+    const size_t k = static_cast<size_t>(std::max(1, sh_->candidates));
     auto higher = [&](int32_t a, int32_t b) {
       const float x = logits[static_cast<size_t>(a)], y = logits[static_cast<size_t>(b)];
       return x > y || (x == y && a < b);
     };
-    std::partial_sort(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(k), ids.end(), higher);
+    std::vector<int32_t> heap;  // heap.front() = the worst of the best k
+    heap.reserve(k + 1);
+    for (int32_t i = 0; i < static_cast<int32_t>(logits.size()); ++i) {
+      if (!(logits[static_cast<size_t>(i)] > kNegInf)) continue;
+      if (heap.size() == k && !higher(i, heap.front())) continue;
+      heap.push_back(i);
+      std::push_heap(heap.begin(), heap.end(), higher);
+      if (heap.size() > k) {
+        std::pop_heap(heap.begin(), heap.end(), higher);
+        heap.pop_back();
+      }
+    }
+    std::sort(heap.begin(), heap.end(), higher);
     std::vector<int32_t> valid;
-    for (size_t i = 0; i < k; ++i) {
-      if (Allowed(ids[i])) valid.push_back(ids[i]);
+    for (int32_t id : heap) {
+      if (Allowed(id)) valid.push_back(id);
     }
     return valid;
   }
@@ -245,6 +262,7 @@ TokenPieces::TokenPieces(const Tokenizer& tokenizer)
       bytes_[i] = tokenizer.Decode(one, false);
     }
     special_[i] = tokenizer.IsSpecial(id) ? 1 : 0;
+    if (!bytes_[i].empty()) by_first_byte_[static_cast<uint8_t>(bytes_[i][0])].push_back(id);
   }
 }
 

@@ -7,7 +7,8 @@
 //
 // How a step is masked: the 64 most likely tokens are checked against the grammar (each one's
 // bytes fed to a copy of the parser state) and only the valid ones stay; if none of them is
-// valid, the whole vocabulary is checked. Greedy decoding therefore picks exactly the most likely
+// valid, the whole vocabulary is checked (only tokens whose first byte the grammar takes). On a
+// 262144-id vocabulary that is ~0.5 ms a step, more when the full check runs. Greedy decoding therefore picks exactly the most likely
 // valid token; sampling samples among the valid tokens of the top 64 (as a top-k of 64 would,
 // Gemma 4's default). Special tokens other than the string delimiter `<|"|>` and `<tool_call|>`
 // are never allowed inside a call (so an end-of-turn token cannot cut it short), and a bare value
@@ -39,10 +40,13 @@ class TokenPieces {
   bool special(int32_t id) const { return special_[static_cast<size_t>(id)] != 0; }
   // Ids whose bytes are exactly `text` (for the markers).
   std::vector<int32_t> IdsOf(const std::string& text) const;
+  // Ids whose bytes start with `byte` (a grammar that refuses the byte refuses them all).
+  const std::vector<int32_t>& StartingWith(uint8_t byte) const { return by_first_byte_[byte]; }
 
  private:
   std::vector<std::string> bytes_;
   std::vector<char> special_;
+  std::vector<std::vector<int32_t>> by_first_byte_ = std::vector<std::vector<int32_t>>(256);
 };
 
 struct ToolCallConstraintOptions {

@@ -133,7 +133,17 @@ Expected<std::unique_ptr<CudaRunner>> CreateServingCudaRunner(const ModelConfig&
                        " GiB; lower --max-num-seqs or --prefix-snapshots) plus ", needed,
                        " global blocks for --max-model-len (raise the utilization or lower it)");
     }
-    spec.num_global_blocks = static_cast<int>(std::min<int64_t>(plan.num_global_blocks, 1 << 30));
+    // More than every slot at full length only serves the prefix cache; a small model on a big
+    // GPU would otherwise get a pool of billions of tokens (and the engine's block table of it).
+    const int64_t cap_blocks = (int64_t{spec.max_sequences} * config.max_position_embeddings +
+                                block - 1) / block;
+    spec.num_global_blocks = static_cast<int>(
+        std::min<int64_t>({plan.num_global_blocks, cap_blocks, int64_t{1} << 30}));
+    if (spec.num_global_blocks < plan.num_global_blocks) {
+      out += Line("KV pool capped at %d slots x max_position_embeddings %d (the budget allows "
+                  "%lld blocks)", spec.max_sequences, config.max_position_embeddings,
+                  static_cast<long long>(plan.num_global_blocks));
+    }
   }
   const KvPoolPlan built = PlanKvPool(config, eb, block, spec.max_sequences, 0);
   const int64_t pool_tokens = int64_t{spec.num_global_blocks} * block;
