@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "runtime/cpu/bf16_rounding.h"
 #include "runtime/cpu/cpu_attention.h"
 #include "runtime/cpu/cpu_moe.h"
 #include "runtime/cpu/cpu_ops.h"
@@ -20,11 +21,17 @@ CpuRunner::CpuRunner(ModelConfig config, Gemma4Weights weights, KvCacheSpec spec
       embed_scale_(options.embed_scale > 0
                        ? options.embed_scale
                        : RoundToBf16(std::sqrt(static_cast<float>(config_.hidden_size)))),
+      options_(options),
       pool_(std::make_unique<ThreadPool>(options.num_threads)),
       cache_(config_, spec_) {
   for (const LayerConfig& lc : config_.layers) {
     inv_freq_.push_back(lc.rope.InverseFrequencies(lc.head_dim));
   }
+}
+
+void CpuRunner::Round(uint32_t point, float* x, size_t n) const {
+  const uint32_t single = options_.bf16_round_points, pair = options_.bf16_pair_points;
+  cpu::RoundInPlace(x, n, cpu::ModeOf(point, single, pair));
 }
 
 Status CpuRunner::CheckBatch(const Batch& b) const {
@@ -149,6 +156,7 @@ void CpuRunner::RunLayer(int l, const Batch& batch, float* h) {
   const size_t n = static_cast<size_t>(tokens) * hsz;
   std::vector<float> x(h, h + n), a(n);
   cpu::RmsNorm(x.data(), tokens, hsz, w.input_norm, eps);
+  Round(cpu::kBf16QkvInput, x.data(), n);
   Attention(l, batch, x.data(), a.data());
   cpu::RmsNorm(a.data(), tokens, hsz, w.post_attn_norm, eps);
   for (size_t i = 0; i < n; ++i) h[i] += a[i];
@@ -180,6 +188,9 @@ void CpuRunner::Attention(int l, const Batch& batch, const float* x, float* out)
       for (int hh = 0; hh < kv; ++hh) cpu::ApplyRope(&k[(t * kv + hh) * d], d, pos, inv_freq_[l]);
     }
   }
+  Round(cpu::kBf16Q, q.data(), q.size());
+  Round(cpu::kBf16K, k.data(), k.size());
+  Round(cpu::kBf16V, v.data(), v.size());
   for (const BatchSequence& s : batch.sequences) {
     const size_t t0 = static_cast<size_t>(s.first_token);
     std::vector<std::pair<int, int>> blocks;  // this sequence's image spans, chunk-local
@@ -194,6 +205,7 @@ void CpuRunner::Attention(int l, const Batch& batch, const float* x, float* out)
                               v.data() + t0 * kv * d, blocks.empty() ? nullptr : &blocks};
     cpu::AttendAndCache(chunk, cache_, o.data() + t0 * heads * d, *pool_);
   }
+  Round(cpu::kBf16AttnOutput, o.data(), o.size());
   cpu::Linear(w.o, o.data(), tokens, out, *pool_);
 }
 
@@ -205,13 +217,22 @@ void CpuRunner::Feedforward(int l, int tokens, float* h1, float* ffn_out) {
   const size_t n = static_cast<size_t>(tokens) * hsz;
   std::vector<float> x(h1, h1 + n);
   cpu::RmsNorm(x.data(), tokens, hsz, w.pre_ffn_norm, eps);
-  cpu::RunDenseMlp(w, x.data(), tokens, ffn_out, *pool_);
+  Round(cpu::kBf16DenseInput, x.data(), n);
+  const auto glu_mode = [&](uint32_t point) {
+    return cpu::ModeOf(point, options_.bf16_round_points, options_.bf16_pair_points);
+  };
+  cpu::RunDenseMlp(w, x.data(), tokens, ffn_out, *pool_, glu_mode(cpu::kBf16DenseGlu));
   if (config_.enable_moe_block) {
     cpu::RmsNorm(ffn_out, tokens, hsz, w.post_ffn_norm_1, eps);
     std::vector<float> x2(h1, h1 + n), m(n);
     cpu::RmsNorm(x2.data(), tokens, hsz, w.pre_ffn_norm_2, eps);
-    const cpu::Routing routing = cpu::Route(config_, w, h1, tokens, *pool_);
-    cpu::RunExperts(config_, w, routing, x2.data(), tokens, m.data(), *pool_);
+    Round(cpu::kBf16ExpertInput, x2.data(), n);
+    const std::vector<float> logits = cpu::RouterLogits(config_, w, h1, tokens, *pool_);
+    std::vector<int> experts = cpu::TopExperts(config_, logits, tokens);
+    if (options_.routing_hook) options_.routing_hook(l, logits, &experts);
+    const cpu::Routing routing = cpu::WeighExperts(config_, w, logits, std::move(experts), tokens);
+    cpu::RunExperts(config_, w, routing, x2.data(), tokens, m.data(), *pool_,
+                    glu_mode(cpu::kBf16ExpertGlu));
     cpu::RmsNorm(m.data(), tokens, hsz, w.post_ffn_norm_2, eps);
     for (size_t i = 0; i < n; ++i) ffn_out[i] += m[i];
   }
@@ -228,6 +249,7 @@ void CpuRunner::Logits(const Batch& batch, float* h, std::vector<float>* logits)
                 sizeof(float) * hsz);
   }
   cpu::RmsNorm(x.data(), rows, hsz, weights_.final_norm, static_cast<float>(config_.rms_norm_eps));
+  Round(cpu::kBf16LmHeadInput, x.data(), x.size());
   logits->assign(static_cast<size_t>(rows) * vocab, 0.0f);
   cpu::Linear(weights_.embed, x.data(), rows, logits->data(), *pool_);
   cpu::Softcap(*logits, static_cast<float>(config_.final_logit_softcapping));

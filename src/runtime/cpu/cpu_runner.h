@@ -2,8 +2,11 @@
 // numerical reference for the CUDA runner (DESIGN §4).
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
+#include <vector>
 
 #include "model/vision_weights.h"
 #include "model/weights.h"
@@ -18,6 +21,16 @@ struct CpuRunnerOptions {
   // Multiplier of the token embeddings. 0 = the real bf16 model's bf16(√hidden) (53.0 for 2816);
   // tests set the exact fp32 √hidden to show what the rounding changes.
   float embed_scale = 0.0f;
+  // Diagnostics (docs/golden-precision.md): round activations to bf16 at these cpu::Bf16Point
+  // points, where the CUDA runner does; 0 keeps the fp32 reference path, bit for bit.
+  uint32_t bf16_round_points = 0;
+  // Points rounded to a hi + lo pair of bf16 terms instead (whether or not also in the above).
+  uint32_t bf16_pair_points = 0;
+  // Diagnostics: sees each MoE layer's router logits [tokens, experts] and top-k selection
+  // [tokens, k] of a forward step, and may replace the selection (its weights then come from
+  // the same logits).
+  std::function<void(int layer, const std::vector<float>& logits, std::vector<int>* experts)>
+      routing_hook = nullptr;
 };
 
 class CpuRunner : public ModelRunner {
@@ -42,6 +55,7 @@ class CpuRunner : public ModelRunner {
  private:
   Status CheckBatch(const Batch& batch) const;
   Status CheckImageSpans(const Batch& batch) const;
+  void Round(uint32_t point, float* x, size_t n) const;
   void Embed(const Batch& batch, float* h) const;
   void RunLayer(int layer, const Batch& batch, float* h);
   void Attention(int layer, const Batch& batch, const float* x, float* out);
@@ -52,6 +66,7 @@ class CpuRunner : public ModelRunner {
   Gemma4Weights weights_;
   KvCacheSpec spec_;
   float embed_scale_;
+  CpuRunnerOptions options_;
   std::unique_ptr<ThreadPool> pool_;
   cpu::KvCache cache_;
   std::vector<std::vector<float>> inv_freq_;  // per layer
