@@ -369,8 +369,11 @@ Status CudaRunner::Impl::Attention(int l) {
   const LayerConfig& lc = L.lc;
   const int T = tokens_, H = config.hidden_size, d = lc.head_dim;
   const float eps = static_cast<float>(config.rms_norm_eps);
-  GS_RETURN_IF_ERROR(cuda::LaunchRmsNorm(Ptr<float>(s.h), nullptr, T, H, L.input_norm, eps,
-                                         Ptr<bf16>(s.x), stream));
+  // Layer 0's input norm; every later layer's comes fused out of the previous FFN combine.
+  if (l == 0) {
+    GS_RETURN_IF_ERROR(cuda::LaunchRmsNorm(Ptr<float>(s.h), nullptr, T, H, L.input_norm, eps,
+                                           Ptr<bf16>(s.x), stream));
+  }
   const int qkv_rows = L.q_rows + L.k_rows + L.v_rows;
   GS_RETURN_IF_ERROR(gemm.Run(Ptr<bf16>(s.x), T, H, L.qkv.get<bf16>(), qkv_rows, s.qkv.get(), true,
                               1.0f, stream));
@@ -442,8 +445,14 @@ Status CudaRunner::Impl::Feedforward(int l, int T) {
     // Router in fp32: logits = router_in · Wᵀ (router_in from LaunchPostAttention), then top-k
     // and the grouping of slots by expert. Padding tokens of a decode bucket (beyond
     // *d_valid_tokens) join no expert.
-    GS_RETURN_IF_ERROR(gemm.RunF32(Ptr<float>(s.router_in), T, H, L.router.get<float>(), E,
-                                   Ptr<float>(s.router_logits), stream));
+    if (T <= cuda::kRouterGemvTokens) {
+      GS_RETURN_IF_ERROR(cuda::LaunchRouterLogits(Ptr<float>(s.router_in), T, H,
+                                                  L.router.get<float>(), E,
+                                                  Ptr<float>(s.router_logits), stream));
+    } else {
+      GS_RETURN_IF_ERROR(gemm.RunF32(Ptr<float>(s.router_in), T, H, L.router.get<float>(), E,
+                                     Ptr<float>(s.router_logits), stream));
+    }
     GS_RETURN_IF_ERROR(cuda::LaunchRouterSelect(
         Ptr<float>(s.router_logits), T, E, k, L.per_expert_scale, d_valid_tokens,
         Ptr<int>(s.topk_ids), Ptr<float>(s.topk_w), Ptr<int>(s.offsets), Ptr<int>(s.entries),
@@ -467,9 +476,13 @@ Status CudaRunner::Impl::Feedforward(int l, int T) {
     slot_out = Ptr<float>(s.slot_out);
   }
   GS_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream, join, 0));
+  // The combine also writes the next layer's normalized input (s.x) when there is one.
+  const bool last = l + 1 == config.num_layers;
+  const float* next_norm = last ? nullptr : model.layers[static_cast<size_t>(l) + 1].input_norm;
   return cuda::LaunchFfnCombine(Ptr<float>(s.h), Ptr<float>(s.dense_out), slot_out,
                                 config.top_k_experts, T, H, L.post1, L.post2, L.post,
-                                L.layer_scalar, eps, stream);
+                                L.layer_scalar, eps, next_norm, last ? nullptr : Ptr<bf16>(s.x),
+                                stream);
 }
 
 // Final norm of the requested rows, tied lm_head (fp32 out), softcap.

@@ -74,6 +74,12 @@ Status LaunchPackedGemv(const PackedMatrix& w, const GemmRows& rows, const bf16*
 // ---------------------------------------------------------------------------------------------
 // moe.cu
 
+// Router logits of up to 8 tokens (decode), fp32: logits[t, e] = x[t] · w[e] with w fp32
+// [experts, hidden]. Larger token counts use an fp32 GEMM.
+inline constexpr int kRouterGemvTokens = 8;
+Status LaunchRouterLogits(const float* x, int tokens, int hidden, const float* w, int experts,
+                          float* logits, cudaStream_t stream);
+
 // Router selection from fp32 logits [tokens, experts] (the router input comes from
 // LaunchPostAttention, the logits from an fp32 GEMM): top-k of each token (lowest index on
 // ties), weights = softmax over the k selected × per_expert_scale, ids/weights [tokens, top_k];
@@ -94,10 +100,12 @@ Status LaunchMoeGroup(const int* topk_ids, int slots, int top_k, const int* vali
 //   moe = Σ_j slot_out[t·k + j]            (fixed order: deterministic)
 //   f   = moe ? rms(dense, post1) + rms(moe, post2) : dense
 //   h   = (h + rms(f, post)) · layer_scalar
+//   x_next = bf16(rms(h) ⊙ next_norm)      (the next layer's input norm, when x_next is given)
 // slot_out may be null (no MoE block).
 Status LaunchFfnCombine(float* h, const float* dense, const float* slot_out, int top_k, int tokens,
                         int hidden, const float* post1, const float* post2, const float* post,
-                        float layer_scalar, float eps, cudaStream_t stream);
+                        float layer_scalar, float eps, const float* next_norm, bf16* x_next,
+                        cudaStream_t stream);
 
 // ---------------------------------------------------------------------------------------------
 // norm_rope.cu
