@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 
@@ -48,7 +49,24 @@ constexpr double kGoldenImageBound = 1.5e-2;  // whole-image relative L2, 2-laye
 constexpr double kRealImageBound = 3e-2;      // whole-image relative L2, 27 layers
 constexpr double kRowBound = 5e-2;            // worst soft token
 
-std::string GoldenModelDir() { return golden::VisionRoot() + "/model/bf16"; }
+// Where the data is when the binary runs on another machine (scripts/gpu/check.sh exports
+// GS_GOLDEN_ROOT = <repo>/tests/data/golden and runs from the repository root): beside it, else
+// the compiled-in source tree.
+std::string VisionDir() {
+  if (const char* env = std::getenv("GS_GOLDEN_ROOT")) {
+    const std::string dir = std::string(env) + "/../golden_vision";
+    if (std::filesystem::exists(dir)) return dir;
+  }
+  return golden::VisionRoot();
+}
+
+std::string RealConfigDir() {
+  const std::string rel = "configs/gemma-4-26B-A4B-it";
+  return std::filesystem::exists(rel + "/config.json") ? rel
+                                                       : std::string(GS_SOURCE_DIR) + "/" + rel;
+}
+
+std::string GoldenModelDir() { return VisionDir() + "/model/bf16"; }
 
 struct Errors {
   double image = 0, worst_row = 0;
@@ -70,14 +88,15 @@ TEST(VisionCuda, VisionAttention) {
   const std::vector<int> lens = {300, 77};
   const int N = 377;
   std::mt19937_64 rng(5);
-  std::vector<float> q(static_cast<size_t>(N) * heads * dp, 0.0f), k(q.size(), 0.0f),
-      v(q.size(), 0.0f);
+  const size_t total = static_cast<size_t>(N) * heads * dp;
+  std::vector<float> q(total), k(total), v(total);
+  std::normal_distribution<float> qk(0.0f, 0.35f), vd(0.0f, 1.0f);
   for (size_t r = 0; r < static_cast<size_t>(N) * heads; ++r) {
     for (int c = 0; c < d; ++c) {
       // Scores of a few units, as after the q/k norms (scale 1.0).
-      q[r * dp + c] = gputest::RandomBf16Values(1, 0.35f, rng)[0];
-      k[r * dp + c] = gputest::RandomBf16Values(1, 0.35f, rng)[0];
-      v[r * dp + c] = gputest::RandomBf16Values(1, 1.0f, rng)[0];
+      q[r * dp + c] = RoundToBf16(qk(rng));
+      k[r * dp + c] = RoundToBf16(qk(rng));
+      v[r * dp + c] = RoundToBf16(vd(rng));
     }
   }
   std::vector<int> tiles;
@@ -154,7 +173,7 @@ std::unique_ptr<GoldenModel> LoadGolden() {
 
 std::vector<std::string> GoldenImageFiles() {
   std::vector<std::string> files;
-  for (const auto& e : std::filesystem::directory_iterator(golden::VisionRoot() + "/images")) {
+  for (const auto& e : std::filesystem::directory_iterator(VisionDir() + "/images")) {
     files.push_back(e.path().string());
   }
   std::sort(files.begin(), files.end());
@@ -212,17 +231,17 @@ TEST(VisionCuda, GoldenImages) {
               images.size(), worst_single, worst_batched);
 
   // transformers' embed_vision output of the two prompts (images in prompt order).
-  const auto ref = golden::ReadJsonFile(golden::VisionRoot() + "/model/reference.json");
+  const auto ref = golden::ReadJsonFile(VisionDir() + "/model/reference.json");
   ImageProcessorOptions popts;
   popts.max_soft_tokens = ref["max_soft_tokens"];
   for (size_t p = 0; p < ref["prompts"].size(); ++p) {
     const auto& pr = ref["prompts"][p];
-    auto feats = ReadNpyFloat32(golden::VisionRoot() + "/model/" +
+    auto feats = ReadNpyFloat32(VisionDir() + "/model/" +
                                 pr["image_features"].get<std::string>());
     ASSERT_TRUE(feats.ok()) << feats.error().message;
     std::vector<float> got;
     for (const auto& name : pr["images"]) {
-      auto rgb = LoadImageFile(golden::VisionRoot() + "/images/" + name.get<std::string>());
+      auto rgb = LoadImageFile(VisionDir() + "/images/" + name.get<std::string>());
       ASSERT_TRUE(rgb.ok());
       auto img = PreprocessImage(*rgb, popts);
       ASSERT_TRUE(img.ok());
@@ -333,7 +352,7 @@ ProcessedImage RandomImage(int patches_h, int patches_w, uint64_t seed) {
 
 TEST(VisionCuda, RealShapes) {
   GS_REQUIRE_GPU();
-  auto config = LoadModelConfig(std::string(GS_SOURCE_DIR) + "/configs/gemma-4-26B-A4B-it");
+  auto config = LoadModelConfig(RealConfigDir());
   ASSERT_TRUE(config.ok()) << config.error().message;
   ASSERT_TRUE(config->vision.has_value());
   ASSERT_EQ(config->vision->num_layers, 27);
@@ -383,7 +402,7 @@ TEST(VisionCuda, GoldenLogits) {
   auto runner = CreateCudaRunner(m->config, m->weights, KvSpecForSingleSequence(512, 4));
   ASSERT_TRUE(runner.ok()) << runner.error().message;
   ASSERT_TRUE((*runner)->supports_vision());
-  const auto ref = golden::ReadJsonFile(golden::VisionRoot() + "/model/reference.json");
+  const auto ref = golden::ReadJsonFile(VisionDir() + "/model/reference.json");
   ImageProcessorOptions popts;
   popts.max_soft_tokens = ref["max_soft_tokens"];
   const int vocab = m->config.vocab_size;
@@ -398,7 +417,7 @@ TEST(VisionCuda, GoldenLogits) {
         continue;
       }
       ASSERT_LT(image, pr["images"].size());
-      auto rgb = LoadImageFile(golden::VisionRoot() + "/images/" +
+      auto rgb = LoadImageFile(VisionDir() + "/images/" +
                                pr["images"][image++].get<std::string>());
       ASSERT_TRUE(rgb.ok());
       auto img = PreprocessImage(*rgb, popts);
@@ -408,7 +427,7 @@ TEST(VisionCuda, GoldenLogits) {
       opts.images.push_back({i, img->num_soft_tokens, std::move(*soft)});
     }
     ASSERT_EQ(image, pr["images"].size());
-    auto expected = ReadNpyFloat32(golden::VisionRoot() + "/model/" + pr["logits"].get<std::string>());
+    auto expected = ReadNpyFloat32(VisionDir() + "/model/" + pr["logits"].get<std::string>());
     ASSERT_TRUE(expected.ok()) << expected.error().message;
     for (int chunk : {0, 7, 1}) {
       opts.max_tokens = 0;
