@@ -4,6 +4,8 @@
 # the repository whose device run is made (default: this one). The GPU machine has no gtest /
 # nlohmann packages and no network, so binaries travel built.
 #   scripts/gpu/build_for_device.sh [dest_repo]
+# Then: device run with carry [".device/cuda.txz"], command
+#   tar xJf .device/cuda.txz -C .device && bash .device/cuda/check.sh
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 dest_repo=${1:-$root}
@@ -22,14 +24,13 @@ cp "$build/gemmaserve" "$out/bin/"
 # Debian's cpp-httplib is a shared library (and pulls brotli) that the GPU machine lacks: carry
 # them; check.sh puts lib/ on LD_LIBRARY_PATH after the system paths.
 mkdir -p "$out/lib"
-ldd "$build/gemmaserve" | awk '/libcpp-httplib|libbrotli/ {print $3}' | xargs -r -I{} cp -L {} "$out/lib/"
+ldd "$build/gemmaserve" | awk '/libcpp-httplib|libbrotli|libwebp|libsharpyuv/ {print $3}' | xargs -r -I{} cp -L {} "$out/lib/"
 for t in $tests; do cp "$build/tests/$t" "$out/tests/"; done
 strip "$out/bin/"* "$out/tests/"*
 cp -r "$root/configs/gemma-4-26B-A4B-it" "$out/configs/"
 # The golden data travels as part of the repository (tests/data/golden); check.sh finds it there.
 cp "$root"/scripts/gpu/*.sh "$out/"
-du -sh "$out"
-size=$(du -sm "$out" | cut -f1)
-if [ "$size" -gt 60 ]; then
-  echo "warning: $out is ${size} MB (the device call carries at most ~60 MB)" >&2
-fi
+# The device call carries at most 64 MB with the repository: ship one xz archive
+# (carry .device/cuda.txz; on the GPU machine: tar xJf .device/cuda.txz -C .device).
+tar cf - -C "$dest_repo/.device" cuda | xz -T0 -6 > "$dest_repo/.device/cuda.txz"
+du -sh "$out" "$dest_repo/.device/cuda.txz"

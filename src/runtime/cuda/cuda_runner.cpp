@@ -225,7 +225,6 @@ Status CudaRunner::Impl::CheckBatch(const Batch& b) const {
                        ")");
     }
   }
-  if (b.logits_indices.empty()) return MakeError("batch: no logits requested");
   for (int32_t i : b.logits_indices) {
     if (i < 0 || i >= b.num_tokens()) return MakeError("batch: logits index ", i, " out of range");
   }
@@ -559,6 +558,8 @@ Status CudaRunner::Impl::Kernels(const Batch& b) {
     GS_RETURN_IF_ERROR(Attention(l));
     GS_RETURN_IF_ERROR(Feedforward(l, tokens_));
   }
+  // A prefill chunk that ends before any sequence's last prompt token wants no logits.
+  if (b.logits_indices.empty()) return Ok();
   GS_RETURN_IF_ERROR(Logits(b));
   return cuda::LaunchArgmax(s.logits.get<float>(), Rows(b), config.vocab_size,
                             s.argmax.get<int>(), stream);

@@ -37,8 +37,8 @@ constexpr int kXStride = kKChunk + 8;  // +16 B per row: the 8 rows of a B fragm
 // step's loads issued before this step's math), converts them to bf16 A fragments in registers
 // and issues m16n8k16 MMAs against every active 8-token n-tile. fp32 accumulators; the epilogue
 // applies the fp32 global scale(s) and either GELU_tanh(gate)·up (GLU) or the router weight.
-template <PackedFormat kFormat, GemmEpilogue kEpi>
-__global__ void __launch_bounds__(kWarps * 32, 4)
+template <PackedFormat kFormat, GemmEpilogue kEpi, bool kLdMatrix>
+__global__ void __launch_bounds__(kWarps * 32)
     PackedGemmKernel(PackedMatrix w, GemmRows rows, const bf16* __restrict__ x, int x_stride,
                      void* __restrict__ out, int out_stride) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -113,13 +113,25 @@ __global__ void __launch_bounds__(kWarps * 32, 4)
               // B fragments of two n-tiles per ldmatrix.x4: lane ℓ addresses row ℓ%8 of
               // matrix ℓ/8 = (n-tile pair half ℓ/16, k half (ℓ/8)%2).
               const int kk = b * 64 + s * 16 + ((lane / 8) % 2) * 8;
+              if constexpr (kLdMatrix) {
 #pragma unroll
-              for (int nt = 0; nt < kNTiles; nt += 2) {
-                if (nt < nt_active) {
-                  uint32_t bf[4];
-                  LdMatrixX4(xs + ((nt + lane / 16) * 8 + lane % 8) * kXStride + kk, bf);
-                  Mma(acc[nt], a, bf[0], bf[1]);
-                  if (nt + 1 < nt_active) Mma(acc[nt + 1], a, bf[2], bf[3]);
+                for (int nt = 0; nt < kNTiles; nt += 2) {
+                  if (nt < nt_active) {
+                    uint32_t bf[4];
+                    LdMatrixX4(xs + ((nt + lane / 16) * 8 + lane % 8) * kXStride + kk, bf);
+                    Mma(acc[nt], a, bf[0], bf[1]);
+                    if (nt + 1 < nt_active) Mma(acc[nt + 1], a, bf[2], bf[3]);
+                  }
+                }
+              } else {  // two 4-byte shared loads per n-tile
+                const int kc = b * 64 + s * 16 + 2 * (lane % 4);
+#pragma unroll
+                for (int nt = 0; nt < kNTiles; ++nt) {
+                  if (nt < nt_active) {
+                    const bf16* xr = xs + (nt * 8 + lane / 4) * kXStride + kc;
+                    Mma(acc[nt], a, *reinterpret_cast<const uint32_t*>(xr),
+                        *reinterpret_cast<const uint32_t*>(xr + 8));
+                  }
                 }
               }
             }
@@ -199,7 +211,14 @@ Status Launch(const PackedMatrix& w, const GemmRows& rows, const bf16* x, int x_
   const int z = std::clamp(4 * DeviceSmCount() / std::max(blocks_xy, 1), 1, chunks);
   const dim3 grid((tiles + kWarps - 1) / kWarps, std::max(rows.max_active, 1), z);
   const size_t smem = static_cast<size_t>(row_cap) * kXStride * sizeof(bf16);
-  PackedGemmKernel<kFormat, kEpi><<<grid, kWarps * 32, smem, stream>>>(w, rows, x, x_stride, out,
+  // GS_GEMM_LDMATRIX=0 selects the shared-load B path (for A/B timing, docs/benchmarks.md).
+  static const bool ldmatrix = [] {
+    const char* env = std::getenv("GS_GEMM_LDMATRIX");
+    return env == nullptr || std::atoi(env) != 0;
+  }();
+  auto kernel = ldmatrix ? PackedGemmKernel<kFormat, kEpi, true>
+                         : PackedGemmKernel<kFormat, kEpi, false>;
+  kernel<<<grid, kWarps * 32, smem, stream>>>(w, rows, x, x_stride, out,
                                                                         out_stride);
   GS_CUDA_CHECK_LAUNCH("PackedGemmKernel");
   return Ok();
