@@ -39,6 +39,14 @@ class CudaRunner : public ModelRunner {
   bool supports_slot_copy() const override { return true; }
   Status CopySlot(int src, int dst) override;
 
+  // Samples on the GPU (cuda/sampling.cu LaunchSample) after the step, which runs as Forward's
+  // (a decode bucket's CUDA graph or eagerly); the sampling kernel itself is one eager launch
+  // after it. Copies back ids (and logprobs / logits only when asked for).
+  Status ForwardSample(const Batch& batch, const std::vector<GpuSamplingParams>& per_row,
+                       std::vector<int32_t>* ids, std::vector<float>* logprobs,
+                       std::vector<float>* logits) override;
+  bool samples_on_device() const override { return true; }
+
   // Greedy decoding without copying logits: ids[i] = argmax of the (softcapped) logits of
   // batch.logits_indices[i], computed on the GPU.
   Status ForwardGreedy(const Batch& batch, std::vector<int32_t>* ids);
