@@ -59,7 +59,8 @@ __global__ void ArgmaxKernel(const float* __restrict__ logits, int vocab, int* _
 
 // ---- sampling ----
 
-constexpr int kSampleThreads = 1024;
+// 512 threads leave 128 registers each for the 16-way passes with several float4 loads in flight.
+constexpr int kSampleThreads = 512;
 constexpr int kWarps = kSampleThreads / 32;
 constexpr int kWays = 16;  // thresholds per bisection pass: 4 bits of the key per pass
 
@@ -78,6 +79,28 @@ __device__ __forceinline__ float KeyValue(uint32_t k) {
 __device__ __forceinline__ float LoadLogit(const float* row, int i) {
   const float l = row[i];
   return l != l ? -INFINITY : l;
+}
+
+// Calls f(i, logit) for this thread's elements of the row (NaN as -inf), with 16-byte loads when
+// the row allows them. Every pass visits a thread's elements in the same order, so a sum over the
+// same elements comes out bit-identical in every pass.
+template <class F>
+__device__ __forceinline__ void ForEachLogit(const float* row, int n, F&& f) {
+  if ((n & 3) == 0 && (reinterpret_cast<uintptr_t>(row) & 15) == 0) {
+    const float4* row4 = reinterpret_cast<const float4*>(row);
+    const int n4 = n >> 2;
+#pragma unroll 4
+    for (int v = threadIdx.x; v < n4; v += kSampleThreads) {
+      const float4 x = __ldg(row4 + v);
+      const int i = 4 * v;
+      f(i, x.x != x.x ? -INFINITY : x.x);
+      f(i + 1, x.y != x.y ? -INFINITY : x.y);
+      f(i + 2, x.z != x.z ? -INFINITY : x.z);
+      f(i + 3, x.w != x.w ? -INFINITY : x.w);
+    }
+  } else {
+    for (int i = threadIdx.x; i < n; i += kSampleThreads) f(i, LoadLogit(row, i));
+  }
 }
 
 // splitmix64's finalizer (a bijection with full avalanche).
@@ -149,11 +172,11 @@ __device__ uint32_t LargestKey(const float* row, int n, uint32_t lo, uint32_t hi
     T acc[kWays];
 #pragma unroll
     for (int j = 0; j < kWays; ++j) acc[j] = T(0);
-    for (int i = threadIdx.x; i < n; i += kSampleThreads) {
-      const auto [key, c] = elem(i, LoadLogit(row, i));
+    ForEachLogit(row, n, [&](int i, float l) {
+      const auto [key, c] = elem(i, l);
 #pragma unroll
       for (int j = 0; j < kWays; ++j) acc[j] += key >= t[j] ? c : T(0);
-    }
+    });
     BlockSumArray<kWays>(acc, smem);
     int found = -1;
 #pragma unroll
@@ -225,11 +248,11 @@ __device__ int SampleTruncated(const float* row, int n, const SampleRowParams& p
         row, n, 0u, top_key, p.top_k,
         [&](int, float l) { return KeyContrib<int>{OrderKey(l), 1}; }, si, sf);
     int c[2] = {0, 0};  // keys above kk, keys equal to kk
-    for (int i = threadIdx.x; i < n; i += kSampleThreads) {
-      const uint32_t k = OrderKey(LoadLogit(row, i));
+    ForEachLogit(row, n, [&](int, float l) {
+      const uint32_t k = OrderKey(l);
       c[0] += k > kk ? 1 : 0;
       c[1] += k == kk ? 1 : 0;
-    }
+    });
     BlockSumArray<2>(c, si);
     const int r = p.top_k - c[0];
     keep.key = kk;
@@ -237,10 +260,9 @@ __device__ int SampleTruncated(const float* row, int n, const SampleRowParams& p
   }
   if (p.top_p < 1.0f) {
     float z[1] = {0.0f};
-    for (int i = threadIdx.x; i < n; i += kSampleThreads) {
-      const float l = LoadLogit(row, i);
+    ForEachLogit(row, n, [&](int i, float l) {
       if (keep.Has(OrderKey(l), i)) z[0] += weight(l);
-    }
+    });
     BlockSumArray<1>(z, sf);
     const float target = p.top_p * z[0];
     const uint32_t t = LargestKey<float>(
@@ -252,13 +274,12 @@ __device__ int SampleTruncated(const float* row, int n, const SampleRowParams& p
         si, sf);
     float above[1] = {0.0f};
     int ties[1] = {0};
-    for (int i = threadIdx.x; i < n; i += kSampleThreads) {
-      const float l = LoadLogit(row, i);
+    ForEachLogit(row, n, [&](int i, float l) {
       const uint32_t k = OrderKey(l);
-      if (!keep.Has(k, i)) continue;
+      if (!keep.Has(k, i)) return;
       if (k > t) above[0] += weight(l);
       if (k == t) ++ties[0];
-    }
+    });
     BlockSumArray<1>(above, sf);
     BlockSumArray<1>(ties, si);
     // Ties at the cut weigh the same: take as many (in index order) as reach the target.
@@ -275,20 +296,19 @@ __device__ int SampleTruncated(const float* row, int n, const SampleRowParams& p
   const uint64_t row_key = Mix64(p.seed ^ Mix64(p.step ^ 0x5851f42d4c957f2dull));
   float best = -INFINITY;
   int best_i = INT_MAX;
-  for (int i = threadIdx.x; i < n; i += kSampleThreads) {
-    const float l = LoadLogit(row, i);
-    if (!keep.Has(OrderKey(l), i)) continue;
-    if (p.min_p > 0.0f && !(weight(l) >= p.min_p)) continue;
+  ForEachLogit(row, n, [&](int i, float l) {
+    if (!keep.Has(OrderKey(l), i)) return;
+    if (p.min_p > 0.0f && !(weight(l) >= p.min_p)) return;
     // u in [2^-24, 1 - 2^-24]; -log(-log u) is Gumbel noise.
     const uint64_t h = Mix64(row_key + static_cast<uint64_t>(i));
     const float u = static_cast<float>(h >> 41) * 0x1p-23f + 0x1p-24f;
     Better(best, best_i, (l - m) * inv_t - logf(-logf(u)), i);
-  }
+  });
   BlockArgmax(best, best_i, si, sf);
   return best_i == INT_MAX ? top : best_i;
 }
 
-__global__ void __launch_bounds__(kSampleThreads)
+__global__ void __launch_bounds__(kSampleThreads, 1)
     SampleKernel(const float* __restrict__ logits, int vocab,
                  const SampleRowParams* __restrict__ params, int* __restrict__ ids,
                  float* __restrict__ logprobs) {
@@ -298,7 +318,7 @@ __global__ void __launch_bounds__(kSampleThreads)
   const SampleRowParams p = params[blockIdx.x];
   float m = -INFINITY;
   int top = INT_MAX;
-  for (int i = threadIdx.x; i < vocab; i += kSampleThreads) Better(m, top, LoadLogit(row, i), i);
+  ForEachLogit(row, vocab, [&](int i, float l) { Better(m, top, l, i); });
   BlockArgmax(m, top, si, sf);
   if (top == INT_MAX) top = 0;
   const bool greedy = !(p.temperature > 0.0f) || p.top_k == 1 || !isfinite(m);
@@ -306,7 +326,7 @@ __global__ void __launch_bounds__(kSampleThreads)
   float lp = 0.0f;
   if (logprobs) {
     float z[1] = {0.0f};
-    for (int i = threadIdx.x; i < vocab; i += kSampleThreads) z[0] += expf(LoadLogit(row, i) - m);
+    ForEachLogit(row, vocab, [&](int, float l) { z[0] += expf(l - m); });
     BlockSumArray<1>(z, sf);
     lp = LoadLogit(row, id) - m - logf(z[0]);
   }
