@@ -2,7 +2,9 @@
 // real shapes with random weights generated on the GPU (no checkpoint), then measures decode at
 // several batch sizes (prompts of --prompt-len, --gen-tokens steps each) and prefill of long
 // prompts, and prints achieved weight bandwidth against a device-to-device copy measured in the
-// same run. With --vision it measures the vision encoder instead (cli/bench_vision.h).
+// same run. With --vision it measures the vision encoder instead (cli/bench_vision.h). --sampling
+// picks how decode steps choose tokens (greedy on the GPU, sampled on the GPU, or sampled on the
+// host from copied logits, as the engine did before GPU sampling).
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
@@ -17,6 +19,7 @@
 #include "model/config.h"
 #include "model/weights.h"
 #include "util/mapped_file.h"
+#include "runtime/sampling.h"
 #if GS_HAVE_CUDA
 #include "runtime/cuda/cuda_runner.h"
 #endif
@@ -53,6 +56,7 @@ struct BenchOptions {
   int eager_steps = -1;
   bool enforce_eager = false;
   std::vector<std::string> kv_dtypes = {"bf16"};  // one full run each, then a comparison
+  std::string sampling = "greedy";  // greedy | gpu | host
 };
 
 #if GS_HAVE_CUDA
@@ -87,6 +91,43 @@ BatchSequence Sequence(int seq, int first, int count, int start, int per_seq,
   return s;
 }
 
+// Gemma 4's generation_config sampling (T 1, top_k 64, top_p 0.95), seeded per sequence.
+SamplingParams BenchSampling(int seq) {
+  SamplingParams p;
+  p.temperature = 1.0;
+  p.top_k = 64;
+  p.top_p = 0.95;
+  p.seed = static_cast<uint64_t>(seq);
+  return p;
+}
+
+// One decode step's tokens: ForwardGreedy, ForwardSample (GPU sampling), or Forward + the host
+// Sampler per row (logits copied to the host).
+Status DecodeStep(CudaRunner& runner, const Batch& b, const std::string& mode, int step,
+                  std::vector<int32_t>* next) {
+  if (mode == "greedy") return runner.ForwardGreedy(b, next);
+  const size_t rows = b.logits_indices.size();
+  if (mode == "gpu") {
+    std::vector<GpuSamplingParams> per_row(rows);
+    for (size_t r = 0; r < rows; ++r) {
+      const SamplingParams p = BenchSampling(static_cast<int>(r));
+      per_row[r] = {static_cast<float>(p.temperature), p.top_k, static_cast<float>(p.top_p),
+                    static_cast<float>(p.min_p), *p.seed, static_cast<uint64_t>(step)};
+    }
+    return runner.ForwardSample(b, per_row, next, nullptr, nullptr);
+  }
+  std::vector<float> logits;
+  GS_RETURN_IF_ERROR(runner.Forward(b, &logits));
+  const size_t vocab = static_cast<size_t>(runner.config().vocab_size);
+  next->resize(rows);
+  for (size_t r = 0; r < rows; ++r) {
+    SamplingParams p = BenchSampling(static_cast<int>(r));
+    *p.seed += static_cast<uint64_t>(step) << 20;
+    (*next)[r] = Sampler(p).Sample(std::span<const float>(logits.data() + r * vocab, vocab));
+  }
+  return Ok();
+}
+
 struct DecodeRow {
   int batch = 0;
   double ms_step = 0, tok_s = 0, gb_step = 0, latency_s = 0;
@@ -119,7 +160,7 @@ Expected<DecodeRow> BenchDecode(CudaRunner& runner, int batch, const BenchOption
       b.logits_indices.push_back(s);
     }
     const auto t0 = std::chrono::steady_clock::now();
-    GS_RETURN_IF_ERROR(runner.ForwardGreedy(b, &next));
+    GS_RETURN_IF_ERROR(DecodeStep(runner, b, o.sampling, step, &next));
     const double t = Seconds(t0);
     if (step >= 2) times.push_back(t);  // the first steps warm up plans and caches
     if (step % 16 == 0) {  // reading the expert counts back syncs; sample a few steps
@@ -221,9 +262,14 @@ int RunOnGpu(const ModelConfig& config, const std::string& model, const BenchOpt
 
   std::printf("device: %s; device-to-device copy %.0f GB/s (read + write); weights %.2f GB\n",
               r.device_name().c_str(), *copy_bw, r.weight_bytes() / 1e9);
-  std::printf("decode: prompt %d tokens, %d generated per sequence (median step, greedy on GPU; "
+  const char* picking =
+      o.sampling == "greedy" ? "greedy on GPU"
+      : o.sampling == "gpu"  ? "sampled on GPU, T 1 top_k 64 top_p 0.95"
+                             : "sampled on the host from copied logits, T 1 top_k 64 top_p 0.95";
+  std::printf("decode: prompt %d tokens, %d generated per sequence (median step, %s; "
               "%s; eager column: the same batches kernel by kernel); %s KV cache\n",
-              o.prompt_len, o.gen_tokens, o.enforce_eager ? "--enforce-eager" : "CUDA graphs",
+              o.prompt_len, o.gen_tokens, picking,
+              o.enforce_eager ? "--enforce-eager" : "CUDA graphs",
               kv_dtype == "fp8" ? "FP8 (e4m3)" : "BF16");
   std::printf("| batch | tok/s | ms/step | eager tok/s | graphs/eager | avg request latency s | "
               "weight GB/step | achieved GB/s | %% of copy BW |\n");
@@ -310,6 +356,10 @@ int RunBench(int argc, char** argv) {
   app.add_option("--vision-image-size", vo.image_size, "side of the square test image, pixels")
       ->check(CLI::Range(16, 8192));
   app.add_option("--vision-batches", vision_batches, "images per encoder pass, comma-separated");
+  app.add_option("--sampling", o.sampling,
+                 "how decode steps pick tokens: greedy (argmax on the GPU), gpu (sampling on the "
+                 "GPU: T 1, top_k 64, top_p 0.95), host (the same on the CPU from copied logits)")
+      ->check(CLI::IsMember({"greedy", "gpu", "host"}));
   std::string kv_dtypes = "bf16";
   app.add_option("--kv-cache-dtype", kv_dtypes,
                  "KV cache element type: bf16, fp8 (e4m3 with per-row scales), or a comma list "

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <unordered_map>
 
+#include "engine/device_sampling.h"
 #include "vision/image_hash.h"
 
 namespace gs {
@@ -320,16 +321,41 @@ void Engine::Step(StepResult* out) {
     // Every sequence of the step belonged to requests whose image failed to encode.
   } else if (!RunCopies(plan.slot_copies, &error)) {
     scheduler_.Fail(plan, error, &result);
-  } else if (Status st = runner_.Forward(plan.batch, &logits_); !st) {
+  } else if (Status st = RunModel(plan); !st) {
     scheduler_.Fail(plan, StrCat("forward step failed: ", st.error().message), &result);
   } else {
     ReleaseImages(plan);
-    scheduler_.Update(plan, logits_, &result);
+    scheduler_.Update(plan, logits_, device_step_ ? &device_samples_ : nullptr, &result);
     if (!RunCopies(result.slot_copies, &error)) {
       // A snapshot that was not taken must not be used: drop every snapshot slot touched.
       for (const auto& [src, dst] : result.slot_copies) scheduler_.ForgetSnapshot(dst);
     }
   }
+}
+
+Status Engine::RunModel(const StepPlan& plan) {
+  const size_t rows = plan.batch.logits_indices.size();
+  // A step of prefill chunks only (no token to pick) runs as before.
+  device_step_ = runner_.samples_on_device() && rows > 0;
+  if (!device_step_) return runner_.Forward(plan.batch, &logits_);
+  std::vector<GpuSamplingParams> per_row(rows);  // greedy for rows sampled here (result unused)
+  DeviceSamples& d = device_samples_;
+  d.picked.assign(rows, 0);
+  bool host_rows = false, want_logprobs = false;
+  for (const ScheduledSequence& e : plan.entries) {
+    if (e.logits_row < 0) continue;
+    const size_t row = static_cast<size_t>(e.logits_row);
+    if (std::optional<GpuSamplingParams> g = DeviceSamplingFor(*e.seq)) {
+      per_row[row] = *g;
+      d.picked[row] = 1;
+      want_logprobs |= e.seq->request->request.logprobs;
+    } else {
+      host_rows = true;
+    }
+  }
+  d.logprobs.clear();
+  return runner_.ForwardSample(plan.batch, per_row, &d.ids, want_logprobs ? &d.logprobs : nullptr,
+                               host_rows ? &logits_ : nullptr);
 }
 
 // Encodes the plan's images that have no embeddings now (first prefill, or again after a

@@ -88,6 +88,9 @@ class Engine {
   void ReleaseImages(const StepPlan& plan);
   void Loop();
   void Step(StepResult* result);
+  // The forward step: Forward, or ForwardSample when the runner samples on its device (then the
+  // host logits are copied only when some row must be sampled here).
+  Status RunModel(const StepPlan& plan);
   bool RunCopies(const std::vector<std::pair<int, int>>& copies, std::string* error);
   void Deliver(StepResult& result);
   void Publish();
@@ -111,6 +114,8 @@ class Engine {
   mutable std::mutex metrics_mu_;
   EngineMetrics published_;
   std::vector<float> logits_;
+  DeviceSamples device_samples_;
+  bool device_step_ = false;  // the last RunModel went through ForwardSample
   std::mutex join_mu_;
   std::thread thread_;
 };

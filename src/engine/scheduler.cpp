@@ -254,7 +254,8 @@ void Scheduler::CacheBlocks(Sequence& s, StepResult* out) {
   }
 }
 
-void Scheduler::Update(const StepPlan& plan, std::vector<float>& logits, StepResult* out) {
+void Scheduler::Update(const StepPlan& plan, std::vector<float>& logits,
+                       const DeviceSamples* device, StepResult* out) {
   const size_t vocab = static_cast<size_t>(model_.vocab_size);
   ++metrics_.steps;
   for (const ScheduledSequence& e : plan.entries) {
@@ -262,8 +263,14 @@ void Scheduler::Update(const StepPlan& plan, std::vector<float>& logits, StepRes
     s.num_computed += e.num_new;
     metrics_.computed_tokens += static_cast<uint64_t>(e.num_new);
     CacheBlocks(s, out);
-    if (e.logits_row >= 0) {
-      SampleNext(s, std::span<float>(logits.data() + static_cast<size_t>(e.logits_row) * vocab, vocab), out);
+    if (e.logits_row < 0) continue;
+    const size_t row = static_cast<size_t>(e.logits_row);
+    if (device && row < device->picked.size() && device->picked[row]) {
+      const Request& req = s.request->request;
+      const float lp = req.logprobs && row < device->logprobs.size() ? device->logprobs[row] : 0.0f;
+      Emit(s, device->ids[row], req, lp, {}, out);
+    } else {
+      SampleNext(s, std::span<float>(logits.data() + row * vocab, vocab), out);
     }
   }
   CollectFinished();
@@ -279,6 +286,19 @@ void Scheduler::SampleNext(Sequence& s, std::span<float> row, StepResult* out) {
   if (s.constraint) s.constraint->Mask(row);
   const int32_t token = s.sampler.SampleInPlace(row);
   if (s.constraint) s.constraint->Accept(token);
+  float logprob = 0.0f;
+  std::vector<TokenLogprob> top;
+  if (req.logprobs) {
+    Logprobs lp = ComputeLogprobs(raw, token, req.top_logprobs);
+    logprob = lp.chosen;
+    top = std::move(lp.top);
+  }
+  Emit(s, token, req, logprob, std::move(top), out);
+}
+
+// Records the sequence's next token and its event; ends the sequence when a stop rule says so.
+void Scheduler::Emit(Sequence& s, int32_t token, const Request& req, float logprob,
+                     std::vector<TokenLogprob> top_logprobs, StepResult* out) {
   s.tokens.push_back(token);
   ++metrics_.generation_tokens;
 
@@ -296,9 +316,8 @@ void Scheduler::SampleNext(Sequence& s, std::span<float> row, StepResult* out) {
   ev.index = s.index;
   ev.token = token;
   if (req.logprobs) {
-    Logprobs lp = ComputeLogprobs(raw, token, req.top_logprobs);
-    ev.logprob = lp.chosen;
-    ev.top_logprobs = std::move(lp.top);
+    ev.logprob = logprob;
+    ev.top_logprobs = std::move(top_logprobs);
   }
   const StopResult stop = s.stop.Check(token, s.num_output(), s.length());
   if (stop.reason == FinishReason::kNone) {

@@ -59,6 +59,14 @@ struct StepPlan {
   bool empty() const { return entries.empty(); }
 };
 
+// Tokens the runner already picked for some logits rows (ModelRunner::ForwardSample); the other
+// rows are sampled from the host logits as before.
+struct DeviceSamples {
+  std::vector<char> picked;     // per logits row
+  std::vector<int32_t> ids;     // per logits row (valid where picked)
+  std::vector<float> logprobs;  // per logits row, when some picked row's request wants logprobs
+};
+
 struct Emitted {
   RequestHandle stream;
   TokenEvent event;
@@ -79,9 +87,11 @@ class Scheduler {
   int num_waiting_requests() const { return waiting_requests_; }
 
   StepPlan Schedule();
-  // After a successful forward step: advances the sequences, caches full blocks, samples and
-  // checks stop conditions. `logits` rows are modified in place.
-  void Update(const StepPlan& plan, std::vector<float>& logits, StepResult* out);
+  // After a successful forward step: advances the sequences, caches full blocks, samples (or
+  // takes `device`'s token for rows it picked; may be null) and checks stop conditions. `logits`
+  // rows are modified in place.
+  void Update(const StepPlan& plan, std::vector<float>& logits, const DeviceSamples* device,
+              StepResult* out);
   // Takes the sequences of `requests` out of a plan not yet run (before Abort ends them), so the
   // rest of the step can still run.
   void DropFromPlan(StepPlan* plan, const std::vector<RequestId>& requests);
@@ -107,6 +117,8 @@ class Scheduler {
   std::vector<BlockKey> Keys(Sequence& s, int num_blocks);
   void CacheBlocks(Sequence& s, StepResult* out);
   void SampleNext(Sequence& s, std::span<float> row, StepResult* out);
+  void Emit(Sequence& s, int32_t token, const Request& req, float logprob,
+            std::vector<TokenLogprob> top_logprobs, StepResult* out);
   void Finish(Sequence* s, TokenEvent event, StepResult* out);
   void CollectFinished();
 

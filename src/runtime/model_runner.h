@@ -2,6 +2,7 @@
 // implement it; the engine owns the KV block allocation and passes block tables in the Batch.
 #pragma once
 
+#include <cstdint>
 #include <vector>
 
 #include "model/config.h"
@@ -17,6 +18,19 @@ struct KvCacheSpec {
   int num_global_blocks = 0;    // size of the paged pool shared by all sequences
 };
 
+// Token selection a runner can do where the logits are (issue 4): SamplingParams without
+// penalties, logit bias or masks. The randomness is a pure function of (seed, step, token id), so
+// a sequence's tokens do not depend on the batch; the CUDA kernel and the default (CPU) version
+// below use different generators, so the same seed gives different samples on each.
+struct GpuSamplingParams {
+  float temperature = 0.0f;  // 0 = greedy (argmax, lowest id on ties)
+  int top_k = 0;             // 0 = off; 1 = greedy
+  float top_p = 1.0f;        // 1 = off
+  float min_p = 0.0f;        // 0 = off
+  uint64_t seed = 0;
+  uint64_t step = 0;         // tokens the sequence generated before this one
+};
+
 class ModelRunner {
  public:
   virtual ~ModelRunner() = default;
@@ -26,6 +40,17 @@ class ModelRunner {
   // Runs the new tokens through the model, appends their K/V to the cache, and writes the final
   // (softcapped) logits of batch.logits_indices into `logits`, row-major [indices, vocab].
   virtual Status Forward(const Batch& batch, std::vector<float>* logits) = 0;
+
+  // Forward, then one token per logits row: ids[r] drawn with per_row[r]; logprobs (may be null)
+  // [r] = log_softmax(raw logits)[ids[r]]; logits (may be null) as Forward writes them, for rows
+  // the caller samples itself. The default runs Forward and samples on the host (sampling.h with
+  // a generator seeded from (seed, step)); runners with samples_on_device() do it where the
+  // logits are and copy only what was asked for.
+  virtual Status ForwardSample(const Batch& batch, const std::vector<GpuSamplingParams>& per_row,
+                               std::vector<int32_t>* ids, std::vector<float>* logprobs,
+                               std::vector<float>* logits);
+  // Whether ForwardSample saves the logits' trip to the host (the engine uses it only then).
+  virtual bool samples_on_device() const { return false; }
 
   // Copies the sliding-layer KV ring of slot `src` over that of slot `dst` (every sliding layer,
   // all `sliding_window` positions). The engine keeps prefix-cache snapshots of sliding state in

@@ -50,6 +50,8 @@ class Sampler {
   // The same on a copy.
   int32_t Sample(std::span<const float> logits);
 
+  const SamplingParams& params() const { return params_; }
+
  private:
   void ApplyBiasAndPenalties(std::span<float> logits) const;
   int32_t SampleTruncated(std::span<const float> logits);

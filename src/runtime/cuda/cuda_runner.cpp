@@ -32,6 +32,8 @@ struct Scratch {
   DeviceBuffer router_in, router_logits, topk_ids, topk_w, offsets, entries, active;
   DeviceBuffer inter_moe, slot_out, partial;
   DeviceBuffer x_logits, logits, argmax, meta;
+  // ForwardSample's (outside the decode graphs: growing them needs no recapture).
+  DeviceBuffer sample_params, sample_ids, sample_logprobs;
 };
 
 }  // namespace
@@ -51,6 +53,7 @@ struct CudaRunner::Impl {
   Scratch s;
   cuda::PinnedBuffer meta_host;
   std::unique_ptr<cuda::VisionEncoder> vision;  // null: no image input
+  cuda::PinnedBuffer sample_host;  // ForwardSample's parameters, then its results
 
   // This step's metadata (host copies and device pointers).
   std::map<int, TileList> tiles;  // by tile size
@@ -709,6 +712,64 @@ Expected<std::vector<std::vector<float>>> CudaRunner::EncodeImages(
 Expected<std::vector<float>> CudaRunner::EncodeImage(const ProcessedImage& image) {
   GS_ASSIGN_OR_RETURN(auto soft, EncodeImages({&image}));
   return std::move(soft[0]);
+}
+
+Status CudaRunner::ForwardSample(const Batch& batch, const std::vector<GpuSamplingParams>& per_row,
+                                 std::vector<int32_t>* ids, std::vector<float>* logprobs,
+                                 std::vector<float>* logits) {
+  Impl& m = *impl_;
+  const size_t R = batch.logits_indices.size();
+  if (per_row.size() != R) {
+    return MakeError("ForwardSample: ", per_row.size(), " sampling rows for ", R, " logits rows");
+  }
+  for (size_t r = 0; r < R; ++r) {
+    const GpuSamplingParams& g = per_row[r];
+    if (!std::isfinite(g.temperature) || g.top_k < 0 || !(g.top_p > 0.0f) ||
+        !(g.min_p >= 0.0f && g.min_p <= 1.0f)) {
+      return MakeError("ForwardSample: row ", r, " has invalid sampling parameters (temperature ",
+                       g.temperature, ", top_k ", g.top_k, ", top_p ", g.top_p, ", min_p ",
+                       g.min_p, ")");
+    }
+  }
+  GS_RETURN_IF_ERROR(m.Step(batch));
+  std::vector<cuda::SampleRowParams> params(R);
+  for (size_t r = 0; r < R; ++r) {
+    const GpuSamplingParams& g = per_row[r];
+    params[r] = {g.temperature, g.top_k, g.top_p, g.min_p, g.seed, g.step};
+  }
+  const size_t param_bytes = R * sizeof(cuda::SampleRowParams);
+  const size_t result_bytes = R * (sizeof(int32_t) + sizeof(float));
+  GS_RETURN_IF_ERROR(m.sample_host.Reserve(std::max(param_bytes, result_bytes)));
+  std::copy(params.begin(), params.end(), m.sample_host.get<cuda::SampleRowParams>());
+  GS_RETURN_IF_ERROR(m.s.sample_params.Reserve(param_bytes, "sampling parameters"));
+  GS_RETURN_IF_ERROR(m.s.sample_ids.Reserve(R * sizeof(int32_t), "sampled ids"));
+  GS_RETURN_IF_ERROR(m.s.sample_logprobs.Reserve(R * sizeof(float), "sampled logprobs"));
+  GS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(m.s.sample_params.get(), m.sample_host.get(),
+                                          param_bytes, cudaMemcpyHostToDevice, m.stream));
+  const int vocab = m.config.vocab_size;
+  GS_RETURN_IF_ERROR(cuda::LaunchSample(
+      m.s.logits.get<float>(), static_cast<int>(R), vocab,
+      m.s.sample_params.get<cuda::SampleRowParams>(), m.s.sample_ids.get<int>(),
+      logprobs ? m.s.sample_logprobs.get<float>() : nullptr, m.stream));
+  // The results land in the pinned buffer behind the parameters' upload (stream order).
+  int32_t* host_ids = m.sample_host.get<int32_t>();
+  float* host_lp = reinterpret_cast<float*>(host_ids + R);
+  GS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(host_ids, m.s.sample_ids.get(), R * sizeof(int32_t),
+                                          cudaMemcpyDeviceToHost, m.stream));
+  if (logprobs) {
+    GS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(host_lp, m.s.sample_logprobs.get(), R * sizeof(float),
+                                            cudaMemcpyDeviceToHost, m.stream));
+  }
+  if (logits) {
+    logits->resize(R * static_cast<size_t>(vocab));
+    GS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(logits->data(), m.s.logits.get(),
+                                            logits->size() * sizeof(float),
+                                            cudaMemcpyDeviceToHost, m.stream));
+  }
+  GS_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(m.stream));
+  ids->assign(host_ids, host_ids + R);
+  if (logprobs) logprobs->assign(host_lp, host_lp + R);
+  return Ok();
 }
 
 Status CudaRunner::CopySlot(int src, int dst) {

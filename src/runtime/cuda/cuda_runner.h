@@ -48,6 +48,13 @@ class CudaRunner : public ModelRunner {
       const std::vector<const ProcessedImage*>& images);
   // Bytes of vision tower + projector weights on the GPU (0 without vision).
   int64_t vision_weight_bytes() const;
+  // Samples on the GPU (cuda/sampling.cu LaunchSample) after the step, which runs as Forward's
+  // (a decode bucket's CUDA graph or eagerly); the sampling kernel itself is one eager launch
+  // after it. Copies back ids (and logprobs / logits only when asked for).
+  Status ForwardSample(const Batch& batch, const std::vector<GpuSamplingParams>& per_row,
+                       std::vector<int32_t>* ids, std::vector<float>* logprobs,
+                       std::vector<float>* logits) override;
+  bool samples_on_device() const override { return true; }
 
   // Greedy decoding without copying logits: ids[i] = argmax of the (softcapped) logits of
   // batch.logits_indices[i], computed on the GPU.

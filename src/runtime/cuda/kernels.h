@@ -207,6 +207,25 @@ Status LaunchSoftcap(float* logits, int64_t n, float cap, cudaStream_t stream);
 // out[r] = index of the largest logit of row r (lowest index on ties).
 Status LaunchArgmax(const float* logits, int rows, int vocab, int* out, cudaStream_t stream);
 
+// One row's token selection (runtime/model_runner.h GpuSamplingParams, laid out for the device).
+struct SampleRowParams {
+  float temperature;  // <= 0: greedy
+  int top_k;          // 0 = off, 1 = greedy
+  float top_p;        // >= 1 = off
+  float min_p;        // <= 0 = off
+  uint64_t seed;
+  uint64_t step;
+};
+
+// One token per row of logits [rows, vocab] (one block per row): argmax (lowest index on ties)
+// when greedy; otherwise a draw from softmax(logits / T) restricted to the prefix of the order
+// (logit descending, index ascending) that top-k, then top-p over the renormalized top-k set,
+// then min-p (p >= min_p · p_max) keep — runtime/sampling.cpp's definitions. The draw is
+// Gumbel-max with counter-based noise of (seed, step, index): a row's token depends only on its
+// own logits and parameters. logprobs (may be null): log_softmax(logits)[id].
+Status LaunchSample(const float* logits, int rows, int vocab, const SampleRowParams* params,
+                    int* ids, float* logprobs, cudaStream_t stream);
+
 // ---------------------------------------------------------------------------------------------
 // bf16_to_f32.cu: out[i] = float(in[i]) (load-time widening of the router weights).
 Status LaunchBf16ToF32(const bf16* in, int64_t n, float* out, cudaStream_t stream);
