@@ -211,10 +211,12 @@ Status Launch(const PackedMatrix& w, const GemmRows& rows, const bf16* x, int x_
   const int z = std::clamp(4 * DeviceSmCount() / std::max(blocks_xy, 1), 1, chunks);
   const dim3 grid((tiles + kWarps - 1) / kWarps, std::max(rows.max_active, 1), z);
   const size_t smem = static_cast<size_t>(row_cap) * kXStride * sizeof(bf16);
-  // GS_GEMM_LDMATRIX=0 selects the shared-load B path (for A/B timing, docs/benchmarks.md).
+  // B fragments by two 4-byte shared loads per n-tile (default) or by ldmatrix.x4
+  // (GS_GEMM_LDMATRIX=1): the ldmatrix variant needs 154 instead of 127 registers, drops to 3
+  // blocks per SM and measured 26% slower for a 4K prefill on the H100 (docs/benchmarks.md).
   static const bool ldmatrix = [] {
     const char* env = std::getenv("GS_GEMM_LDMATRIX");
-    return env == nullptr || std::atoi(env) != 0;
+    return env != nullptr && std::atoi(env) != 0;
   }();
   auto kernel = ldmatrix ? PackedGemmKernel<kFormat, kEpi, true>
                          : PackedGemmKernel<kFormat, kEpi, false>;
