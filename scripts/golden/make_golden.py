@@ -118,7 +118,7 @@ CONFIGS_BF16 = [
          experts=6, top_k=2, window=8, prompt_lens=[24, 29], vision=False),
     dict(name="moe_vlm_keqv_c", arch="Gemma4ForConditionalGeneration", seed=2102,
          hidden=64, layer_types="ssfsf", heads=2, head_dim=64, global_head_dim=128,
-         kv_heads=2, global_kv_heads=1, k_eq_v=True, intermediate=128, moe_intermediate=64,
+         kv_heads=2, global_kv_heads=1, k_eq_v=True, intermediate=64, moe_intermediate=64,
          experts=6, top_k=3, window=8, prompt_lens=[24, 28], vision=True, shard_modelopt=True),
     dict(name="moe_causal_vproj_c", arch="Gemma4ForCausalLM", seed=3103,
          hidden=64, layer_types="sfsf", heads=4, head_dim=32, global_head_dim=64,
