@@ -2,7 +2,7 @@
 // real shapes with random weights generated on the GPU (no checkpoint), then measures decode at
 // several batch sizes (prompts of --prompt-len, --gen-tokens steps each) and prefill of long
 // prompts, and prints achieved weight bandwidth against a device-to-device copy measured in the
-// same run.
+// same run. With --vision it measures the vision encoder instead (cli/bench_vision.h).
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
@@ -11,6 +11,7 @@
 #include <numeric>
 #include <sstream>
 
+#include "cli/bench_vision.h"
 #include "cli/commands.h"
 #include "cli/model_loading.h"
 #include "model/config.h"
@@ -298,6 +299,17 @@ int RunBench(int argc, char** argv) {
       ->check(CLI::Range(-1, 1 << 16));
   app.add_flag("--enforce-eager", o.enforce_eager,
                "run decode steps kernel by kernel (no CUDA graphs)");
+  bool vision = false;
+  VisionBenchOptions vo;
+  std::string vision_batches = "1,8";
+  app.add_flag("--vision", vision,
+               "benchmark the vision encoder instead: images/s per encoder pass of "
+               "--vision-batches images, and the TTFT of a one-image chat prompt");
+  app.add_option("--vision-budget", vo.max_soft_tokens, "soft-token budget of the test image")
+      ->check(CLI::IsMember({70, 140, 280, 560, 1120}));
+  app.add_option("--vision-image-size", vo.image_size, "side of the square test image, pixels")
+      ->check(CLI::Range(16, 8192));
+  app.add_option("--vision-batches", vision_batches, "images per encoder pass, comma-separated");
   std::string kv_dtypes = "bf16";
   app.add_option("--kv-cache-dtype", kv_dtypes,
                  "KV cache element type: bf16, fp8 (e4m3 with per-row scales), or a comma list "
@@ -335,6 +347,12 @@ int RunBench(int argc, char** argv) {
   Expected<ModelConfig> config =
       load_format == "dummy" ? LoadConfigPath(config_path) : LoadModelConfig(model);
   if (!config) return Fail("bench", config.error().message);
+  if (vision) {
+    auto vb = ParseList(vision_batches, "--vision-batches");
+    if (!vb) return Fail("bench", vb.error().message);
+    vo.batches = *vb;
+    return RunVisionBench(*config, load_format == "dummy" ? std::string() : model, vo);
+  }
 #if GS_HAVE_CUDA
   std::vector<RunResult> runs;
   for (const std::string& kv : o.kv_dtypes) {

@@ -65,10 +65,6 @@ Expected<LoadedModel> LoadModel(const std::string& model, const std::string& dev
   LoadedModel loaded;
   loaded.dir = host.dir;
   const KvCacheSpec spec = KvSpecForSingleSequence(max_tokens_in_kv);
-  if (with_vision && device != "cpu") {
-    return MakeError("image input runs on --device cpu only for now (the CUDA vision encoder is "
-                     "not written yet)");
-  }
   if (device == "cpu") {
     std::optional<VisionWeights> vision;
     if (with_vision) {
@@ -83,6 +79,10 @@ Expected<LoadedModel> LoadModel(const std::string& model, const std::string& dev
 #if GS_HAVE_CUDA
   const auto t0 = std::chrono::steady_clock::now();
   GS_ASSIGN_OR_RETURN(auto runner, CreateCudaRunner(host.config, host.weights, spec));
+  if (with_vision && !runner->supports_vision()) {
+    return MakeError(model, ": image input needs the checkpoint's vision tower, which was not "
+                     "loaded (see the note above)");
+  }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::fprintf(stderr, "uploaded %.2f GB of weights to %s in %.2f s\n",
                static_cast<double>(runner->weight_bytes()) / 1e9, runner->device_name().c_str(),

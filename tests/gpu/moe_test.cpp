@@ -116,7 +116,7 @@ TEST(Moe, RouterMatchesCpu) {
   scale.Upload(f.w.router_scale);
   pes.Upload(f.w.per_expert_scale);
   ones.Upload(std::vector<float>(kHidden, 1.0f));
-  for (int t : {1, 3, 17, 64, 129, 300}) {
+  for (int t : {1, 3, 8, 17, 64, 129, 300}) {
     std::normal_distribution<float> dist(0.0f, 3.0f);
     std::vector<float> h1(static_cast<size_t>(t) * kHidden);
     for (float& v : h1) v = dist(rng);
@@ -134,8 +134,13 @@ TEST(Moe, RouterMatchesCpu) {
     GS_ASSERT_OK(cuda::LaunchPostAttention(dh.get(), zero.get(), t, kHidden, ones.get(),
                                            ones.get(), ones.get(), scale.get(), 1e-6f, xd.get(),
                                            nullptr, router_in.get(), nullptr));
-    GS_ASSERT_OK(gemm.RunF32(router_in.get(), t, kHidden, router.get(), kExperts, logits.get(),
-                             nullptr));
+    if (t <= cuda::kRouterGemvTokens) {  // as the runner: the decode GEMV, else cuBLASLt
+      GS_ASSERT_OK(cuda::LaunchRouterLogits(router_in.get(), t, kHidden, router.get(), kExperts,
+                                            logits.get(), nullptr));
+    } else {
+      GS_ASSERT_OK(gemm.RunF32(router_in.get(), t, kHidden, router.get(), kExperts, logits.get(),
+                               nullptr));
+    }
     GS_ASSERT_OK(cuda::LaunchRouterSelect(logits.get(), t, kExperts, kTopK, pes.get(), nullptr,
                                           ids.get(), wts.get(), offsets.get(), entries.get(),
                                           active.get(), count.get(), nullptr));
@@ -327,10 +332,20 @@ TEST(Moe, FfnCombineMatchesReference) {
     d1.Upload(p1);
     d2.Upload(p2);
     dp.Upload(p);
+    const auto next = norm_w();
+    DeviceArray<float> dn;
+    dn.Upload(next);
+    DeviceArray<bf16> x_next(h.size());
+    x_next.Poison();
     GS_ASSERT_OK(cuda::LaunchFfnCombine(dh.get(), dd.get(), with_moe ? ds.get() : nullptr, kTopK, t,
                                         kHidden, d1.get(), d2.get(), dp.get(), scalar, 1e-6f,
-                                        nullptr));
+                                        dn.get(), x_next.get(), nullptr));
     EXPECT_LT(gputest::WorstRowRelL2(dh.Download(), want, kHidden), 1e-5) << "moe " << with_moe;
+    // The next layer's input norm, fused: bf16(rms(h) ⊙ next).
+    std::vector<float> want_x = want;
+    cpu::RmsNorm(want_x.data(), t, kHidden, next, 1e-6f);
+    EXPECT_LT(gputest::WorstRowRelL2(gputest::FromBf16(x_next.Download()), want_x, kHidden), 4e-3)
+        << "moe " << with_moe;
   }
 }
 

@@ -6,9 +6,8 @@
 #include "runtime/cpu/cpu_ops.h"
 
 namespace gs::cpu {
-namespace {
 
-Status CheckImage(const VisionConfig& vc, const ProcessedImage& img) {
+Status CheckVisionInput(const VisionConfig& vc, const ProcessedImage& img) {
   const int n = img.num_patches(), k = vc.pooling_kernel_size;
   if (img.patch_size != vc.patch_size || img.pooling_kernel_size != k) {
     return MakeError("image was preprocessed with patch ", img.patch_size, " / pooling ",
@@ -26,6 +25,8 @@ Status CheckImage(const VisionConfig& vc, const ProcessedImage& img) {
   }
   return Ok();
 }
+
+namespace {
 
 // e = 2·(pixels − 0.5) · W_inᵀ + T_x[x] + T_y[y]
 std::vector<float> EmbedPatches(const VisionConfig& vc, const VisionWeights& w,
@@ -137,7 +138,7 @@ Expected<std::vector<float>> EncodeImage(const ModelConfig& config, const Vision
                                          const ProcessedImage& img, ThreadPool& pool) {
   if (!config.vision) return MakeError("the model has no vision_config: it takes no images");
   const VisionConfig& vc = *config.vision;
-  GS_RETURN_IF_ERROR(CheckImage(vc, img));
+  GS_RETURN_IF_ERROR(CheckVisionInput(vc, img));
   if (w.layers.size() != static_cast<size_t>(vc.num_layers)) {
     return MakeError("vision weights have ", w.layers.size(), " layers, config ", vc.num_layers);
   }

@@ -15,6 +15,10 @@
 
 namespace gs::cpu {
 
+// The checks every encoder makes first: the image was preprocessed for this tower (patch size,
+// pooling kernel), its patch grid and arrays agree, and the grid fits the position table.
+Status CheckVisionInput(const VisionConfig& vc, const ProcessedImage& image);
+
 // Soft-token embeddings [image.num_soft_tokens, config.hidden_size] (text hidden), in the order
 // they replace the image's <|image|> tokens.
 Expected<std::vector<float>> EncodeImage(const ModelConfig& config, const VisionWeights& weights,

@@ -62,6 +62,9 @@ Status LaunchAttention(const AttentionLayer& layer, const AttentionMeta& meta, c
                      AttentionTileTokens(group, true), " (decode) nor ",
                      AttentionTileTokens(group, false), " (prefill) for GQA group ", group);
   }
+  if (decode && meta.key_limit != nullptr) {
+    return MakeError("LaunchAttention: image spans (key_limit) need the prefill kernel's tiles");
+  }
   if (splits < 1 || (splits > 1 && partial == nullptr)) {
     return MakeError("LaunchAttention: bad split count ", splits);
   }

@@ -31,6 +31,9 @@ __device__ __forceinline__ TileInfo GetTile(const AttentionMeta& m, int tile, in
   t.table = m.seq_table[s];
   t.pos0 = t.start + (t.tok0 - t.first);
   t.kend = t.pos0 + t.nq - 1;
+  // Image tokens may see keys after their own position (up to their span's end): the tile's
+  // keys then reach the limit of its last token (limits never decrease along a sequence).
+  if (m.key_limit != nullptr) t.kend = max(t.kend, m.key_limit[t.tok0 + t.nq - 1]);
   t.kbeg = window > 0 ? max(0, t.pos0 - window + 1) : 0;
   return t;
 }
@@ -56,6 +59,12 @@ __device__ __forceinline__ void SplitTiles(int n_tiles, int min_tiles, int* begi
 // Key p is visible to the query at position pos (causal, and inside the sliding window).
 __device__ __forceinline__ bool Visible(int p, int pos, int window) {
   return p <= pos && (window == 0 || pos - p < window);
+}
+
+// The same with the query's last visible key `limit` ≥ pos (image spans; HF's rule: (k ≤ q or
+// same image) and k > q − window — the window only bounds the past).
+__device__ __forceinline__ bool VisibleUpTo(int p, int pos, int limit, int window) {
+  return p <= limit && (window == 0 || pos - p < window);
 }
 
 // ---- tensor-core and async-copy primitives ----

@@ -154,7 +154,15 @@ __global__ void __launch_bounds__(PrefillShape<D>::kThreads)
         for (int e = 0; e < 2; ++e) {
           const int p = k0 + nt * 8 + 2 * (lane % 4) + e;
           float& x = s[nt][2 * h + e];
-          x = row_ok[h] && Visible(p, pos[h], L.window) ? x : -INFINITY;
+          bool visible;
+          if (meta.key_limit == nullptr) {
+            visible = Visible(p, pos[h], L.window);
+          } else {  // reread per tile rather than held in registers, which are at their limit
+            const int qi = (rg * 16 + lane / 4 + 8 * h) / group;
+            visible = row_ok[h] && VisibleUpTo(p, pos[h], __ldg(meta.key_limit + t.tok0 + qi),
+                                               L.window);
+          }
+          x = row_ok[h] && visible ? x : -INFINITY;
           mx = fmaxf(mx, x);
         }
       }

@@ -2,12 +2,15 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <map>
 
 #include "runtime/cuda/bf16_gemm.h"
 #include "runtime/cuda/device_memory.h"
 #include "runtime/cuda/device_model.h"
 #include "runtime/cuda/kernels.h"
+#include "runtime/cuda/vision_encoder.h"
+#include "model/vision_weights.h"
 #include "util/numeric_formats.h"
 
 namespace gs {
@@ -47,6 +50,7 @@ struct CudaRunner::Impl {
   DeviceBuffer active_counts;  // [layers]: distinct experts of the last step
   Scratch s;
   cuda::PinnedBuffer meta_host;
+  std::unique_ptr<cuda::VisionEncoder> vision;  // null: no image input
 
   // This step's metadata (host copies and device pointers).
   std::map<int, TileList> tiles;  // by tile size
@@ -55,6 +59,7 @@ struct CudaRunner::Impl {
   const int* d_token_ids = nullptr;
   const int* d_logit_rows = nullptr;
   const int* d_valid_tokens = nullptr;
+  const int* d_key_limit = nullptr;  // this step has image spans (sliding layers only)
 
   // Decode graphs (one per batch bucket) and the side stream the dense MLP runs on.
   cudaStream_t side = nullptr;
@@ -92,6 +97,7 @@ struct CudaRunner::Impl {
 
   Status Init(const CudaRunnerOptions& options);
   Status CheckBatch(const Batch& b) const;
+  Status CheckImageSpans(const Batch& b) const;
   Status UploadMeta(const Batch& b, int valid_tokens);
   Status EnsureScratch(int tokens, int logit_rows);
   int AttentionSplits(int tiles, int kv_heads) const;
@@ -184,7 +190,6 @@ Status CudaRunner::Impl::Init(const CudaRunnerOptions& options) {
 }
 
 Status CudaRunner::Impl::CheckBatch(const Batch& b) const {
-  if (!b.image_spans.empty()) return MakeError("batch: image input is not supported by the CUDA runner yet");
   int expected_first = 0;
   if (b.sequences.empty() || b.num_tokens() == 0) return MakeError("batch: no tokens");
   for (const BatchSequence& s : b.sequences) {
@@ -224,6 +229,31 @@ Status CudaRunner::Impl::CheckBatch(const Batch& b) const {
   for (int32_t i : b.logits_indices) {
     if (i < 0 || i >= b.num_tokens()) return MakeError("batch: logits index ", i, " out of range");
   }
+  return CheckImageSpans(b);
+}
+
+// Each span inside one sequence's tokens, in order, not overlapping, with its embedding rows (the
+// CPU runner's rule: key_limit then never points past the sequence's chunk).
+Status CudaRunner::Impl::CheckImageSpans(const Batch& b) const {
+  int prev_end = 0;
+  for (size_t i = 0; i < b.image_spans.size(); ++i) {
+    const BatchImageSpan& s = b.image_spans[i];
+    const int64_t end = int64_t{s.first_token} + s.num_tokens;
+    if (s.num_tokens <= 0 || s.first_token < prev_end || end > b.num_tokens()) {
+      return MakeError("batch: image span ", i, " (tokens ", s.first_token, "..", end,
+                       ") is empty, overlaps another or leaves the batch");
+    }
+    if (s.embeddings.size() != static_cast<size_t>(s.num_tokens) * config.hidden_size) {
+      return MakeError("batch: image span ", i, " has ", s.embeddings.size(),
+                       " embedding values, expected ", s.num_tokens, " x ", config.hidden_size);
+    }
+    bool inside = false;
+    for (const BatchSequence& q : b.sequences) {
+      inside |= s.first_token >= q.first_token && end <= int64_t{q.first_token} + q.num_tokens;
+    }
+    if (!inside) return MakeError("batch: image span ", i, " crosses a sequence boundary");
+    prev_end = static_cast<int>(end);
+  }
   return Ok();
 }
 
@@ -244,6 +274,8 @@ Status CudaRunner::Impl::UploadMeta(const Batch& b, int valid_tokens) {
   const size_t o_pos = mark();
   buf.resize(buf.size() + 2 * static_cast<size_t>(T));
   const size_t o_tseq = o_pos + T;
+  const size_t o_lim = mark();
+  if (!b.image_spans.empty()) buf.resize(buf.size() + static_cast<size_t>(T));
   const size_t o_seq = mark();
   buf.resize(buf.size() + 5 * static_cast<size_t>(S));
   int table_at = 0;
@@ -260,6 +292,13 @@ Status CudaRunner::Impl::UploadMeta(const Batch& b, int valid_tokens) {
     buf[o_seq + 4 * S + si] = table_at;  // relative to the tables, which go last
     table_at += static_cast<int>(s.block_table.size());
   }
+  if (!b.image_spans.empty()) {
+    for (int t = 0; t < T; ++t) buf[o_lim + t] = buf[o_pos + t];
+    for (const BatchImageSpan& span : b.image_spans) {
+      const int last = buf[o_pos + span.first_token + span.num_tokens - 1];
+      for (int i = 0; i < span.num_tokens; ++i) buf[o_lim + span.first_token + i] = last;
+    }
+  }
   const size_t o_rows = mark();
   buf.insert(buf.end(), b.logits_indices.begin(), b.logits_indices.end());
   // The decode kernel takes the step when every sequence fits one of its tiles.
@@ -270,7 +309,9 @@ Status CudaRunner::Impl::UploadMeta(const Batch& b, int valid_tokens) {
   for (const LayerConfig& lc : config.layers) {
     const int group = config.num_heads / lc.num_kv_heads;
     const int decode_size = cuda::AttentionTileTokens(group, true);
-    const int size = cuda::AttentionTileTokens(group, max_seq_tokens <= decode_size);
+    // Image spans take the prefill kernel: only it reads key_limit.
+    const int size = cuda::AttentionTileTokens(
+        group, max_seq_tokens <= decode_size && b.image_spans.empty());
     tile_tokens[group] = size;
     if (tiles.count(size)) continue;
     TileList& tl = tiles[size];
@@ -304,6 +345,7 @@ Status CudaRunner::Impl::UploadMeta(const Batch& b, int valid_tokens) {
   d_token_ids = d + o_ids;
   d_valid_tokens = d + o_valid;
   d_logit_rows = d + o_rows;
+  d_key_limit = b.image_spans.empty() ? nullptr : d + o_lim;
   meta = cuda::AttentionMeta{};
   meta.positions = d + o_pos;
   meta.token_seq = d + o_tseq;
@@ -369,8 +411,11 @@ Status CudaRunner::Impl::Attention(int l) {
   const LayerConfig& lc = L.lc;
   const int T = tokens_, H = config.hidden_size, d = lc.head_dim;
   const float eps = static_cast<float>(config.rms_norm_eps);
-  GS_RETURN_IF_ERROR(cuda::LaunchRmsNorm(Ptr<float>(s.h), nullptr, T, H, L.input_norm, eps,
-                                         Ptr<bf16>(s.x), stream));
+  // Layer 0's input norm; every later layer's comes fused out of the previous FFN combine.
+  if (l == 0) {
+    GS_RETURN_IF_ERROR(cuda::LaunchRmsNorm(Ptr<float>(s.h), nullptr, T, H, L.input_norm, eps,
+                                           Ptr<bf16>(s.x), stream));
+  }
   const int qkv_rows = L.q_rows + L.k_rows + L.v_rows;
   GS_RETURN_IF_ERROR(gemm.Run(Ptr<bf16>(s.x), T, H, L.qkv.get<bf16>(), qkv_rows, s.qkv.get(), true,
                               1.0f, stream));
@@ -387,6 +432,8 @@ Status CudaRunner::Impl::Attention(int l) {
   m.tile_count = m.tile_first + tl.seq.size();
   m.num_tiles = static_cast<int>(tl.seq.size());
   m.tile_tokens = tile_size;
+  // Bidirectional image spans on sliding layers only; global layers stay causal (§4.6).
+  if (lc.kind == LayerKind::kSliding) m.key_limit = d_key_limit;
   cuda::AttentionLayer al;
   al.heads = config.num_heads;
   al.kv_heads = lc.num_kv_heads;
@@ -442,8 +489,14 @@ Status CudaRunner::Impl::Feedforward(int l, int T) {
     // Router in fp32: logits = router_in · Wᵀ (router_in from LaunchPostAttention), then top-k
     // and the grouping of slots by expert. Padding tokens of a decode bucket (beyond
     // *d_valid_tokens) join no expert.
-    GS_RETURN_IF_ERROR(gemm.RunF32(Ptr<float>(s.router_in), T, H, L.router.get<float>(), E,
-                                   Ptr<float>(s.router_logits), stream));
+    if (T <= cuda::kRouterGemvTokens) {
+      GS_RETURN_IF_ERROR(cuda::LaunchRouterLogits(Ptr<float>(s.router_in), T, H,
+                                                  L.router.get<float>(), E,
+                                                  Ptr<float>(s.router_logits), stream));
+    } else {
+      GS_RETURN_IF_ERROR(gemm.RunF32(Ptr<float>(s.router_in), T, H, L.router.get<float>(), E,
+                                     Ptr<float>(s.router_logits), stream));
+    }
     GS_RETURN_IF_ERROR(cuda::LaunchRouterSelect(
         Ptr<float>(s.router_logits), T, E, k, L.per_expert_scale, d_valid_tokens,
         Ptr<int>(s.topk_ids), Ptr<float>(s.topk_w), Ptr<int>(s.offsets), Ptr<int>(s.entries),
@@ -467,9 +520,13 @@ Status CudaRunner::Impl::Feedforward(int l, int T) {
     slot_out = Ptr<float>(s.slot_out);
   }
   GS_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream, join, 0));
+  // The combine also writes the next layer's normalized input (s.x) when there is one.
+  const bool last = l + 1 == config.num_layers;
+  const float* next_norm = last ? nullptr : model.layers[static_cast<size_t>(l) + 1].input_norm;
   return cuda::LaunchFfnCombine(Ptr<float>(s.h), Ptr<float>(s.dense_out), slot_out,
                                 config.top_k_experts, T, H, L.post1, L.post2, L.post,
-                                L.layer_scalar, eps, stream);
+                                L.layer_scalar, eps, next_norm, last ? nullptr : Ptr<bf16>(s.x),
+                                stream);
 }
 
 // Final norm of the requested rows, tied lm_head (fp32 out), softcap.
@@ -489,6 +546,15 @@ Status CudaRunner::Impl::Logits(const Batch& b) {
 Status CudaRunner::Impl::Kernels(const Batch& b) {
   GS_RETURN_IF_ERROR(cuda::LaunchEmbed(d_token_ids, tokens_, model.embed.get<bf16>(),
                                        config.hidden_size, embed_scale, Ptr<float>(s.h), stream));
+  // Image soft tokens replace their rows' embeddings (unscaled). Never inside a graph capture:
+  // steps with images are not decode steps.
+  const size_t H = static_cast<size_t>(config.hidden_size);
+  for (const BatchImageSpan& span : b.image_spans) {
+    GS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(Ptr<float>(s.h) + span.first_token * H,
+                                            span.embeddings.data(),
+                                            span.embeddings.size() * sizeof(float),
+                                            cudaMemcpyHostToDevice, stream));
+  }
   for (int l = 0; l < config.num_layers; ++l) {
     GS_RETURN_IF_ERROR(Attention(l));
     GS_RETURN_IF_ERROR(Feedforward(l, tokens_));
@@ -504,7 +570,7 @@ constexpr int kGraphBuckets[] = {1, 2, 4, 8, 16, 32, 64, 128};
 
 // A pure decode step: one token per sequence, the logits of each in order.
 bool IsDecode(const Batch& b) {
-  if (b.logits_indices.size() != b.sequences.size()) return false;
+  if (b.logits_indices.size() != b.sequences.size() || !b.image_spans.empty()) return false;
   for (size_t i = 0; i < b.sequences.size(); ++i) {
     if (b.sequences[i].num_tokens != 1 || b.logits_indices[i] != static_cast<int32_t>(i)) {
       return false;
@@ -623,6 +689,27 @@ Status CudaRunner::ForwardGreedy(const Batch& batch, std::vector<int32_t>* ids) 
   return Ok();
 }
 
+bool CudaRunner::supports_vision() const { return impl_->vision != nullptr; }
+
+int64_t CudaRunner::vision_weight_bytes() const {
+  return impl_->vision ? impl_->vision->weight_bytes() : 0;
+}
+
+Expected<std::vector<std::vector<float>>> CudaRunner::EncodeImages(
+    const std::vector<const ProcessedImage*>& images) {
+  if (!impl_->vision) {
+    return MakeError(impl_->config.vision
+                         ? "the checkpoint's vision tower was not loaded: image input is off"
+                         : "the model has no vision_config: it takes no images");
+  }
+  return impl_->vision->Encode(images);
+}
+
+Expected<std::vector<float>> CudaRunner::EncodeImage(const ProcessedImage& image) {
+  GS_ASSIGN_OR_RETURN(auto soft, EncodeImages({&image}));
+  return std::move(soft[0]);
+}
+
 Status CudaRunner::CopySlot(int src, int dst) {
   Impl& m = *impl_;
   if (src < 0 || dst < 0 || src >= m.spec.max_sequences || dst >= m.spec.max_sequences) {
@@ -687,6 +774,14 @@ Expected<std::unique_ptr<CudaRunner>> CreateCudaRunner(const ModelConfig& config
                                                        const CudaRunnerOptions& options) {
   GS_ASSIGN_OR_RETURN(auto impl, NewImpl(config, spec, options));
   GS_ASSIGN_OR_RETURN(impl->model, cuda::UploadModel(config, weights));
+  if (config.vision && weights.store) {
+    auto bound = BindVisionWeights(config, weights.store);
+    if (bound.ok()) {
+      GS_ASSIGN_OR_RETURN(impl->vision, cuda::VisionEncoder::Upload(config, *bound));
+    } else {
+      std::fprintf(stderr, "image input off: %s\n", bound.error().message.c_str());
+    }
+  }
   GS_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
   return std::make_unique<CudaRunner>(std::move(impl));
 }
@@ -697,6 +792,9 @@ Expected<std::unique_ptr<CudaRunner>> CreateDummyCudaRunner(const ModelConfig& c
                                                             uint64_t seed) {
   GS_ASSIGN_OR_RETURN(auto impl, NewImpl(config, spec, options));
   GS_ASSIGN_OR_RETURN(impl->model, cuda::MakeDummyModel(config, seed));
+  if (config.vision) {
+    GS_ASSIGN_OR_RETURN(impl->vision, cuda::VisionEncoder::Random(config, seed + 7919));
+  }
   return std::make_unique<CudaRunner>(std::move(impl));
 }
 

@@ -39,6 +39,16 @@ class CudaRunner : public ModelRunner {
   bool supports_slot_copy() const override { return true; }
   Status CopySlot(int src, int dst) override;
 
+  // The vision encoder (vision_encoder.h), when the checkpoint has a vision tower (or the dummy
+  // model's config a vision_config). EncodeImage runs EncodeImages on one image.
+  bool supports_vision() const override;
+  Expected<std::vector<float>> EncodeImage(const ProcessedImage& image) override;
+  // Every image of a step through the encoder in one pass; soft tokens [n_i, hidden] of each.
+  Expected<std::vector<std::vector<float>>> EncodeImages(
+      const std::vector<const ProcessedImage*>& images);
+  // Bytes of vision tower + projector weights on the GPU (0 without vision).
+  int64_t vision_weight_bytes() const;
+
   // Greedy decoding without copying logits: ids[i] = argmax of the (softcapped) logits of
   // batch.logits_indices[i], computed on the GPU.
   Status ForwardGreedy(const Batch& batch, std::vector<int32_t>* ids);
@@ -65,14 +75,17 @@ class CudaRunner : public ModelRunner {
 };
 
 // Uploads `weights` (checked: attention BF16, MLP/experts NVFP4 or BF16 with supported shapes)
-// and allocates the KV cache of `spec` on the GPU.
+// and allocates the KV cache of `spec` on the GPU. With a vision_config, the BF16 vision tower and
+// projector are uploaded too when the checkpoint has them (otherwise image input is off, with a
+// note on stderr).
 Expected<std::unique_ptr<CudaRunner>> CreateCudaRunner(const ModelConfig& config,
                                                        const Gemma4Weights& weights,
                                                        const KvCacheSpec& spec,
                                                        const CudaRunnerOptions& options = {});
 
 // The config's shapes with pseudo-random weights generated on the GPU (no checkpoint): NVFP4 dense
-// MLP and experts, BF16 attention, router and embedding. For benchmarks.
+// MLP and experts, BF16 attention, router and embedding, and a random BF16 vision tower when the
+// config has a vision_config. For benchmarks.
 Expected<std::unique_ptr<CudaRunner>> CreateDummyCudaRunner(const ModelConfig& config,
                                                             const KvCacheSpec& spec,
                                                             const CudaRunnerOptions& options = {},

@@ -66,6 +66,14 @@ Status UploadBf16(DeviceBuffer& buf, const QuantizedLinear& w, int64_t rows, int
   return buf.Upload(host.data(), host.size() * 2, w.name.c_str());
 }
 
+}  // namespace
+
+Status UploadBf16Linear(DeviceBuffer& buf, const QuantizedLinear& w, int64_t rows, int64_t cols) {
+  return UploadBf16(buf, w, rows, cols);
+}
+
+namespace {
+
 // Packs `banks` matrices (each GLU gate/up or a single linear) into one device allocation.
 Status UploadPacked(DevicePacked& dp, const std::vector<const QuantizedLinear*>& first,
                     const std::vector<const QuantizedLinear*>& second, ThreadPool& pool) {

@@ -48,6 +48,9 @@ struct DeviceModel {
   int64_t StepWeightBytes(const ModelConfig& config, const std::vector<int>& active_experts) const;
 };
 
+// A BF16 linear as it is (an error names the tensor when it is not BF16 or not [rows, cols]).
+Status UploadBf16Linear(DeviceBuffer& buf, const QuantizedLinear& w, int64_t rows, int64_t cols);
+
 Expected<DeviceModel> UploadModel(const ModelConfig& config, const Gemma4Weights& weights);
 Expected<DeviceModel> MakeDummyModel(const ModelConfig& config, uint64_t seed);
 

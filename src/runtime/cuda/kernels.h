@@ -74,6 +74,12 @@ Status LaunchPackedGemv(const PackedMatrix& w, const GemmRows& rows, const bf16*
 // ---------------------------------------------------------------------------------------------
 // moe.cu
 
+// Router logits of up to 8 tokens (decode), fp32: logits[t, e] = x[t] · w[e] with w fp32
+// [experts, hidden]. Larger token counts use an fp32 GEMM.
+inline constexpr int kRouterGemvTokens = 8;
+Status LaunchRouterLogits(const float* x, int tokens, int hidden, const float* w, int experts,
+                          float* logits, cudaStream_t stream);
+
 // Router selection from fp32 logits [tokens, experts] (the router input comes from
 // LaunchPostAttention, the logits from an fp32 GEMM): top-k of each token (lowest index on
 // ties), weights = softmax over the k selected × per_expert_scale, ids/weights [tokens, top_k];
@@ -94,10 +100,12 @@ Status LaunchMoeGroup(const int* topk_ids, int slots, int top_k, const int* vali
 //   moe = Σ_j slot_out[t·k + j]            (fixed order: deterministic)
 //   f   = moe ? rms(dense, post1) + rms(moe, post2) : dense
 //   h   = (h + rms(f, post)) · layer_scalar
+//   x_next = bf16(rms(h) ⊙ next_norm)      (the next layer's input norm, when x_next is given)
 // slot_out may be null (no MoE block).
 Status LaunchFfnCombine(float* h, const float* dense, const float* slot_out, int top_k, int tokens,
                         int hidden, const float* post1, const float* post2, const float* post,
-                        float layer_scalar, float eps, cudaStream_t stream);
+                        float layer_scalar, float eps, const float* next_norm, bf16* x_next,
+                        cudaStream_t stream);
 
 // ---------------------------------------------------------------------------------------------
 // norm_rope.cu
@@ -139,6 +147,10 @@ struct AttentionMeta {
   const int* block_tables = nullptr;
   const int* token_seq = nullptr;   // [T]
   const int* positions = nullptr;   // [T]
+  // [T] or null: the last key position each token sees (its own position, or for a token of an
+  // image span the span's last position: images are bidirectional on sliding layers, reference
+  // §4.6). Non-decreasing within a sequence; only the prefill kernel reads it.
+  const int* key_limit = nullptr;
   // Query tiles: tile i covers tokens [tile_first[i], tile_first[i] + tile_count[i]) of sequence
   // tile_seq[i]; tile_count <= tile_tokens, which must be AttentionTileTokens(group, decode) of
   // the layer's GQA group: it also selects the kernel.
@@ -206,5 +218,42 @@ Status LaunchFillBf16(bf16* out, int64_t n, float stddev, uint64_t seed, cudaStr
 // Random e2m1 codes (any byte) and e4m3 block scales in [scale_lo, scale_hi).
 Status LaunchFillNvfp4(uint8_t* codes, int64_t code_bytes, uint8_t* scales, int64_t scale_bytes,
                        float scale_lo, float scale_hi, uint64_t seed, cudaStream_t stream);
+
+// ---------------------------------------------------------------------------------------------
+// The vision encoder (vision_encoder.cpp drives them; reference gemma4 §4).
+
+// vision_embed.cu: out[i] = bf16(2·(pixels[i] − ½)) (the patch GEMM's input), and after the GEMM
+// h[t] = e[t] + (table[0][pos_x[t]] + table[1][pos_y[t]]) with table fp32 [2, table_size, hidden].
+Status LaunchVisionPixels(const float* pixels, int64_t n, bf16* out, cudaStream_t stream);
+Status LaunchVisionPositions(const float* e, const int* pos_x, const int* pos_y,
+                             const float* table, int table_size, int patches, int hidden,
+                             float* h, cudaStream_t stream);
+
+// vision_qkv.cu: per-head norms and 2-D RoPE from qkv fp32 [N, 3·heads·d] into q, k, v bf16
+// [N, heads, padded_dim] (padding columns zero); inv_freq has head_dim/4 entries.
+Status LaunchVisionQkvNormRope(const float* qkv, int patches, int heads, int head_dim,
+                               int padded_dim, const float* q_norm, const float* k_norm,
+                               const float* inv_freq, const int* pos_x, const int* pos_y,
+                               float eps, bf16* q, bf16* k, bf16* v, cudaStream_t stream);
+
+// vision_attention.cu: bidirectional attention inside each image (scale 1.0). tiles: int4 per
+// query tile {first patch row of its image, the image's patches, first query (image-relative),
+// queries ≤ VisionAttentionTileRows()}. q, k, v [N, heads, VisionPaddedHeadDim(head_dim)], out
+// [N, heads·head_dim].
+int VisionAttentionTileRows();
+int VisionPaddedHeadDim(int head_dim);
+Status LaunchVisionAttention(const int* tiles, int num_tiles, const bf16* q, const bf16* k,
+                             const bf16* v, int heads, int head_dim, bf16* out,
+                             cudaStream_t stream);
+
+// vision_glu.cu: out[r, j] = bf16(gelu_tanh(gate_up[r, j]) · gate_up[r, inter + j]).
+Status LaunchGeluGlu(const float* gate_up, int rows, int inter, bf16* out, cudaStream_t stream);
+
+// vision_pool.cu: soft token s = the patches slot_patches[slot_offsets[s] … slot_offsets[s+1])
+// of h fp32 [N, hidden] summed in that order, each × 1/k², then × √hidden, standardised
+// (std_bias/std_scale may both be null) and RMS-normalised without weight, bf16 [S, hidden].
+Status LaunchVisionPool(const float* h, const int* slot_offsets, const int* slot_patches,
+                        int soft_tokens, int hidden, int kernel_size, const float* std_bias,
+                        const float* std_scale, float eps, bf16* out, cudaStream_t stream);
 
 }  // namespace gs::cuda

@@ -33,6 +33,38 @@ __device__ float BlockSum(float v, float* scratch) {
 
 // One warp per token: top-k by logit (lowest index on ties), w_j = softmax over the k selected
 // (== the renormalised full softmax) × per_expert_scale[e_j].
+// Router logits of a few tokens (decode), fp32: logits[t, e] = x[t] · W[e], one warp per expert
+// (4 per block), every lane a strided quarter-row of float4s; the warp's partial sums are reduced
+// with shuffles in a fixed order. For more tokens the runner uses an fp32 cuBLASLt GEMM.
+constexpr int kRouterGemvMaxTokens = kRouterGemvTokens;
+__global__ void __launch_bounds__(128)
+    RouterGemvKernel(const float* __restrict__ x, int tokens, int hidden,
+                     const float* __restrict__ w, int experts, float* __restrict__ logits) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int e = blockIdx.x * 4 + warp;
+  if (e >= experts) return;
+  const float4* wr = reinterpret_cast<const float4*>(w + static_cast<int64_t>(e) * hidden);
+  float acc[kRouterGemvMaxTokens] = {};
+#pragma unroll 4
+  for (int c = lane; c < hidden / 4; c += 32) {
+    const float4 wv = wr[c];
+#pragma unroll
+    for (int t = 0; t < kRouterGemvMaxTokens; ++t) {
+      if (t < tokens) {
+        const float4 xv = reinterpret_cast<const float4*>(x + static_cast<int64_t>(t) * hidden)[c];
+        acc[t] += wv.x * xv.x + wv.y * xv.y + wv.z * xv.z + wv.w * xv.w;
+      }
+    }
+  }
+#pragma unroll
+  for (int t = 0; t < kRouterGemvMaxTokens; ++t) {
+    if (t < tokens) {
+      const float v = WarpSum(acc[t]);
+      if (lane == 0) logits[static_cast<int64_t>(t) * experts + e] = v;
+    }
+  }
+}
+
 // `l` is the warp's shared-memory row of `experts` floats.
 __device__ void TopkOneToken(const float* __restrict__ logits, int t, int experts, int top_k,
                              const float* __restrict__ per_expert_scale, float* l,
@@ -104,16 +136,31 @@ __device__ void GroupSlots(const int* __restrict__ topk_ids, int slots, int top_
   __syncthreads();
   for (int s = threadIdx.x; s < slots; s += blockDim.x) atomicAdd(&cnt[topk_ids[s]], 1);
   __syncthreads();
-  if (threadIdx.x == 0) {
+  if (threadIdx.x < 32) {  // warp 0: exclusive scan of the counts, 32 experts at a time
+    const int lane = threadIdx.x;
     int run = 0, n_active = 0;
-    for (int e = 0; e < experts; ++e) {
-      offsets[e] = run;
-      cursor[e] = run;
-      if (cnt[e] > 0) active[n_active++] = e;
-      run += cnt[e];
+    for (int base = 0; base < experts; base += 32) {
+      const int e = base + lane;
+      const int c = e < experts ? cnt[e] : 0;
+      int incl = c;
+#pragma unroll
+      for (int o = 1; o < 32; o <<= 1) {
+        const int v = __shfl_up_sync(0xffffffffu, incl, o);
+        if (lane >= o) incl += v;
+      }
+      const unsigned used = __ballot_sync(0xffffffffu, c > 0);
+      if (e < experts) {
+        offsets[e] = run + incl - c;
+        cursor[e] = run + incl - c;
+        if (c > 0) active[n_active + __popc(used & ((1u << lane) - 1u))] = e;
+      }
+      run += __shfl_sync(0xffffffffu, incl, 31);
+      n_active += __popc(used);
     }
-    offsets[experts] = run;
-    *active_count = n_active;
+    if (lane == 0) {
+      offsets[experts] = run;
+      *active_count = n_active;
+    }
   }
   __syncthreads();
   for (int s = threadIdx.x; s < slots; s += blockDim.x) {
@@ -153,7 +200,8 @@ __global__ void __launch_bounds__(1024)
 __global__ void FfnCombineKernel(float* __restrict__ h, const float* __restrict__ dense,
                                  const float* __restrict__ slot_out, int top_k, int hidden,
                                  const float* __restrict__ post1, const float* __restrict__ post2,
-                                 const float* __restrict__ post, float layer_scalar, float eps) {
+                                 const float* __restrict__ post, float layer_scalar, float eps,
+                                 const float* __restrict__ next_norm, bf16* __restrict__ x_next) {
   extern __shared__ __align__(16) float buf[];  // f [hidden], m [hidden]
   __shared__ float scratch[32];
   float* f = buf;
@@ -181,12 +229,32 @@ __global__ void FfnCombineKernel(float* __restrict__ h, const float* __restrict_
   for (int c = threadIdx.x; c < hidden; c += blockDim.x) ss += f[c] * f[c];
   const float inv = rsqrtf(BlockSum(ss, scratch) / hidden + eps);
   float* hr = h + t * hidden;
+  float ss_next = 0.0f;
   for (int c = threadIdx.x; c < hidden; c += blockDim.x) {
-    hr[c] = (hr[c] + f[c] * inv * post[c]) * layer_scalar;
+    const float v = (hr[c] + f[c] * inv * post[c]) * layer_scalar;
+    hr[c] = v;  // each thread rereads only its own columns below
+    ss_next += v * v;
+  }
+  if (x_next == nullptr) return;
+  const float inv_next = rsqrtf(BlockSum(ss_next, scratch) / hidden + eps);
+  for (int c = threadIdx.x; c < hidden; c += blockDim.x) {
+    x_next[t * hidden + c] = __float2bfloat16_rn(hr[c] * inv_next * next_norm[c]);
   }
 }
 
 }  // namespace
+
+Status LaunchRouterLogits(const float* x, int tokens, int hidden, const float* w, int experts,
+                          float* logits, cudaStream_t stream) {
+  if (tokens <= 0) return Ok();
+  if (tokens > kRouterGemvMaxTokens || hidden % 4 != 0) {
+    return MakeError("LaunchRouterLogits: ", tokens, " tokens / hidden ", hidden,
+                     " (at most ", kRouterGemvMaxTokens, " tokens, hidden a multiple of 4)");
+  }
+  RouterGemvKernel<<<(experts + 3) / 4, 128, 0, stream>>>(x, tokens, hidden, w, experts, logits);
+  GS_CUDA_CHECK_LAUNCH("RouterGemvKernel");
+  return Ok();
+}
 
 Status LaunchRouterSelect(const float* logits, int tokens, int experts, int top_k,
                           const float* per_expert_scale, const int* valid_tokens, int* topk_ids,
@@ -227,12 +295,16 @@ Status LaunchMoeGroup(const int* topk_ids, int slots, int top_k, const int* vali
 
 Status LaunchFfnCombine(float* h, const float* dense, const float* slot_out, int top_k, int tokens,
                         int hidden, const float* post1, const float* post2, const float* post,
-                        float layer_scalar, float eps, cudaStream_t stream) {
+                        float layer_scalar, float eps, const float* next_norm, bf16* x_next,
+                        cudaStream_t stream) {
   if (tokens <= 0) return Ok();
   const size_t smem = sizeof(float) * 2 * hidden;
   if (smem > 48 * 1024) return MakeError("LaunchFfnCombine: hidden ", hidden, " too large");
-  FfnCombineKernel<<<tokens, RowThreads(tokens), smem, stream>>>(h, dense, slot_out, top_k, hidden, post1, post2,
-                                                  post, layer_scalar, eps);
+  if (x_next != nullptr && next_norm == nullptr) {
+    return MakeError("LaunchFfnCombine: x_next needs next_norm");
+  }
+  FfnCombineKernel<<<tokens, RowThreads(tokens), smem, stream>>>(
+      h, dense, slot_out, top_k, hidden, post1, post2, post, layer_scalar, eps, next_norm, x_next);
   GS_CUDA_CHECK_LAUNCH("FfnCombineKernel");
   return Ok();
 }

@@ -13,6 +13,15 @@ namespace {
 using packed::BlockFrag;
 using packed::Mma;
 
+// Four 8×8 bf16 matrices from shared memory (one row address per lane, lanes 8i..8i+7 for
+// matrix i); register i holds matrix i as an mma fragment (lane ℓ: row ℓ/4, columns 2(ℓ%4), +1).
+__device__ __forceinline__ void LdMatrixX4(const bf16* row, uint32_t (&r)[4]) {
+  const uint32_t a = static_cast<uint32_t>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(a));
+}
+
 constexpr int kWarps = 4;         // one 16-row tile per warp, 4 tiles per block
 constexpr int kTokChunk = 64;     // tokens per pass over the weights (8 mma n-tiles)
 constexpr int kNTiles = kTokChunk / 8;
@@ -29,7 +38,7 @@ constexpr int kXStride = kKChunk + 8;  // +16 B per row: the 8 rows of a B fragm
 // and issues m16n8k16 MMAs against every active 8-token n-tile. fp32 accumulators; the epilogue
 // applies the fp32 global scale(s) and either GELU_tanh(gate)·up (GLU) or the router weight.
 template <PackedFormat kFormat, GemmEpilogue kEpi>
-__global__ void __launch_bounds__(kWarps * 32)
+__global__ void __launch_bounds__(kWarps * 32, 4)
     PackedGemmKernel(PackedMatrix w, GemmRows rows, const bf16* __restrict__ x, int x_stride,
                      void* __restrict__ out, int out_stride) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -75,7 +84,9 @@ __global__ void __launch_bounds__(kWarps * 32)
       const int kb0 = k0 / 64;
       __syncthreads();  // the previous step's x is no longer read
       const int vec_per_row = kc / 8;
-      for (int i = threadIdx.x; i < nt_active * 8 * vec_per_row; i += blockDim.x) {
+      // Whole n-tile pairs are staged (zeros past the chunk): ldmatrix reads them in pairs.
+      const int staged_rows = (nt_active + 1) / 2 * 16;
+      for (int i = threadIdx.x; i < staged_rows * vec_per_row; i += blockDim.x) {
         const int r = i / vec_per_row, cc = (i % vec_per_row) * 8;
         uint4 v = make_uint4(0, 0, 0, 0);
         if (r < mc) {
@@ -99,14 +110,16 @@ __global__ void __launch_bounds__(kWarps * 32)
             for (int s = 0; s < 4; ++s) {
               uint32_t a[4];
               cur[b].Step(s, a);
-              const int kk = b * 64 + s * 16 + 2 * (lane % 4);
+              // B fragments of two n-tiles per ldmatrix.x4: lane ℓ addresses row ℓ%8 of
+              // matrix ℓ/8 = (n-tile pair half ℓ/16, k half (ℓ/8)%2).
+              const int kk = b * 64 + s * 16 + ((lane / 8) % 2) * 8;
 #pragma unroll
-              for (int nt = 0; nt < kNTiles; ++nt) {
+              for (int nt = 0; nt < kNTiles; nt += 2) {
                 if (nt < nt_active) {
-                  const bf16* xr = xs + (nt * 8 + lane / 4) * kXStride + kk;
-                  const uint32_t b0 = *reinterpret_cast<const uint32_t*>(xr);
-                  const uint32_t b1 = *reinterpret_cast<const uint32_t*>(xr + 8);
-                  Mma(acc[nt], a, b0, b1);
+                  uint32_t bf[4];
+                  LdMatrixX4(xs + ((nt + lane / 16) * 8 + lane % 8) * kXStride + kk, bf);
+                  Mma(acc[nt], a, bf[0], bf[1]);
+                  if (nt + 1 < nt_active) Mma(acc[nt + 1], a, bf[2], bf[3]);
                 }
               }
             }
@@ -179,7 +192,7 @@ Status Launch(const PackedMatrix& w, const GemmRows& rows, const bf16* x, int x_
     }
   }
   const int tiles = w.rows / 16;
-  const int row_cap = std::min(kTokChunk, (std::max(rows.m, 1) + 7) / 8 * 8);
+  const int row_cap = std::min(kTokChunk, (std::max(rows.m, 1) + 15) / 16 * 16);
   const int chunks = (std::max(rows.m, 1) + kTokChunk - 1) / kTokChunk;
   const int blocks_xy = (tiles + kWarps - 1) / kWarps * std::max(rows.max_active, 1);
   // Split the token chunks over blockIdx.z only when the tiles alone do not fill the device.

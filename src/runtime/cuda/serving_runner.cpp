@@ -104,6 +104,7 @@ Expected<std::unique_ptr<CudaRunner>> CreateServingCudaRunner(const ModelConfig&
       -> Expected<std::unique_ptr<CudaRunner>> {
     CudaRunnerOptions ro;
     ro.enforce_eager = eager;
+    ro.kv_cache_dtype = dtype;
     if (!weights) return CreateDummyCudaRunner(config, s, ro, o.dummy_seed);
     return CreateCudaRunner(config, *weights, s, ro);
   };
@@ -115,8 +116,13 @@ Expected<std::unique_ptr<CudaRunner>> CreateServingCudaRunner(const ModelConfig&
   } else {
     GS_ASSIGN_OR_RETURN(const GpuMemoryInfo before, QueryGpuMemory());
     GS_ASSIGN_OR_RETURN(const int64_t non_kv, ProbeNonKvBytes(config, spec, o, make, before));
-    const int64_t budget = KvBudgetBytes(o.gpu_memory_utilization, before.total_bytes,
-                                         before.free_bytes, non_kv, kCudaServingReserveBytes);
+    int64_t budget = KvBudgetBytes(o.gpu_memory_utilization, before.total_bytes,
+                                   before.free_bytes, non_kv, kCudaServingReserveBytes);
+    if (eb == 1) {  // FP8 rows carry a 4-byte scale per kv head: d + 4 bytes per d values
+      int min_d = 1 << 30;
+      for (const LayerConfig& lc : config.layers) min_d = std::min(min_d, lc.head_dim);
+      budget = budget / (min_d + 4) * min_d;
+    }
     const KvPoolPlan plan = PlanKvPool(config, eb, block, spec.max_sequences, budget);
     out += Line("GPU memory: %.2f GiB total, %.2f GiB in use before loading; "
                 "--gpu-memory-utilization %.2f allows %.2f GiB; model runner %.2f GiB (weights, "

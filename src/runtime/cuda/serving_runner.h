@@ -15,7 +15,7 @@ namespace gs {
 struct CudaServingOptions {
   double gpu_memory_utilization = 0.9;
   int kv_cache_tokens = 0;            // > 0: the global pool size in tokens, no sizing
-  int kv_element_bytes = 2;           // 2 = bf16 (the only KV dtype of the CUDA runner so far)
+  int kv_element_bytes = 2;           // 2 = bf16, 1 = fp8 e4m3 (+ fp32 scales per row and head)
   bool enforce_eager = false;         // no CUDA graphs for decode steps
   int max_num_seqs = 32;              // the largest decode step (memory probe)
   int max_num_batched_tokens = 2048;  // the largest prefill step (memory probe)
