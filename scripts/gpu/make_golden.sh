@@ -6,14 +6,19 @@
 #   bash scripts/gpu/make_golden.sh            # on the device machine, from the repo root
 #   tar xzf golden.tar.gz -C tests/data        # here: replaces tests/data/golden/<config>/...
 #
+# The bf16-conditioned set (tests/data/golden_bf16, make_golden.py --profile bf16):
+#   GOLDEN_NAME=golden_bf16 bash scripts/gpu/make_golden.sh --profile bf16
+#   -> $OUT/golden_bf16.tar.gz + $OUT/make_golden_bf16.log; tar xzf golden_bf16.tar.gz -C tests/data
+#
 # MAKE_GOLDEN_PY overrides the script path (e.g. a copy under .device/ that is not committed yet).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 : "${OUT:?OUT must name the folder whose files come back from the device machine}"
 script="${MAKE_GOLDEN_PY:-scripts/golden/make_golden.py}"
+name="${GOLDEN_NAME:-golden}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 export PYTHONUNBUFFERED=1
-python3 "$script" --out "$work/golden" "$@" 2>&1 | tee "$OUT/make_golden.log"
-tar czf "$OUT/golden.tar.gz" -C "$work" golden
+python3 "$script" --out "$work/$name" "$@" 2>&1 | tee "$OUT/make_$name.log"
+tar czf "$OUT/$name.tar.gz" -C "$work" "$name"
 ls -l "$OUT"

@@ -1,6 +1,8 @@
 // The CPU runner against transformers (float32, dequantized weights) on small random Gemma 4
 // MoE models in every checkpoint format: logits at every prompt position within 1e-3 relative L2,
-// the same greedy continuation, and logits that do not depend on the prefill chunk size.
+// the same greedy continuation, and logits that do not depend on the prefill chunk size. Runs over
+// both golden sets (golden/golden_util.h): tests/data/golden and, when present, the
+// bf16-conditioned tests/data/golden_bf16 (the fp32 runner must match both the same way).
 #include <gtest/gtest.h>
 
 #include "golden/golden_util.h"
@@ -16,7 +18,7 @@ namespace {
 constexpr double kTolerance = 1e-3;
 
 struct Case {
-  std::string dir, format;
+  std::string dir, format;  // dir empty: the conditioned set is missing (one test skips loudly)
 };
 
 std::vector<Case> AllCases() {
@@ -24,6 +26,11 @@ std::vector<Case> AllCases() {
   for (const auto& dir : golden::GoldenConfigs()) {
     for (const char* f : {"bf16", "modelopt", "ct"}) cases.push_back({dir, f});
   }
+  const auto conditioned = golden::ConditionedGoldenConfigs();
+  for (const auto& dir : conditioned) {
+    for (const char* f : {"bf16", "modelopt", "ct"}) cases.push_back({dir, f});
+  }
+  if (conditioned.empty()) cases.push_back({"", ""});
   return cases;
 }
 
@@ -42,6 +49,7 @@ class GoldenCpu : public ::testing::TestWithParam<Case> {};
 
 TEST_P(GoldenCpu, LogitsGreedyAndChunkingMatchTransformers) {
   const Case& c = GetParam();
+  if (c.dir.empty()) GTEST_SKIP() << golden::NoConditionedDataMessage();
   const auto ref = golden::ReadReference(c.dir);
   const auto& fmt = ref["formats"][c.format];
   const int max_new = ref["max_new_tokens"].get<int>();
@@ -87,6 +95,7 @@ TEST_P(GoldenCpu, LogitsGreedyAndChunkingMatchTransformers) {
 
 INSTANTIATE_TEST_SUITE_P(AllFormats, GoldenCpu, ::testing::ValuesIn(AllCases()),
                          [](const auto& info) {
+                           if (info.param.dir.empty()) return std::string("NoConditionedGoldenData");
                            std::string name = std::filesystem::path(info.param.dir).filename().string() +
                                               "_" + info.param.format;
                            for (char& ch : name) if (!isalnum(static_cast<unsigned char>(ch))) ch = '_';
@@ -98,7 +107,9 @@ INSTANTIATE_TEST_SUITE_P(AllFormats, GoldenCpu, ::testing::ValuesIn(AllCases()),
 // bf16-scale one, i.e. the golden data can tell the two apart and we follow the bf16 model.
 TEST(GoldenCpuTraps, EmbeddingScaleRoundingIsVisible) {
   bool any = false;
-  for (const auto& dir : golden::GoldenConfigs()) {
+  std::vector<std::string> dirs = golden::GoldenConfigs();
+  for (const auto& dir : golden::ConditionedGoldenConfigs()) dirs.push_back(dir);
+  for (const auto& dir : dirs) {
     const auto ref = golden::ReadReference(dir);
     if (!ref.contains("embed_scale_fp32_variant")) continue;
     const auto& variant = ref["embed_scale_fp32_variant"];
@@ -133,6 +144,30 @@ TEST(GoldenCpuTraps, EmbeddingScaleRoundingIsVisible) {
 TEST(GoldenData, IsPresent) {
   EXPECT_GE(golden::GoldenConfigs().size(), 3u) << "tests/data/golden needs >= 3 configs "
                                                    "(scripts/golden/make_golden.py)";
+  for (const auto& dir : golden::GoldenConfigs()) {
+    EXPECT_FALSE(golden::IsConditioned(golden::ReadReference(dir)))
+        << dir << ": a --profile bf16 config in the default set";
+  }
+}
+
+// The conditioned set is judged by the strict criterion on the GPU, so it must really be the
+// --profile bf16 data, with the margins that profile guarantees.
+TEST(GoldenData, ConditionedSetIsConditioned) {
+  const auto configs = golden::ConditionedGoldenConfigs();
+  if (configs.empty()) GTEST_SKIP() << golden::NoConditionedDataMessage();
+  EXPECT_GE(configs.size(), 3u) << golden::ConditionedGoldenRoot() << " needs >= 3 configs";
+  for (const auto& dir : configs) {
+    const auto ref = golden::ReadReference(dir);
+    EXPECT_TRUE(golden::IsConditioned(ref)) << dir << "/reference.json: \"profile\" is not bf16";
+    EXPECT_TRUE(ref.contains("conditioning")) << dir << "/reference.json: no \"conditioning\"";
+    for (const char* f : {"bf16", "modelopt", "ct"}) {
+      ASSERT_TRUE(ref["formats"].contains(f)) << dir << ": no " << f << " entry";
+      const auto& fmt = ref["formats"][f];
+      // make_golden.py --profile bf16 requires >= 0.1 for both (hard requirements).
+      EXPECT_GE(fmt.value("min_prompt_logit_gap", 0.0), 0.1) << dir << " " << f;
+      EXPECT_GE(fmt.value("min_prompt_router_margin", 0.0), 0.1) << dir << " " << f;
+    }
+  }
 }
 
 }  // namespace
