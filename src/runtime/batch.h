@@ -6,6 +6,8 @@
 #include <span>
 #include <vector>
 
+#include "util/status.h"
+
 namespace gs {
 
 struct BatchSequence {
@@ -37,5 +39,9 @@ struct Batch {
 
   int num_tokens() const { return static_cast<int>(token_ids.size()); }
 };
+
+// The runners' shared rule for image spans: each inside one sequence's tokens of this step, in
+// order, not overlapping, with num_tokens × hidden embedding values.
+Status CheckImageSpans(const Batch& batch, int hidden);
 
 }  // namespace gs

@@ -54,7 +54,6 @@ class CpuRunner : public ModelRunner {
 
  private:
   Status CheckBatch(const Batch& batch) const;
-  Status CheckImageSpans(const Batch& batch) const;
   void Round(uint32_t point, float* x, size_t n) const;
   void Embed(const Batch& batch, float* h) const;
   void RunLayer(int layer, const Batch& batch, float* h);
