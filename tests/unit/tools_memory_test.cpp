@@ -8,6 +8,8 @@
 // GS_TOOLS_MEMORY_BINARY=/path/to/gemmaserve runs another build (e.g. an older one) instead of
 // GS_BINARY against the same bound.
 #include <gtest/gtest.h>
+
+#include <algorithm>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <fcntl.h>
@@ -174,14 +176,20 @@ class ToolsMemory : public ::testing::Test {
   bool RunBounded(const std::vector<std::string>& args, const fs::path& input) {
     const uint64_t in_bytes = DirectoryBytes(input);
     EXPECT_GE(in_bytes, kMinInputBytes) << "the input must dwarf the bound for the test to mean anything";
+    // The binary's own resident size (shared libraries: a CUDA build maps cuBLAS) is measured
+    // by `<tool> --help`; the bound is on what the tool adds to it.
+    const ChildResult base = RunChild({args[0], "--help"}, (root_ / "help.log").string());
     const ChildResult r = RunChild(args, (root_ / "child.log").string());
     EXPECT_EQ(r.exit_code, 0) << r.log;
-    std::printf("[ tools-memory ] gemmaserve %s: input %.0f MiB, peak RSS %.1f MiB (bound %.0f MiB)\n",
+    const uint64_t added = r.peak_rss_bytes - std::min(r.peak_rss_bytes, base.peak_rss_bytes);
+    std::printf("[ tools-memory ] gemmaserve %s: input %.0f MiB, peak RSS %.1f MiB = %.1f MiB of "
+                "the binary at rest + %.1f MiB (bound %.0f MiB)\n",
                 args[0].c_str(), in_bytes / 1048576.0, r.peak_rss_bytes / 1048576.0,
-                kMaxRssBytes / 1048576.0);
-    EXPECT_LE(r.peak_rss_bytes, kMaxRssBytes)
-        << "gemmaserve " << args[0] << " kept " << r.peak_rss_bytes / 1048576 << " MiB resident for a "
-        << in_bytes / 1048576 << " MiB checkpoint: it does not stream";
+                base.peak_rss_bytes / 1048576.0, added / 1048576.0, kMaxRssBytes / 1048576.0);
+    EXPECT_LE(added, kMaxRssBytes)
+        << "gemmaserve " << args[0] << " kept " << added / 1048576 << " MiB resident (beyond "
+        << base.peak_rss_bytes / 1048576 << " MiB at rest) for a " << in_bytes / 1048576
+        << " MiB checkpoint: it does not stream";
     return r.exit_code == 0;
   }
 
