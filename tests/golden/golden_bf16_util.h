@@ -9,6 +9,7 @@
 #include <deque>
 #include <vector>
 
+#include "common/kl_divergence.h"
 #include "model/weights.h"
 #include "runtime/cpu/bf16_rounding.h"
 #include "runtime/cpu/cpu_runner.h"
@@ -28,24 +29,8 @@ inline constexpr double kAgreeLimit = 0.99;
 // case, its median KL at most this many times the emulation's.
 inline constexpr double kEmulationMedianFactor = 2.0;
 
-inline double KlDivergence(const float* ref, const float* ours, size_t n) {
-  double mr = -INFINITY, mo = -INFINITY;
-  for (size_t i = 0; i < n; ++i) {
-    mr = std::max(mr, static_cast<double>(ref[i]));
-    mo = std::max(mo, static_cast<double>(ours[i]));
-  }
-  double zr = 0, zo = 0;
-  for (size_t i = 0; i < n; ++i) {
-    zr += std::exp(ref[i] - mr);
-    zo += std::exp(ours[i] - mo);
-  }
-  double kl = 0;
-  for (size_t i = 0; i < n; ++i) {
-    const double lp = ref[i] - mr - std::log(zr), lq = ours[i] - mo - std::log(zo);
-    kl += std::exp(lp) * (lp - lq);
-  }
-  return kl;
-}
+// KL(p ‖ q) of two logit rows (tests/common/kl_divergence.h).
+using testutil::KlDivergence;
 
 // KL at every position of one prompt and the argmax agreement; a NaN KL counts as 1e30.
 struct KlSummary {

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "common/kl_divergence.h"
 #include "runtime/cuda/cuda_runner.h"
 #include "util/numeric_formats.h"
 
@@ -117,24 +118,7 @@ inline double WorstRowRelL2(const std::vector<float>& got, const std::vector<flo
   return worst;
 }
 
-// KL(p ‖ q) of the softmaxes of two logit rows, in double.
-inline double KlDivergence(const float* ref, const float* ours, size_t n) {
-  double mr = -INFINITY, mo = -INFINITY;
-  for (size_t i = 0; i < n; ++i) {
-    mr = std::max(mr, static_cast<double>(ref[i]));
-    mo = std::max(mo, static_cast<double>(ours[i]));
-  }
-  double zr = 0, zo = 0;
-  for (size_t i = 0; i < n; ++i) {
-    zr += std::exp(ref[i] - mr);
-    zo += std::exp(ours[i] - mo);
-  }
-  double kl = 0;
-  for (size_t i = 0; i < n; ++i) {
-    const double lp = ref[i] - mr - std::log(zr), lq = ours[i] - mo - std::log(zo);
-    kl += std::exp(lp) * (lp - lq);
-  }
-  return kl;
-}
+// KL(p ‖ q) of two logit rows (tests/common/kl_divergence.h).
+using testutil::KlDivergence;
 
 }  // namespace gs::gputest
