@@ -8,6 +8,7 @@
 
 #include "runtime/cuda/attention_internal.h"
 #include "runtime/cuda/kernels.h"
+#include "runtime/cuda/launch.cuh"
 
 namespace gs::cuda {
 namespace {
@@ -16,6 +17,8 @@ namespace {
 // o = Σ w_z o_z / Σ w_z l_z.
 __global__ void AttentionMergeKernel(const float* __restrict__ partial, int splits, int tokens,
                                      int heads, int d, bf16* __restrict__ out) {
+  GridDependencyWait();  // PDL (launch.cuh)
+  TriggerDependentsIfOneWave();
   const int64_t row = static_cast<int64_t>(blockIdx.x) * heads + blockIdx.y;
   const int64_t split_stride = static_cast<int64_t>(tokens) * heads * (d + 2);
   const float* base = partial + row * (d + 2);
@@ -77,9 +80,9 @@ Status LaunchAttention(const AttentionLayer& layer, const AttentionMeta& meta, c
                                                      out, stream));
   if (splits > 1) {
     const int d = layer.head_dim;
-    AttentionMergeKernel<<<dim3(tokens, layer.heads), std::min(d, 256), 0, stream>>>(
-        partial, splits, tokens, layer.heads, d, out);
-    GS_CUDA_CHECK_LAUNCH("AttentionMergeKernel");
+    GS_RETURN_IF_ERROR(LaunchKernel("AttentionMergeKernel", AttentionMergeKernel,
+                                    dim3(tokens, layer.heads), std::min(d, 256), 0, stream,
+                                    partial, splits, tokens, layer.heads, d, out));
   }
   return Ok();
 }

@@ -8,6 +8,7 @@
 // (flash-decoding, gridDim.z) and merge in AttentionMergeKernel.
 #include "runtime/cuda/attention_common.cuh"
 #include "runtime/cuda/attention_internal.h"
+#include "runtime/cuda/launch.cuh"
 
 namespace gs::cuda {
 namespace {
@@ -35,7 +36,8 @@ template <int D, bool kFp8>
 __global__ void __launch_bounds__(kThreads)
     DecodeAttentionKernel(AttentionLayer L, AttentionMeta meta, const bf16* __restrict__ q,
                           const bf16* __restrict__ k_new, const bf16* __restrict__ v_new,
-                          int tokens, float* __restrict__ partial, bf16* __restrict__ out) {
+                          int tokens, float* __restrict__ partial, bf16* __restrict__ out,
+                          bool one_wave) {
   using Shape = DecodeShape<D>;
   constexpr int kStride = Shape::kStride, kRed = Shape::kRedStride;
   constexpr int kMt = D / 16;  // head-dim tiles of Oᵀ
@@ -55,6 +57,9 @@ __global__ void __launch_bounds__(kThreads)
   float* k_sc = reinterpret_cast<float*>(v_stage + kN * D);  // fp8: [kN]
   float* v_sc = k_sc + kN;
 
+  // PDL (launch.cuh): the tile metadata, q, k/v and the cache all come from earlier kernels.
+  GridDependencyWait();
+  if (one_wave) TriggerDependents();
   const int g = blockIdx.y, group = L.heads / L.kv_heads;
   const TileInfo t = GetTile(meta, blockIdx.x, L.window);
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
@@ -261,10 +266,10 @@ Status Launch(const AttentionLayer& L, const AttentionMeta& m, const bf16* q, co
     raised = true;
   }
   const dim3 grid(m.num_tiles, L.kv_heads, splits);
-  DecodeAttentionKernel<D, kFp8><<<grid, kThreads, smem, stream>>>(L, m, q, k, v, tokens, partial,
-                                                                   out);
-  GS_CUDA_CHECK_LAUNCH("DecodeAttentionKernel");
-  return Ok();
+  static const int resident = ResidentBlocks(DecodeAttentionKernel<D, kFp8>, kThreads, smem);
+  const bool one_wave = static_cast<int64_t>(grid.x) * grid.y * grid.z <= resident;
+  return LaunchKernel("DecodeAttentionKernel", DecodeAttentionKernel<D, kFp8>, grid, kThreads, smem,
+                      stream, L, m, q, k, v, tokens, partial, out, one_wave);
 }
 
 template <bool kFp8>

@@ -14,6 +14,7 @@
 
 #include "runtime/cuda/attention_common.cuh"
 #include "runtime/cuda/attention_internal.h"
+#include "runtime/cuda/launch.cuh"
 
 namespace gs::cuda {
 namespace {
@@ -55,6 +56,9 @@ __global__ void __launch_bounds__(PrefillShape<D>::kThreads)
   float* k_sc = reinterpret_cast<float*>(v_stage + kN * D);  // fp8: [kN]
   float* v_sc = k_sc + kN;
 
+  // PDL (launch.cuh): the tile metadata, q, k/v and the cache all come from earlier kernels.
+  GridDependencyWait();
+  TriggerDependentsIfOneWave();
   const int g = blockIdx.y, group = L.heads / L.kv_heads;
   const TileInfo t = GetTile(meta, blockIdx.x, L.window);
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
@@ -286,10 +290,8 @@ Status LaunchVariant(const AttentionLayer& L, const AttentionMeta& m, const bf16
     raised = true;
   }
   const dim3 grid(m.num_tiles, L.kv_heads, splits);
-  PrefillAttentionKernel<D, kFp8, kSplitP>
-      <<<grid, Shape::kThreads, smem, stream>>>(L, m, q, k, v, tokens, partial, out);
-  GS_CUDA_CHECK_LAUNCH("PrefillAttentionKernel");
-  return Ok();
+  return LaunchKernel("PrefillAttentionKernel", PrefillAttentionKernel<D, kFp8, kSplitP>, grid,
+                      Shape::kThreads, smem, stream, L, m, q, k, v, tokens, partial, out);
 }
 
 // GS_ATTN_PREFILL_SPLIT_P=0 turns the hi + lo P·V off (one bf16 mma; for speed comparisons).

@@ -13,6 +13,7 @@
 #include <algorithm>
 
 #include "runtime/cuda/kernels.h"
+#include "runtime/cuda/launch.cuh"
 
 namespace gs::cuda {
 namespace {
@@ -35,6 +36,8 @@ __device__ __forceinline__ bool Skip(const AttentionLayer& L, const AttentionMet
 // Block = (token, kv head); thread = 16 B of the head's K and V row.
 __global__ void KvWriteBf16Kernel(AttentionLayer L, AttentionMeta meta, const bf16* __restrict__ k,
                                   const bf16* __restrict__ v) {
+  GridDependencyWait();  // PDL (launch.cuh): before the metadata, k/v and the cache
+  TriggerDependentsIfOneWave();
   const int tok = blockIdx.x, g = blockIdx.y;
   const int s = meta.token_seq[tok], p = meta.positions[tok];
   if (Skip(L, meta, s, p)) return;
@@ -81,6 +84,8 @@ __device__ __forceinline__ void StoreE4m3x8(const bf16* src, uint8_t* dst, float
 __global__ void KvWriteFp8Kernel(AttentionLayer L, AttentionMeta meta, const bf16* __restrict__ k,
                                  const bf16* __restrict__ v) {
   __shared__ float scratch[2][32];
+  GridDependencyWait();  // PDL (launch.cuh): before the metadata, k/v and the cache
+  TriggerDependentsIfOneWave();
   const int tok = blockIdx.x, g = blockIdx.y;
   const int s = meta.token_seq[tok], p = meta.positions[tok];
   if (Skip(L, meta, s, p)) return;  // uniform over the block: no barrier is skipped by some
@@ -127,14 +132,12 @@ Status LaunchKvWrite(const AttentionLayer& layer, const AttentionMeta& meta, con
   if (layer.kv_dtype == KvDtype::kFp8E4m3) {
     if (!layer.k_scale || !layer.v_scale) return MakeError("LaunchKvWrite: FP8 cache without scales");
     const int threads = std::max(32, std::min(256, (layer.head_dim / 8 + 31) / 32 * 32));
-    KvWriteFp8Kernel<<<grid, threads, 0, stream>>>(layer, meta, k, v);
-    GS_CUDA_CHECK_LAUNCH("KvWriteFp8Kernel");
-  } else {
-    const int threads = std::max(32, std::min(256, layer.head_dim / 8));
-    KvWriteBf16Kernel<<<grid, threads, 0, stream>>>(layer, meta, k, v);
-    GS_CUDA_CHECK_LAUNCH("KvWriteBf16Kernel");
+    return LaunchKernel("KvWriteFp8Kernel", KvWriteFp8Kernel, grid, threads, 0, stream, layer, meta,
+                        k, v);
   }
-  return Ok();
+  const int threads = std::max(32, std::min(256, layer.head_dim / 8));
+  return LaunchKernel("KvWriteBf16Kernel", KvWriteBf16Kernel, grid, threads, 0, stream, layer,
+                      meta, k, v);
 }
 
 }  // namespace gs::cuda

@@ -5,6 +5,7 @@
 #include <cfloat>
 
 #include "runtime/cuda/kernels.h"
+#include "runtime/cuda/launch.cuh"
 
 namespace gs::cuda {
 namespace {
@@ -42,6 +43,16 @@ __global__ void __launch_bounds__(128)
                      const float* __restrict__ w, int experts, float* __restrict__ logits) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int e = blockIdx.x * 4 + warp;
+  // Before the PDL wait (launch.cuh), only the weights: the warp's row is prefetched into L2
+  // (one 128 B line per lane and step) while the previous kernel finishes.
+  if (e < experts) {
+    const char* row = reinterpret_cast<const char*>(w + static_cast<int64_t>(e) * hidden);
+    for (int64_t off = lane * int64_t{128}; off < int64_t{4} * hidden; off += 32 * 128) {
+      asm volatile("prefetch.L2 [%0];\n" ::"l"(row + off));  // generic address
+    }
+  }
+  GridDependencyWait();
+  TriggerDependentsIfOneWave();
   if (e >= experts) return;
   const float4* wr = reinterpret_cast<const float4*>(w + static_cast<int64_t>(e) * hidden);
   float acc[kRouterGemvMaxTokens] = {};
@@ -117,6 +128,8 @@ __global__ void __launch_bounds__(kRouterThreads)
                      const float* __restrict__ per_expert_scale, int* __restrict__ topk_ids,
                      float* __restrict__ topk_weights) {
   extern __shared__ float lsm[];  // [warps][experts]
+  GridDependencyWait();  // PDL (launch.cuh)
+  TriggerDependentsIfOneWave();
   const int warp = threadIdx.x / 32;
   const int t = blockIdx.x * (kRouterThreads / 32) + warp;
   if (t >= tokens) return;
@@ -173,6 +186,8 @@ __global__ void __launch_bounds__(1024)
                    const int* __restrict__ valid_tokens, int experts, int* offsets, int* entries,
                    int* active, int* active_count) {
   extern __shared__ int cnt[];
+  GridDependencyWait();  // PDL (launch.cuh)
+  TriggerDependents();   // one block
   GroupSlots(topk_ids, slots, top_k, valid_tokens, experts, offsets, entries, active,
              active_count, cnt);
 }
@@ -186,6 +201,8 @@ __global__ void __launch_bounds__(1024)
                        int* topk_ids, float* __restrict__ topk_weights, int* offsets,
                        int* entries, int* active, int* active_count) {
   extern __shared__ float sel_smem[];  // [32 warps][experts] floats, reused as 2·experts ints
+  GridDependencyWait();  // PDL (launch.cuh)
+  TriggerDependents();   // one block
   const int warp = threadIdx.x / 32;
   for (int t = warp; t < tokens; t += blockDim.x / 32) {
     TopkOneToken(logits, t, experts, top_k, per_expert_scale, sel_smem + warp * experts, topk_ids,
@@ -204,6 +221,8 @@ __global__ void FfnCombineKernel(float* __restrict__ h, const float* __restrict_
                                  const float* __restrict__ next_norm, bf16* __restrict__ x_next) {
   extern __shared__ __align__(16) float buf[];  // f [hidden], m [hidden]
   __shared__ float scratch[32];
+  GridDependencyWait();  // PDL (launch.cuh)
+  TriggerDependentsIfOneWave();
   float* f = buf;
   float* m = buf + hidden;
   const int64_t t = blockIdx.x;
@@ -251,9 +270,8 @@ Status LaunchRouterLogits(const float* x, int tokens, int hidden, const float* w
     return MakeError("LaunchRouterLogits: ", tokens, " tokens / hidden ", hidden,
                      " (at most ", kRouterGemvMaxTokens, " tokens, hidden a multiple of 4)");
   }
-  RouterGemvKernel<<<(experts + 3) / 4, 128, 0, stream>>>(x, tokens, hidden, w, experts, logits);
-  GS_CUDA_CHECK_LAUNCH("RouterGemvKernel");
-  return Ok();
+  return LaunchKernel("RouterGemvKernel", RouterGemvKernel, (experts + 3) / 4, 128, 0, stream, x,
+                      tokens, hidden, w, experts, logits);
 }
 
 Status LaunchRouterSelect(const float* logits, int tokens, int experts, int top_k,
@@ -267,19 +285,15 @@ Status LaunchRouterSelect(const float* logits, int tokens, int experts, int top_
   if (tokens <= kFusedSelectTokens) {
     const size_t smem = sizeof(float) * 32 * experts;
     if (smem > 48 * 1024) return MakeError("LaunchRouterSelect: ", experts, " experts too many");
-    RouterSelectKernel<<<1, 1024, smem, stream>>>(logits, tokens, experts, top_k,
-                                                  per_expert_scale, valid_tokens, topk_ids,
-                                                  topk_weights, offsets, entries, active,
-                                                  active_count);
-    GS_CUDA_CHECK_LAUNCH("RouterSelectKernel");
-    return Ok();
+    return LaunchKernel("RouterSelectKernel", RouterSelectKernel, 1, 1024, smem, stream, logits,
+                        tokens, experts, top_k, per_expert_scale, valid_tokens, topk_ids,
+                        topk_weights, offsets, entries, active, active_count);
   }
   const int warps = kRouterThreads / 32;
-  RouterTopkKernel<<<(tokens + warps - 1) / warps, kRouterThreads,
-                     sizeof(float) * warps * experts, stream>>>(logits, tokens, experts, top_k,
-                                                                per_expert_scale, topk_ids,
-                                                                topk_weights);
-  GS_CUDA_CHECK_LAUNCH("RouterTopkKernel");
+  GS_RETURN_IF_ERROR(LaunchKernel("RouterTopkKernel", RouterTopkKernel,
+                                  (tokens + warps - 1) / warps, kRouterThreads,
+                                  sizeof(float) * warps * experts, stream, logits, tokens, experts,
+                                  top_k, per_expert_scale, topk_ids, topk_weights));
   return LaunchMoeGroup(topk_ids, tokens * top_k, top_k, valid_tokens, experts, offsets, entries,
                         active, active_count, stream);
 }
@@ -287,10 +301,9 @@ Status LaunchRouterSelect(const float* logits, int tokens, int experts, int top_
 Status LaunchMoeGroup(const int* topk_ids, int slots, int top_k, const int* valid_tokens,
                       int experts, int* offsets, int* entries, int* active, int* active_count,
                       cudaStream_t stream) {
-  MoeGroupKernel<<<1, 1024, sizeof(int) * 2 * experts, stream>>>(
-      topk_ids, slots, top_k, valid_tokens, experts, offsets, entries, active, active_count);
-  GS_CUDA_CHECK_LAUNCH("MoeGroupKernel");
-  return Ok();
+  return LaunchKernel("MoeGroupKernel", MoeGroupKernel, 1, 1024, sizeof(int) * 2 * experts, stream,
+                      topk_ids, slots, top_k, valid_tokens, experts, offsets, entries, active,
+                      active_count);
 }
 
 Status LaunchFfnCombine(float* h, const float* dense, const float* slot_out, int top_k, int tokens,
@@ -303,10 +316,9 @@ Status LaunchFfnCombine(float* h, const float* dense, const float* slot_out, int
   if (x_next != nullptr && next_norm == nullptr) {
     return MakeError("LaunchFfnCombine: x_next needs next_norm");
   }
-  FfnCombineKernel<<<tokens, RowThreads(tokens), smem, stream>>>(
-      h, dense, slot_out, top_k, hidden, post1, post2, post, layer_scalar, eps, next_norm, x_next);
-  GS_CUDA_CHECK_LAUNCH("FfnCombineKernel");
-  return Ok();
+  return LaunchKernel("FfnCombineKernel", FfnCombineKernel, tokens, RowThreads(tokens), smem,
+                      stream, h, dense, slot_out, top_k, hidden, post1, post2, post, layer_scalar,
+                      eps, next_norm, x_next);
 }
 
 }  // namespace gs::cuda

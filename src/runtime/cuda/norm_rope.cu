@@ -1,6 +1,7 @@
 // RMSNorms (Gemma 4: x·w, no 1 + w; fp32 inside, reference gemma4 §3.1) and the attention input
 // preparation: per-head q/k/v norms and rotate-half RoPE (default and proportional, §3.4).
 #include "runtime/cuda/kernels.h"
+#include "runtime/cuda/launch.cuh"
 
 namespace gs::cuda {
 namespace {
@@ -27,6 +28,8 @@ __global__ void RmsNormKernel(const float* __restrict__ x, const int* __restrict
                               int width, const float* __restrict__ w, float eps,
                               bf16* __restrict__ out) {
   __shared__ float scratch[32];
+  GridDependencyWait();  // PDL (launch.cuh): x and row_index come from earlier kernels / copies
+  TriggerDependentsIfOneWave();
   const int64_t r = row_index != nullptr ? row_index[blockIdx.x] : blockIdx.x;
   const float* xr = x + r * width;
   float ss = 0.0f;
@@ -51,6 +54,8 @@ __global__ void PostAttentionKernel(float* __restrict__ h, const float* __restri
                                     bf16* __restrict__ x_dense, bf16* __restrict__ x_moe,
                                     float* __restrict__ router_in) {
   __shared__ float scratch[32];
+  GridDependencyWait();  // PDL (launch.cuh)
+  TriggerDependentsIfOneWave();
   const int64_t t = blockIdx.x;
   const float* a = attn + t * hidden;
   float* hr = h + t * hidden;
@@ -86,6 +91,8 @@ __global__ void QkvNormRopeKernel(const float* __restrict__ qkv, int heads, int 
                                   bf16* __restrict__ q, bf16* __restrict__ k,
                                   bf16* __restrict__ v) {
   __shared__ float scratch[32];
+  GridDependencyWait();  // PDL (launch.cuh)
+  TriggerDependentsIfOneWave();
   const int64_t t = blockIdx.x;
   const int head = blockIdx.y;
   const int row = (heads + (k_eq_v ? 1 : 2) * kv_heads) * d;
@@ -142,9 +149,8 @@ int RowThreads(int rows) {
 Status LaunchRmsNorm(const float* x, const int* row_index, int rows, int width, const float* w,
                      float eps, bf16* out, cudaStream_t stream) {
   if (rows <= 0) return Ok();
-  RmsNormKernel<<<rows, RowThreads(rows), 0, stream>>>(x, row_index, width, w, eps, out);
-  GS_CUDA_CHECK_LAUNCH("RmsNormKernel");
-  return Ok();
+  return LaunchKernel("RmsNormKernel", RmsNormKernel, rows, RowThreads(rows), 0, stream, x,
+                      row_index, width, w, eps, out);
 }
 
 Status LaunchPostAttention(float* h, const float* attn, int tokens, int hidden,
@@ -155,11 +161,9 @@ Status LaunchPostAttention(float* h, const float* attn, int tokens, int hidden,
   if (router_in != nullptr && router_scale == nullptr) {
     return MakeError("LaunchPostAttention: router_in needs router_scale");
   }
-  PostAttentionKernel<<<tokens, RowThreads(tokens), 0, stream>>>(
-      h, attn, hidden, post_attn, pre_ffn, pre_ffn_2, router_scale, eps, x_dense, x_moe,
-      router_in);
-  GS_CUDA_CHECK_LAUNCH("PostAttentionKernel");
-  return Ok();
+  return LaunchKernel("PostAttentionKernel", PostAttentionKernel, tokens, RowThreads(tokens), 0,
+                      stream, h, attn, hidden, post_attn, pre_ffn, pre_ffn_2, router_scale, eps,
+                      x_dense, x_moe, router_in);
 }
 
 Status LaunchQkvNormRope(const float* qkv, int tokens, int heads, int kv_heads, int head_dim,
@@ -170,10 +174,9 @@ Status LaunchQkvNormRope(const float* qkv, int tokens, int heads, int kv_heads, 
   if (head_dim % 2 != 0) return MakeError("LaunchQkvNormRope: odd head_dim ", head_dim);
   const dim3 grid(tokens, heads + 2 * kv_heads);
   const int threads = std::min(256, std::max(32, (head_dim / 2 + 31) / 32 * 32));
-  QkvNormRopeKernel<<<grid, threads, 0, stream>>>(qkv, heads, kv_heads, head_dim, k_eq_v, q_norm,
-                                                  k_norm, inv_freq, positions, eps, q, k, v);
-  GS_CUDA_CHECK_LAUNCH("QkvNormRopeKernel");
-  return Ok();
+  return LaunchKernel("QkvNormRopeKernel", QkvNormRopeKernel, grid, threads, 0, stream, qkv, heads,
+                      kv_heads, head_dim, k_eq_v, q_norm, k_norm, inv_freq, positions, eps, q, k,
+                      v);
 }
 
 }  // namespace gs::cuda

@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "runtime/cuda/kernels.h"
+#include "runtime/cuda/launch.cuh"
 #include "runtime/cuda/packed_fragments.cuh"
 
 namespace gs::cuda {
@@ -44,6 +45,25 @@ __global__ void __launch_bounds__(kWarps * 32)
   extern __shared__ __align__(16) unsigned char smem_raw[];
   bf16* xs = reinterpret_cast<bf16*>(smem_raw);
 
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int tiles = w.rows / 16, kblocks = w.cols / 64;
+  const int tile = blockIdx.x * kWarps + warp;
+  const bool has_tile = tile < tiles;
+  const int64_t tile_kb = static_cast<int64_t>(has_tile ? tile : 0) * kblocks;
+  // A single matrix (dense MLP: no active list) is known before the PDL wait (launch.cuh): the
+  // first chunk's first four k-blocks of weights load while the previous kernel finishes. A
+  // bank's id comes from the router's active list (an earlier kernel's output): after the wait.
+  BlockFrag<kFormat> cur[4];
+  const bool preloaded = rows.active == nullptr && has_tile;
+  if (preloaded) {
+#pragma unroll
+    for (int b = 0; b < 4; ++b) {
+      if (b < kblocks) cur[b].Load(w.codes, w.scales, tile_kb + b, lane);
+    }
+  }
+  GridDependencyWait();
+  TriggerDependentsIfOneWave();
+
   int bank = 0;
   if (rows.active != nullptr) {
     if (static_cast<int>(blockIdx.y) >= *rows.active_count) return;
@@ -56,14 +76,8 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
   const int n_rows = r_end - r_begin;
   if (n_rows <= 0) return;
-
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int tiles = w.rows / 16, kblocks = w.cols / 64;
-  const int tile = blockIdx.x * kWarps + warp;
-  const bool has_tile = tile < tiles;
   const uint8_t* code_base = w.codes + bank * w.bank_code_bytes;
   const uint8_t* scale_base = w.scales + bank * w.bank_scale_bytes;
-  const int64_t tile_kb = static_cast<int64_t>(has_tile ? tile : 0) * kblocks;
 
   for (int c0 = blockIdx.z * kTokChunk; c0 < n_rows; c0 += gridDim.z * kTokChunk) {
     const int mc = min(kTokChunk, n_rows - c0);
@@ -72,8 +86,8 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
     for (int i = 0; i < kNTiles; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
 
-    BlockFrag<kFormat> cur[4], next[4];
-    if (has_tile) {
+    BlockFrag<kFormat> next[4];
+    if (has_tile && !(preloaded && c0 == static_cast<int>(blockIdx.z) * kTokChunk)) {
 #pragma unroll
       for (int b = 0; b < 4; ++b) {
         if (b < kblocks) cur[b].Load(code_base, scale_base, tile_kb + b, lane);
@@ -220,10 +234,8 @@ Status Launch(const PackedMatrix& w, const GemmRows& rows, const bf16* x, int x_
   }();
   auto kernel = ldmatrix ? PackedGemmKernel<kFormat, kEpi, true>
                          : PackedGemmKernel<kFormat, kEpi, false>;
-  kernel<<<grid, kWarps * 32, smem, stream>>>(w, rows, x, x_stride, out,
-                                                                        out_stride);
-  GS_CUDA_CHECK_LAUNCH("PackedGemmKernel");
-  return Ok();
+  return LaunchKernel("PackedGemmKernel", kernel, grid, kWarps * 32, smem, stream, w, rows, x,
+                      x_stride, out, out_stride);
 }
 
 }  // namespace

@@ -18,6 +18,7 @@
 #include <algorithm>
 
 #include "runtime/cuda/kernels.h"
+#include "runtime/cuda/launch.cuh"
 #include "runtime/cuda/packed_fragments.cuh"
 
 namespace gs::cuda {
@@ -143,16 +144,34 @@ __global__ void __launch_bounds__(kThreads)
   extern __shared__ __align__(16) unsigned char stages[];
   __shared__ float red[kSplit][4][32];
   const ItemGeometry g = Geometry(w);
-  const int banks = rows.active != nullptr ? *rows.active_count : 1;
-  const int total = banks * g.tiles;
-  const int per_block = (total + gridDim.x - 1) / gridDim.x;
-  const int first = blockIdx.x * per_block, last = min(total, first + per_block);
-  if (first >= last) return;
-
-  for (int s = 0; s < kStages - 1; ++s) {
-    if (first + s < last) IssueItem(w, rows, g, first + s, stages + s * g.stage_bytes);
-    CpAsyncCommit();
+  // A single matrix (dense MLP) has its items fixed before the PDL wait (launch.cuh): the
+  // first stages' weight copies are issued while the previous kernel finishes. A bank's items
+  // depend on the router's active list, read after the wait.
+  const bool fixed = rows.active == nullptr;
+  int first = 0, last = 0;
+  auto share = [&](int banks) {
+    const int total = banks * g.tiles;
+    const int per_block = (total + gridDim.x - 1) / gridDim.x;
+    first = blockIdx.x * per_block;
+    last = min(total, first + per_block);
+  };
+  auto prologue = [&] {
+    for (int s = 0; s < kStages - 1; ++s) {
+      if (first + s < last) IssueItem(w, rows, g, first + s, stages + s * g.stage_bytes);
+      CpAsyncCommit();
+    }
+  };
+  if (fixed) {
+    share(1);
+    prologue();
   }
+  GridDependencyWait();
+  TriggerDependents();  // the grid is one wave (at most the SMs' resident blocks)
+  if (!fixed) {
+    share(*rows.active_count);
+    prologue();
+  }
+  if (first >= last) return;
   for (int item = first; item < last; ++item) {
     const int ahead = item + kStages - 1;
     if (ahead < last) IssueItem(w, rows, g, ahead, stages + (ahead - first) % kStages * g.stage_bytes);
@@ -192,9 +211,8 @@ Status Launch(const PackedMatrix& w, const GemmRows& rows, const bf16* x, int x_
   // Enough blocks to fill every SM once, never more than there are items.
   const int items = std::max(rows.max_active, 1) * tiles;
   const int grid = std::min(items, per_sm * DeviceSmCount());
-  kernel<<<grid, kThreads, smem, stream>>>(w, rows, x, x_stride, out, out_stride);
-  GS_CUDA_CHECK_LAUNCH("PackedGemvKernel");
-  return Ok();
+  return LaunchKernel("PackedGemvKernel", kernel, grid, kThreads, smem, stream, w, rows, x,
+                      x_stride, out, out_stride);
 }
 
 // Small-batch variant (decode): split-K across the warps of a block, so that even a single
@@ -211,8 +229,26 @@ constexpr int kDepth = 6;
 template <GemmEpilogue kEpi, int NT>
 __global__ void __launch_bounds__(kSplit * 32)
     PackedGemvSplitKernel(PackedMatrix w, GemmRows rows, const bf16* __restrict__ x, int x_stride,
-                     void* __restrict__ out, int out_stride) {
+                          void* __restrict__ out, int out_stride, bool one_wave) {
   __shared__ float red[kSplit][NT * 4][32];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int tile = blockIdx.x, kblocks = w.cols / 64;
+  const int64_t tile_kb = static_cast<int64_t>(tile) * kblocks;
+  const int my_kbs = warp < kblocks ? (kblocks - warp + kSplit - 1) / kSplit : 0;
+  // A single matrix (dense MLP: no active list) is known before the PDL wait (launch.cuh): the
+  // warp's first kDepth k-blocks of weights are loaded into registers while the previous kernel
+  // finishes. A bank's id comes from the router (active, written by an earlier kernel): after.
+  packed::BlockFrag<PackedFormat::kNvfp4> frag[kDepth];
+  const bool preloaded = rows.active == nullptr;
+  if (preloaded) {
+#pragma unroll
+    for (int i = 0; i < kDepth; ++i) {
+      if (i < my_kbs) frag[i].Load(w.codes, w.scales, tile_kb + warp + i * kSplit, lane);
+    }
+  }
+  GridDependencyWait();
+  if (one_wave) TriggerDependents();
+
   int bank = 0;
   if (rows.active != nullptr) {
     if (static_cast<int>(blockIdx.y) >= *rows.active_count) return;
@@ -225,13 +261,8 @@ __global__ void __launch_bounds__(kSplit * 32)
   }
   const int n_rows = r_end - r_begin;
   if (n_rows <= 0) return;
-
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int tile = blockIdx.x, kblocks = w.cols / 64;
   const uint8_t* code_base = w.codes + bank * w.bank_code_bytes;
   const uint8_t* scale_base = w.scales + bank * w.bank_scale_bytes;
-  const int64_t tile_kb = static_cast<int64_t>(tile) * kblocks;
-  const int my_kbs = warp < kblocks ? (kblocks - warp + kSplit - 1) / kSplit : 0;
 
   for (int c0 = 0; c0 < n_rows; c0 += 8 * NT) {
     const int mc = min(8 * NT, n_rows - c0);
@@ -253,11 +284,12 @@ __global__ void __launch_bounds__(kSplit * 32)
     for (int i = 0; i < NT; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
 
     for (int i0 = 0; i0 < my_kbs; i0 += kDepth) {
-      packed::BlockFrag<PackedFormat::kNvfp4> frag[kDepth];
+      if (!(preloaded && c0 == 0 && i0 == 0)) {
 #pragma unroll
-      for (int i = 0; i < kDepth; ++i) {
-        if (i0 + i < my_kbs) {
-          frag[i].Load(code_base, scale_base, tile_kb + warp + (i0 + i) * kSplit, lane);
+        for (int i = 0; i < kDepth; ++i) {
+          if (i0 + i < my_kbs) {
+            frag[i].Load(code_base, scale_base, tile_kb + warp + (i0 + i) * kSplit, lane);
+          }
         }
       }
 #pragma unroll
@@ -318,10 +350,11 @@ template <GemmEpilogue kEpi>
 Status LaunchSplit(const PackedMatrix& w, const GemmRows& rows, const bf16* x, int x_stride,
                    void* out, int out_stride, cudaStream_t stream) {
   const dim3 grid(w.rows / 16, std::max(rows.max_active, 1));
-  PackedGemvSplitKernel<kEpi, 1><<<grid, kSplit * 32, 0, stream>>>(w, rows, x, x_stride, out,
-                                                                  out_stride);
-  GS_CUDA_CHECK_LAUNCH("PackedGemvSplitKernel");
-  return Ok();
+  auto kernel = PackedGemvSplitKernel<kEpi, 1>;
+  static const int resident = ResidentBlocks(kernel, kSplit * 32, 0);
+  const bool one_wave = static_cast<int64_t>(grid.x) * grid.y <= resident;
+  return LaunchKernel("PackedGemvSplitKernel", kernel, grid, kSplit * 32, 0, stream, w, rows, x,
+                      x_stride, out, out_stride, one_wave);
 }
 
 

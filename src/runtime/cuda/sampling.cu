@@ -11,12 +11,15 @@
 #include <climits>
 
 #include "runtime/cuda/kernels.h"
+#include "runtime/cuda/launch.cuh"
 
 namespace gs::cuda {
 namespace {
 
 // x = cap · tanh(x / cap) (reference gemma4 §3.7).
 __global__ void SoftcapKernel(float* __restrict__ x, int64_t n, float cap) {
+  GridDependencyWait();  // PDL (launch.cuh)
+  TriggerDependentsIfOneWave();
   const float inv = 1.0f / cap;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -36,6 +39,8 @@ __device__ __forceinline__ void Better(float& v, int& i, float ov, int oi) {
 __global__ void ArgmaxKernel(const float* __restrict__ logits, int vocab, int* __restrict__ out) {
   __shared__ float sv[32];
   __shared__ int si[32];
+  GridDependencyWait();  // PDL (launch.cuh)
+  TriggerDependentsIfOneWave();
   const float* row = logits + static_cast<int64_t>(blockIdx.x) * vocab;
   float best = -INFINITY;
   int best_i = INT_MAX;
@@ -314,6 +319,8 @@ __global__ void __launch_bounds__(kSampleThreads, 1)
                  float* __restrict__ logprobs) {
   __shared__ int si[kWarps * kWays + kWays];
   __shared__ float sf[kWarps * kWays + kWays];
+  GridDependencyWait();  // PDL (launch.cuh)
+  TriggerDependentsIfOneWave();
   const float* row = logits + static_cast<int64_t>(blockIdx.x) * vocab;
   const SampleRowParams p = params[blockIdx.x];
   float m = -INFINITY;
@@ -341,25 +348,20 @@ __global__ void __launch_bounds__(kSampleThreads, 1)
 Status LaunchSoftcap(float* logits, int64_t n, float cap, cudaStream_t stream) {
   if (n <= 0 || cap <= 0.0f) return Ok();
   const int blocks = static_cast<int>(std::min<int64_t>((n + 255) / 256, 8 * DeviceSmCount()));
-  SoftcapKernel<<<blocks, 256, 0, stream>>>(logits, n, cap);
-  GS_CUDA_CHECK_LAUNCH("SoftcapKernel");
-  return Ok();
+  return LaunchKernel("SoftcapKernel", SoftcapKernel, blocks, 256, 0, stream, logits, n, cap);
 }
 
 Status LaunchArgmax(const float* logits, int rows, int vocab, int* out, cudaStream_t stream) {
   if (rows <= 0) return Ok();
-  ArgmaxKernel<<<rows, 1024, 0, stream>>>(logits, vocab, out);
-  GS_CUDA_CHECK_LAUNCH("ArgmaxKernel");
-  return Ok();
+  return LaunchKernel("ArgmaxKernel", ArgmaxKernel, rows, 1024, 0, stream, logits, vocab, out);
 }
 
 Status LaunchSample(const float* logits, int rows, int vocab, const SampleRowParams* params,
                     int* ids, float* logprobs, cudaStream_t stream) {
   if (rows <= 0) return Ok();
   if (vocab <= 0) return MakeError("LaunchSample: vocab ", vocab, " must be > 0");
-  SampleKernel<<<rows, kSampleThreads, 0, stream>>>(logits, vocab, params, ids, logprobs);
-  GS_CUDA_CHECK_LAUNCH("SampleKernel");
-  return Ok();
+  return LaunchKernel("SampleKernel", SampleKernel, rows, kSampleThreads, 0, stream, logits, vocab,
+                      params, ids, logprobs);
 }
 
 }  // namespace gs::cuda
