@@ -1,9 +1,11 @@
 // The small kernels against the CPU reference ops: RMSNorm (with row gather), the post-attention
 // residual + FFN input norms, per-head q/k/v norms with default and proportional RoPE (positions
-// up to 262143, accurate sincos), embedding, softcap, argmax, and the cuBLASLt BF16 GEMM at the
-// attention / lm_head shapes.
+// up to 262143, accurate sincos) and their decode fusion with the KV write, embedding, softcap,
+// argmax, and the cuBLASLt BF16 GEMM at the attention / lm_head shapes.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstring>
 #include <random>
 
 #include "gpu/gpu_test_util.h"
@@ -136,6 +138,131 @@ TEST(Ops, QkvNormRopeMatchesCpu) {
     EXPECT_LT(gputest::WorstRowRelL2(gputest::FromBf16(q.Download()), wq, d), 4e-3) << d;
     EXPECT_LT(gputest::WorstRowRelL2(gputest::FromBf16(k.Download()), wk, d), 4e-3) << d;
     EXPECT_LT(gputest::WorstRowRelL2(gputest::FromBf16(v.Download()), wv, d), 4e-3) << d;
+  }
+}
+
+// The decode fusion (qk-norm/RoPE + KV write in one kernel) against the unfused path
+// (LaunchQkvNormRope, then LaunchKvWrite; both checked against the CPU above and in
+// attention_test): q, k, v and every cache byte and FP8 scale must be identical, on ring
+// (sliding) and paged (global) caches, BF16 and FP8. One token per sequence, as in decode.
+TEST(Ops, QkvNormRopeKvEqualsUnfusedPath) {
+  GS_REQUIRE_GPU();
+  std::mt19937_64 rng(11);
+  const std::vector<int> positions = {0, 1, 7, 1023, 1024, 5000, 40000};
+  const int t = static_cast<int>(positions.size()), heads = 16, window = 1024, block = 16;
+  for (bool global : {false, true}) {
+    for (bool fp8 : {false, true}) {
+      SCOPED_TRACE(::testing::Message() << (global ? "global" : "sliding")
+                                        << (fp8 ? " fp8" : " bf16"));
+      const int d = global ? 512 : 256, kv = global ? 2 : 8;
+      RopeConfig rope;
+      rope.theta = 1e4;
+      const auto inv = rope.InverseFrequencies(d);
+      const int cols = (heads + (global ? 1 : 2) * kv) * d;
+      const auto qkv = Normal(static_cast<size_t>(t) * cols, 2.0f, rng);
+      const auto qn = Normal(d, 1.0f, rng), kn = Normal(d, 1.0f, rng);
+      // Sequence i: slot t-1-i (ring), or blocks of its own (paged: distinct, shuffled tables).
+      std::vector<int> start, first, count, slot, table, tables, tseq;
+      int next_block = 0;
+      for (int i = 0; i < t; ++i) {
+        start.push_back(positions[i]);
+        first.push_back(i);
+        count.push_back(1);
+        slot.push_back(t - 1 - i);
+        table.push_back(static_cast<int>(tables.size()));
+        for (int b = 0; b <= positions[i] / block; ++b) tables.push_back(next_block++);
+        tseq.push_back(i);
+      }
+      std::shuffle(tables.begin(), tables.end(), rng);
+      const size_t rows = global ? static_cast<size_t>(next_block) * block
+                                 : static_cast<size_t>(t) * window;
+      const size_t cache_bytes = rows * kv * d * (fp8 ? 1 : 2);
+      DeviceArray<float> dqkv, dqn, dkn, dinv;
+      DeviceArray<int> dstart, dfirst, dcount, dslot, dtable, dtables, dtseq, dpos;
+      dqkv.Upload(qkv);
+      dqn.Upload(qn);
+      dkn.Upload(kn);
+      dinv.Upload(inv);
+      dstart.Upload(start);
+      dfirst.Upload(first);
+      dcount.Upload(count);
+      dslot.Upload(slot);
+      dtable.Upload(table);
+      dtables.Upload(tables);
+      dtseq.Upload(tseq);
+      dpos.Upload(positions);
+      cuda::AttentionMeta meta;
+      meta.seq_start = dstart.get();
+      meta.seq_first = dfirst.get();
+      meta.seq_count = dcount.get();
+      meta.seq_slot = dslot.get();
+      meta.seq_table = dtable.get();
+      meta.block_tables = dtables.get();
+      meta.token_seq = dtseq.get();
+      meta.positions = dpos.get();
+      struct Outputs {
+        DeviceArray<bf16> q, k, v;
+        DeviceArray<uint8_t> kc, vc;
+        DeviceArray<float> ks, vs;
+      };
+      auto run = [&](bool fused, Outputs& o) {
+        o.q.Resize(static_cast<size_t>(t) * heads * d);
+        o.k.Resize(static_cast<size_t>(t) * kv * d);
+        o.v.Resize(static_cast<size_t>(t) * kv * d);
+        o.kc.Resize(cache_bytes);
+        o.vc.Resize(cache_bytes);
+        o.ks.Resize(rows * kv);
+        o.vs.Resize(rows * kv);
+        for (auto* a : {&o.q, &o.k, &o.v}) a->Poison();
+        for (auto* a : {&o.kc, &o.vc}) a->Poison();
+        for (auto* a : {&o.ks, &o.vs}) a->Poison();
+        cuda::AttentionLayer layer;
+        layer.heads = heads;
+        layer.kv_heads = kv;
+        layer.head_dim = d;
+        layer.window = global ? 0 : window;
+        layer.block_size = block;
+        layer.kv_dtype = fp8 ? cuda::KvDtype::kFp8E4m3 : cuda::KvDtype::kBf16;
+        layer.k_cache = o.kc.get();
+        layer.v_cache = o.vc.get();
+        layer.k_scale = fp8 ? o.ks.get() : nullptr;
+        layer.v_scale = fp8 ? o.vs.get() : nullptr;
+        if (fused) {
+          GS_ASSERT_OK(cuda::LaunchQkvNormRopeKv(dqkv.get(), t, heads, global, dqn.get(),
+                                                 dkn.get(), dinv.get(), 1e-6f, layer, meta,
+                                                 o.q.get(), o.k.get(), o.v.get(), nullptr));
+        } else {
+          GS_ASSERT_OK(cuda::LaunchQkvNormRope(dqkv.get(), t, heads, kv, d, global, dqn.get(),
+                                               dkn.get(), dinv.get(), dpos.get(), 1e-6f,
+                                               o.q.get(), o.k.get(), o.v.get(), nullptr));
+          GS_ASSERT_OK(cuda::LaunchKvWrite(layer, meta, o.k.get(), o.v.get(), t, nullptr));
+        }
+      };
+      Outputs want, got;
+      run(false, want);
+      run(true, got);
+      auto bits = [](const DeviceArray<bf16>& a) {
+        std::vector<uint16_t> out;
+        for (const bf16& x : a.Download()) out.push_back(__nv_bfloat16_raw(x).x);
+        return out;
+      };
+      EXPECT_EQ(bits(got.q), bits(want.q));
+      EXPECT_EQ(bits(got.k), bits(want.k));
+      EXPECT_EQ(bits(got.v), bits(want.v));
+      const auto kc = got.kc.Download(), vc = got.vc.Download();
+      EXPECT_EQ(kc, want.kc.Download()) << "K cache bytes";
+      EXPECT_EQ(vc, want.vc.Download()) << "V cache bytes";
+      // Every token's rows were written (not left as the 0xFF poison).
+      size_t written = 0;
+      for (uint8_t b : kc) written += b != 0xff;
+      EXPECT_GE(written, static_cast<size_t>(t) * kv * d * (fp8 ? 1 : 2) * 9 / 10);
+      if (fp8) {
+        const auto ks = got.ks.Download(), vs = got.vs.Download();
+        const auto wks = want.ks.Download(), wvs = want.vs.Download();
+        EXPECT_EQ(0, std::memcmp(ks.data(), wks.data(), ks.size() * sizeof(float))) << "K scales";
+        EXPECT_EQ(0, std::memcmp(vs.data(), wvs.data(), vs.size() * sizeof(float))) << "V scales";
+      }
+    }
   }
 }
 

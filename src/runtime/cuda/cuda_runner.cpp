@@ -112,6 +112,8 @@ struct CudaRunner::Impl {
   int Rows(const Batch& b) const { return static_cast<int>(b.logits_indices.size()); }
 
   int tokens_ = 0;
+  // This step is a decode step: one new token per sequence (a padded bucket, graph or eager).
+  bool decode_step_ = false;
   size_t partial_floats_ = 0;
 };
 
@@ -395,9 +397,6 @@ Status CudaRunner::Impl::Attention(int l) {
   const int qkv_rows = L.q_rows + L.k_rows + L.v_rows;
   GS_RETURN_IF_ERROR(gemm.Run(Ptr<bf16>(s.x), T, H, L.qkv.get<bf16>(), qkv_rows, s.qkv.get(), true,
                               1.0f, stream));
-  GS_RETURN_IF_ERROR(cuda::LaunchQkvNormRope(
-      Ptr<float>(s.qkv), T, config.num_heads, lc.num_kv_heads, d, lc.k_eq_v, L.q_norm, L.k_norm,
-      L.inv_freq, meta.positions, eps, Ptr<bf16>(s.q), Ptr<bf16>(s.k), Ptr<bf16>(s.v), stream));
 
   const int tile_size = tile_tokens.at(config.num_heads / lc.num_kv_heads);
   const TileList& tl = tiles.at(tile_size);
@@ -421,6 +420,17 @@ Status CudaRunner::Impl::Attention(int l) {
   al.v_cache = v_cache[static_cast<size_t>(l)].get();
   al.k_scale = k_scale[static_cast<size_t>(l)].get<float>();
   al.v_scale = v_scale[static_cast<size_t>(l)].get<float>();
+  // Decode steps (one new token per sequence) write the cache in the qk-norm/RoPE kernel, before
+  // the attention (LaunchQkvNormRopeKv says why that is safe only then); other steps after it.
+  if (decode_step_) {
+    GS_RETURN_IF_ERROR(cuda::LaunchQkvNormRopeKv(
+        Ptr<float>(s.qkv), T, config.num_heads, lc.k_eq_v, L.q_norm, L.k_norm, L.inv_freq, eps, al,
+        m, Ptr<bf16>(s.q), Ptr<bf16>(s.k), Ptr<bf16>(s.v), stream));
+  } else {
+    GS_RETURN_IF_ERROR(cuda::LaunchQkvNormRope(
+        Ptr<float>(s.qkv), T, config.num_heads, lc.num_kv_heads, d, lc.k_eq_v, L.q_norm, L.k_norm,
+        L.inv_freq, meta.positions, eps, Ptr<bf16>(s.q), Ptr<bf16>(s.k), Ptr<bf16>(s.v), stream));
+  }
   const int splits = AttentionSplits(m.num_tiles, al.kv_heads);
   float* partial = nullptr;
   if (splits > 1) {
@@ -430,7 +440,9 @@ Status CudaRunner::Impl::Attention(int l) {
   }
   GS_RETURN_IF_ERROR(cuda::LaunchAttention(al, m, Ptr<bf16>(s.q), Ptr<bf16>(s.k), Ptr<bf16>(s.v), T,
                                            splits, partial, Ptr<bf16>(s.attn), stream));
-  GS_RETURN_IF_ERROR(cuda::LaunchKvWrite(al, m, Ptr<bf16>(s.k), Ptr<bf16>(s.v), T, stream));
+  if (!decode_step_) {
+    GS_RETURN_IF_ERROR(cuda::LaunchKvWrite(al, m, Ptr<bf16>(s.k), Ptr<bf16>(s.v), T, stream));
+  }
   GS_RETURN_IF_ERROR(gemm.Run(Ptr<bf16>(s.attn), T, L.q_rows, L.o.get<bf16>(), H, s.attn_out.get(),
                               true, 1.0f, stream));
   const bool moe = config.enable_moe_block;
@@ -574,6 +586,7 @@ Status CudaRunner::Impl::Step(const Batch& b) {
       }
     }
   }
+  decode_step_ = bucket != 0;
   if (bucket == 0) {
     tokens_ = b.num_tokens();
     GS_RETURN_IF_ERROR(EnsureScratch(tokens_, Rows(b)));

@@ -130,6 +130,20 @@ Status LaunchQkvNormRope(const float* qkv, int tokens, int heads, int kv_heads, 
                          const float* inv_freq, const int* positions, float eps, bf16* q, bf16* k,
                          bf16* v, cudaStream_t stream);
 
+struct AttentionLayer;
+struct AttentionMeta;
+
+// Decode fusion of LaunchQkvNormRope and LaunchKvWrite: the same q, k, v (kv_heads and head_dim
+// from `layer`, positions from `meta`), and the k/v blocks append their rows to the layer's cache
+// exactly as LaunchKvWrite would (same bytes and FP8 scales). The write then happens before the
+// step's attention instead of after it, which is only correct when every sequence of the step
+// has one new token: a ring slot then holds position p − window, outside p's window, and the
+// attention reads the step's own keys from k/v, never from the cache.
+Status LaunchQkvNormRopeKv(const float* qkv, int tokens, int heads, bool k_eq_v,
+                           const float* q_norm, const float* k_norm, const float* inv_freq,
+                           float eps, const AttentionLayer& layer, const AttentionMeta& meta,
+                           bf16* q, bf16* k, bf16* v, cudaStream_t stream);
+
 // ---------------------------------------------------------------------------------------------
 // attention.cu (dispatch, split merge), attention_prefill.cu, attention_decode.cu, kv_write.cu
 

@@ -13,25 +13,15 @@
 #include <algorithm>
 
 #include "runtime/cuda/kernels.h"
+#include "runtime/cuda/kv_store.cuh"
 #include "runtime/cuda/launch.cuh"
 
 namespace gs::cuda {
 namespace {
 
-constexpr float kE4m3Max = 448.0f;
-
-__device__ __forceinline__ int64_t WriteRow(const AttentionLayer& L, const AttentionMeta& meta,
-                                            int s, int p) {
-  if (L.window > 0) return static_cast<int64_t>(meta.seq_slot[s]) * L.window + p % L.window;
-  return static_cast<int64_t>(meta.block_tables[meta.seq_table[s] + p / L.block_size]) *
-             L.block_size + p % L.block_size;
-}
-
-// A ring keeps only the newest `window` positions of the chunk (older ones would collide).
-__device__ __forceinline__ bool Skip(const AttentionLayer& L, const AttentionMeta& meta, int s,
-                                     int p) {
-  return L.window > 0 && p < meta.seq_start[s] + meta.seq_count[s] - L.window;
-}
+using kv::BlockMax;
+using kv::Skip;
+using kv::WriteRow;
 
 // Block = (token, kv head); thread = 16 B of the head's K and V row.
 __global__ void KvWriteBf16Kernel(AttentionLayer L, AttentionMeta meta, const bf16* __restrict__ k,
@@ -51,17 +41,6 @@ __global__ void KvWriteBf16Kernel(AttentionLayer L, AttentionMeta meta, const bf
     *reinterpret_cast<uint4*>(kc + dst + c) = *reinterpret_cast<const uint4*>(k + src + c);
     *reinterpret_cast<uint4*>(vc + dst + c) = *reinterpret_cast<const uint4*>(v + src + c);
   }
-}
-
-// Largest |x| over the block's threads (blockDim ≤ 1024, a multiple of 32).
-__device__ float BlockMax(float x, float* scratch) {
-  for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
-  const int warp = threadIdx.x / 32, warps = blockDim.x / 32;
-  if (threadIdx.x % 32 == 0) scratch[warp] = x;
-  __syncthreads();
-  float m = 0.0f;
-  for (int w = 0; w < warps; ++w) m = fmaxf(m, scratch[w]);
-  return m;
 }
 
 // Quantizes 8 values of one row (at src + c) into dst + c with 1/scale.
@@ -106,8 +85,7 @@ __global__ void KvWriteFp8Kernel(AttentionLayer L, AttentionMeta meta, const bf1
   }
   kmax = BlockMax(kmax, scratch[0]);
   vmax = BlockMax(vmax, scratch[1]);
-  // A zero row keeps scale 1 (its codes are all zero either way).
-  const float ks = kmax > 0.0f ? kmax / kE4m3Max : 1.0f, vs = vmax > 0.0f ? vmax / kE4m3Max : 1.0f;
+  const float ks = kv::RowScale(kmax), vs = kv::RowScale(vmax);
   const int64_t row = WriteRow(L, meta, s, p);
   const int64_t dst = (row * L.kv_heads + g) * d;
   uint8_t* kc = static_cast<uint8_t*>(L.k_cache);

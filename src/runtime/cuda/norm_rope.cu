@@ -1,6 +1,9 @@
 // RMSNorms (Gemma 4: x·w, no 1 + w; fp32 inside, reference gemma4 §3.1) and the attention input
 // preparation: per-head q/k/v norms and rotate-half RoPE (default and proportional, §3.4).
+#include <cuda_fp8.h>
+
 #include "runtime/cuda/kernels.h"
+#include "runtime/cuda/kv_store.cuh"
 #include "runtime/cuda/launch.cuh"
 
 namespace gs::cuda {
@@ -78,19 +81,60 @@ __global__ void PostAttentionKernel(float* __restrict__ h, const float* __restri
   }
 }
 
+// Appends row `row` (bf16 [d], this block's own output) of token t as kv head `kv_head` of K
+// (kv_head < kv_heads) or V (kv_head − kv_heads) to the cache, as KvWrite{Bf16,Fp8}Kernel does.
+// Each thread rereads only the pairs (i, i + d/2) it wrote itself, so no barrier is needed
+// before. Uniform over the block (BlockMax has barriers).
+__device__ void AppendToCache(const AttentionLayer& L, const AttentionMeta& meta, int t,
+                              int kv_head, const bf16* row, float* max_scratch) {
+  const bool is_v = kv_head >= L.kv_heads;
+  const int g = is_v ? kv_head - L.kv_heads : kv_head, d = L.head_dim;
+  const int s = meta.token_seq[t], p = meta.positions[t];
+  if (kv::Skip(L, meta, s, p)) return;
+  const int64_t at = (kv::WriteRow(L, meta, s, p) * L.kv_heads + g) * d;
+  const int half = d / 2;
+  if (L.kv_dtype == KvDtype::kBf16) {
+    bf16* cache = static_cast<bf16*>(is_v ? L.v_cache : L.k_cache) + at;
+    for (int i = threadIdx.x; i < half; i += blockDim.x) {
+      cache[i] = row[i];
+      cache[i + half] = row[i + half];
+    }
+    return;
+  }
+  float amax = 0.0f;
+  for (int i = threadIdx.x; i < half; i += blockDim.x) {
+    const float a = fabsf(__bfloat162float(row[i])), b = fabsf(__bfloat162float(row[i + half]));
+    amax = fmaxf(amax, fmaxf(a, b));
+  }
+  const float scale = kv::RowScale(kv::BlockMax(amax, max_scratch)), inv = 1.0f / scale;
+  uint8_t* cache = static_cast<uint8_t*>(is_v ? L.v_cache : L.k_cache) + at;
+  for (int i = threadIdx.x; i < half; i += blockDim.x) {
+    for (const int j : {i, i + half}) {
+      cache[j] = __nv_cvt_float_to_fp8(__bfloat162float(row[j]) * inv, __NV_SATFINITE, __NV_E4M3);
+    }
+  }
+  if (threadIdx.x == 0) {
+    (is_v ? L.v_scale : L.k_scale)[(at / d)] = scale;
+  }
+}
+
 // One block per (token, head) over heads q (0..H-1), k (H..H+kv-1), v (H+kv..H+2kv-1); thread i
 // owns the rotation pair (i, i + d/2):
 //   x  = rms(x) (⊙ q_norm / k_norm; v is scale-free; on k_eq_v layers v is the raw k)
 //   q, k: (x_i, x_{i+d/2}) rotated by angle = float(pos)·inv_freq[i] (sincosf on the fp32 angle,
 //   as PyTorch; inv_freq 0 leaves the pair as it is — proportional RoPE's static part).
+// kCache (decode fusion): the k and v blocks also append their row to the KV cache of L exactly
+// as KvWrite{Bf16,Fp8}Kernel would (same row, same bytes, same FP8 scale).
+template <bool kCache>
 __global__ void QkvNormRopeKernel(const float* __restrict__ qkv, int heads, int kv_heads, int d,
                                   bool k_eq_v, const float* __restrict__ q_norm,
                                   const float* __restrict__ k_norm,
                                   const float* __restrict__ inv_freq,
                                   const int* __restrict__ positions, float eps,
                                   bf16* __restrict__ q, bf16* __restrict__ k,
-                                  bf16* __restrict__ v) {
+                                  bf16* __restrict__ v, AttentionLayer L, AttentionMeta meta) {
   __shared__ float scratch[32];
+  __shared__ float max_scratch[32];
   GridDependencyWait();  // PDL (launch.cuh)
   TriggerDependentsIfOneWave();
   const int64_t t = blockIdx.x;
@@ -136,6 +180,9 @@ __global__ void QkvNormRopeKernel(const float* __restrict__ qkv, int heads, int 
     dst[i] = __float2bfloat16_rn(x1);
     dst[i + half] = __float2bfloat16_rn(x2);
   }
+  if constexpr (kCache) {
+    if (head >= heads) AppendToCache(L, meta, static_cast<int>(t), head - heads, dst, max_scratch);
+  }
 }
 
 }  // namespace
@@ -174,9 +221,26 @@ Status LaunchQkvNormRope(const float* qkv, int tokens, int heads, int kv_heads, 
   if (head_dim % 2 != 0) return MakeError("LaunchQkvNormRope: odd head_dim ", head_dim);
   const dim3 grid(tokens, heads + 2 * kv_heads);
   const int threads = std::min(256, std::max(32, (head_dim / 2 + 31) / 32 * 32));
-  return LaunchKernel("QkvNormRopeKernel", QkvNormRopeKernel, grid, threads, 0, stream, qkv, heads,
-                      kv_heads, head_dim, k_eq_v, q_norm, k_norm, inv_freq, positions, eps, q, k,
-                      v);
+  return LaunchKernel("QkvNormRopeKernel", QkvNormRopeKernel<false>, grid, threads, 0, stream, qkv,
+                      heads, kv_heads, head_dim, k_eq_v, q_norm, k_norm, inv_freq, positions, eps,
+                      q, k, v, AttentionLayer{}, AttentionMeta{});
+}
+
+Status LaunchQkvNormRopeKv(const float* qkv, int tokens, int heads, bool k_eq_v,
+                           const float* q_norm, const float* k_norm, const float* inv_freq,
+                           float eps, const AttentionLayer& layer, const AttentionMeta& meta,
+                           bf16* q, bf16* k, bf16* v, cudaStream_t stream) {
+  if (tokens <= 0) return Ok();
+  const int d = layer.head_dim;
+  if (d % 2 != 0) return MakeError("LaunchQkvNormRopeKv: odd head_dim ", d);
+  if (layer.kv_dtype == KvDtype::kFp8E4m3 && (!layer.k_scale || !layer.v_scale)) {
+    return MakeError("LaunchQkvNormRopeKv: FP8 cache without scales");
+  }
+  const dim3 grid(tokens, heads + 2 * layer.kv_heads);
+  const int threads = std::min(256, std::max(32, (d / 2 + 31) / 32 * 32));
+  return LaunchKernel("QkvNormRopeKernel<cache>", QkvNormRopeKernel<true>, grid, threads, 0, stream,
+                      qkv, heads, layer.kv_heads, d, k_eq_v, q_norm, k_norm, inv_freq,
+                      meta.positions, eps, q, k, v, layer, meta);
 }
 
 }  // namespace gs::cuda
