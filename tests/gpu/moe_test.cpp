@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstring>
 #include <random>
 
 #include "gpu/gpu_test_util.h"
@@ -177,6 +178,104 @@ TEST(Moe, RouterMatchesCpu) {
       }
     }
     for (int v : seen) ASSERT_EQ(v, 1);
+  }
+}
+
+// The decode router in one launch (LaunchRouterDecode: the last block of the logits GEMV does
+// the top-k and grouping) against the two launches RouterMatchesCpu checks: identical logits,
+// ids, weights, offsets and active experts, the same slots under each expert; with and without
+// bucket padding (valid_tokens); launched three times on one counter, which must come back 0.
+TEST(Moe, RouterDecodeEqualsTwoLaunches) {
+  GS_REQUIRE_GPU();
+  MoeFixture f(1);
+  std::mt19937_64 rng(5);
+  DeviceArray<bf16> router_bf16;
+  {
+    std::vector<bf16> rb(f.router_bytes.size() / 2);
+    std::memcpy(static_cast<void*>(rb.data()), f.router_bytes.data(), f.router_bytes.size());
+    router_bf16.Upload(rb);
+  }
+  DeviceArray<float> router(static_cast<size_t>(kExperts) * kHidden);
+  GS_ASSERT_OK(cuda::LaunchBf16ToF32(router_bf16.get(), static_cast<int64_t>(router.size()),
+                                     router.get(), nullptr));
+  DeviceArray<float> pes;
+  pes.Upload(f.w.per_expert_scale);
+  DeviceArray<int> done;
+  done.Upload({0});
+  for (int t : {1, 3, 8}) {
+    for (int valid : {t, (t + 1) / 2}) {
+      SCOPED_TRACE(::testing::Message() << t << " tokens, " << valid << " valid");
+      std::normal_distribution<float> dist(0.0f, 0.05f);
+      std::vector<float> x(static_cast<size_t>(t) * kHidden);
+      for (float& v : x) v = dist(rng);
+      DeviceArray<float> dx;
+      dx.Upload(x);
+      DeviceArray<int> dvalid;
+      dvalid.Upload({valid});
+      struct Out {
+        DeviceArray<float> logits, wts;
+        DeviceArray<int> ids, offsets, entries, active, count;
+      };
+      auto alloc = [&](Out& o) {
+        o.logits.Resize(static_cast<size_t>(t) * kExperts);
+        o.wts.Resize(static_cast<size_t>(t) * kTopK);
+        o.ids.Resize(static_cast<size_t>(t) * kTopK);
+        o.offsets.Resize(kExperts + 1);
+        o.entries.Resize(static_cast<size_t>(t) * kTopK);
+        o.active.Resize(kExperts);
+        o.count.Resize(1);
+        o.logits.Poison();
+        o.wts.Poison();
+        for (auto* a : {&o.ids, &o.offsets, &o.entries, &o.active, &o.count}) a->Poison();
+      };
+      Out want;
+      alloc(want);
+      GS_ASSERT_OK(cuda::LaunchRouterLogits(dx.get(), t, kHidden, router.get(), kExperts,
+                                            want.logits.get(), nullptr));
+      GS_ASSERT_OK(cuda::LaunchRouterSelect(want.logits.get(), t, kExperts, kTopK, pes.get(),
+                                            dvalid.get(), want.ids.get(), want.wts.get(),
+                                            want.offsets.get(), want.entries.get(),
+                                            want.active.get(), want.count.get(), nullptr));
+      auto floats = [](const DeviceArray<float>& a) {
+        std::vector<uint32_t> bits;
+        for (float v : a.Download()) {
+          uint32_t b;
+          std::memcpy(&b, &v, 4);
+          bits.push_back(b);
+        }
+        return bits;
+      };
+      // Slots per active expert, sorted (their order inside an expert is an atomic's).
+      auto groups = [](const Out& o) {
+        const auto off = o.offsets.Download(), ent = o.entries.Download();
+        const auto act = o.active.Download();
+        std::vector<std::vector<int>> g;
+        for (int a = 0; a < o.count.Download()[0]; ++a) {
+          std::vector<int> slots(ent.begin() + off[act[a]], ent.begin() + off[act[a] + 1]);
+          std::sort(slots.begin(), slots.end());
+          g.push_back(std::move(slots));
+        }
+        return g;
+      };
+      for (int run = 0; run < 3; ++run) {
+        Out got;
+        alloc(got);
+        GS_ASSERT_OK(cuda::LaunchRouterDecode(
+            dx.get(), t, kHidden, router.get(), kExperts, kTopK, pes.get(), dvalid.get(),
+            got.logits.get(), got.ids.get(), got.wts.get(), got.offsets.get(), got.entries.get(),
+            got.active.get(), got.count.get(), done.get(), nullptr));
+        EXPECT_EQ(floats(got.logits), floats(want.logits)) << "run " << run;
+        EXPECT_EQ(got.ids.Download(), want.ids.Download()) << "run " << run;
+        EXPECT_EQ(floats(got.wts), floats(want.wts)) << "run " << run;
+        EXPECT_EQ(got.offsets.Download(), want.offsets.Download()) << "run " << run;
+        EXPECT_EQ(got.count.Download(), want.count.Download()) << "run " << run;
+        const int n_active = want.count.Download()[0];
+        const auto ga = got.active.Download(), wa = want.active.Download();
+        EXPECT_TRUE(std::equal(wa.begin(), wa.begin() + n_active, ga.begin())) << "run " << run;
+        EXPECT_EQ(groups(got), groups(want)) << "run " << run;
+        EXPECT_EQ(done.Download()[0], 0) << "the block counter was not reset";
+      }
+    }
   }
 }
 

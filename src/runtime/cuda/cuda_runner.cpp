@@ -50,6 +50,7 @@ struct CudaRunner::Impl {
   std::vector<DeviceBuffer> k_scale, v_scale;  // fp8: [cache rows, kv] per layer
   cuda::KvDtype kv_dtype = cuda::KvDtype::kBf16;
   DeviceBuffer active_counts;  // [layers]: distinct experts of the last step
+  DeviceBuffer router_done;    // [layers]: LaunchRouterDecode's block counters (kept at 0)
   Scratch s;
   cuda::PinnedBuffer meta_host;
   std::unique_ptr<cuda::VisionEncoder> vision;  // null: no image input
@@ -188,6 +189,8 @@ Status CudaRunner::Impl::Init(const CudaRunnerOptions& options) {
   }
   GS_RETURN_IF_ERROR(active_counts.Allocate(sizeof(int) * config.layers.size(), "expert counts"));
   GS_CUDA_RETURN_IF_ERROR(cudaMemset(active_counts.get(), 0, active_counts.bytes()));
+  GS_RETURN_IF_ERROR(router_done.Allocate(sizeof(int) * config.layers.size(), "router counters"));
+  GS_CUDA_RETURN_IF_ERROR(cudaMemset(router_done.get(), 0, router_done.bytes()));
   // Everything above ran on the legacy stream, which does not order with `stream`.
   GS_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
   return Ok();
@@ -477,18 +480,21 @@ Status CudaRunner::Impl::Feedforward(int l, int T) {
     // Router in fp32: logits = router_in · Wᵀ (router_in from LaunchPostAttention), then top-k
     // and the grouping of slots by expert. Padding tokens of a decode bucket (beyond
     // *d_valid_tokens) join no expert.
+    // Up to 8 tokens it is one launch (the last block of the logits GEMV selects).
     if (T <= cuda::kRouterGemvTokens) {
-      GS_RETURN_IF_ERROR(cuda::LaunchRouterLogits(Ptr<float>(s.router_in), T, H,
-                                                  L.router.get<float>(), E,
-                                                  Ptr<float>(s.router_logits), stream));
+      GS_RETURN_IF_ERROR(cuda::LaunchRouterDecode(
+          Ptr<float>(s.router_in), T, H, L.router.get<float>(), E, k, L.per_expert_scale,
+          d_valid_tokens, Ptr<float>(s.router_logits), Ptr<int>(s.topk_ids), Ptr<float>(s.topk_w),
+          Ptr<int>(s.offsets), Ptr<int>(s.entries), Ptr<int>(s.active), active_count,
+          router_done.get<int>() + l, stream));
     } else {
       GS_RETURN_IF_ERROR(gemm.RunF32(Ptr<float>(s.router_in), T, H, L.router.get<float>(), E,
                                      Ptr<float>(s.router_logits), stream));
+      GS_RETURN_IF_ERROR(cuda::LaunchRouterSelect(
+          Ptr<float>(s.router_logits), T, E, k, L.per_expert_scale, d_valid_tokens,
+          Ptr<int>(s.topk_ids), Ptr<float>(s.topk_w), Ptr<int>(s.offsets), Ptr<int>(s.entries),
+          Ptr<int>(s.active), active_count, stream));
     }
-    GS_RETURN_IF_ERROR(cuda::LaunchRouterSelect(
-        Ptr<float>(s.router_logits), T, E, k, L.per_expert_scale, d_valid_tokens,
-        Ptr<int>(s.topk_ids), Ptr<float>(s.topk_w), Ptr<int>(s.offsets), Ptr<int>(s.entries),
-        Ptr<int>(s.active), active_count, stream));
     cuda::GemmRows rows;
     rows.active = Ptr<int>(s.active);
     rows.active_count = active_count;

@@ -89,6 +89,16 @@ Status LaunchRouterSelect(const float* logits, int tokens, int experts, int top_
                           float* topk_weights, int* offsets, int* entries, int* active,
                           int* active_count, cudaStream_t stream);
 
+// Decode (≤ kRouterGemvTokens tokens): LaunchRouterLogits and LaunchRouterSelect in one launch,
+// same outputs (logits included). `done` is a device int that must be 0 before the first launch;
+// the kernel leaves it 0 again (graph replays reuse it). Launches sharing one `done` must be
+// ordered (one stream).
+Status LaunchRouterDecode(const float* x, int tokens, int hidden, const float* w, int experts,
+                         int top_k, const float* per_expert_scale, const int* valid_tokens,
+                         float* logits, int* topk_ids, float* topk_weights, int* offsets,
+                         int* entries, int* active, int* active_count, int* done,
+                         cudaStream_t stream);
+
 // Groups the tokens·top_k slots by expert: offsets [experts + 1], entries [slots] (slot ids),
 // active [experts] (experts with slots, ascending) and active_count. With valid_tokens (a device
 // scalar), only the slots of the first *valid_tokens tokens are grouped (the rest is padding).

@@ -38,9 +38,9 @@ __device__ float BlockSum(float v, float* scratch) {
 // (4 per block), every lane a strided quarter-row of float4s; the warp's partial sums are reduced
 // with shuffles in a fixed order. For more tokens the runner uses an fp32 cuBLASLt GEMM.
 constexpr int kRouterGemvMaxTokens = kRouterGemvTokens;
-__global__ void __launch_bounds__(128)
-    RouterGemvKernel(const float* __restrict__ x, int tokens, int hidden,
-                     const float* __restrict__ w, int experts, float* __restrict__ logits) {
+__device__ __forceinline__ void RouterGemvKernelBody(const float* __restrict__ x, int tokens,
+                                                     int hidden, const float* __restrict__ w,
+                                                     int experts, float* __restrict__ logits) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int e = blockIdx.x * 4 + warp;
   // Before the PDL wait (launch.cuh), only the weights: the warp's row is prefetched into L2
@@ -76,12 +76,21 @@ __global__ void __launch_bounds__(128)
   }
 }
 
+__global__ void __launch_bounds__(128)
+    RouterGemvKernel(const float* __restrict__ x, int tokens, int hidden,
+                     const float* __restrict__ w, int experts, float* __restrict__ logits) {
+  RouterGemvKernelBody(x, tokens, hidden, w, experts, logits);
+}
+
 // `l` is the warp's shared-memory row of `experts` floats.
 __device__ void TopkOneToken(const float* __restrict__ logits, int t, int experts, int top_k,
                              const float* __restrict__ per_expert_scale, float* l,
                              int* __restrict__ topk_ids, float* __restrict__ topk_weights) {
   const int lane = threadIdx.x % 32;
-  for (int e = lane; e < experts; e += 32) l[e] = logits[static_cast<int64_t>(t) * experts + e];
+  // __ldcg (L2, not L1): in the fused decode router, other blocks of the grid wrote the logits.
+  for (int e = lane; e < experts; e += 32) {
+    l[e] = __ldcg(logits + static_cast<int64_t>(t) * experts + e);
+  }
   __syncwarp();
   int* ids = topk_ids + static_cast<int64_t>(t) * top_k;
   float* wts = topk_weights + static_cast<int64_t>(t) * top_k;
@@ -213,6 +222,36 @@ __global__ void __launch_bounds__(1024)
              active_count, reinterpret_cast<int*>(sel_smem));
 }
 
+// Decode router in one launch: RouterGemvKernel's blocks, then the last block to finish runs
+// RouterSelectKernel's top-k and grouping (with its 4 warps). Each block publishes its logits
+// with __threadfence() before counting itself in `*done`; the block that counts last sees all of
+// them (read through L2) and resets the counter for the next launch or graph replay.
+__global__ void __launch_bounds__(128)
+    RouterDecodeKernel(const float* __restrict__ x, int tokens, int hidden,
+                       const float* __restrict__ w, int experts, float* logits, int top_k,
+                       const float* __restrict__ per_expert_scale, const int* valid_tokens,
+                       int* topk_ids, float* __restrict__ topk_weights, int* offsets, int* entries,
+                       int* active, int* active_count, int* done) {
+  extern __shared__ float dec_smem[];  // [4 warps][experts] floats, reused as 2·experts ints
+  __shared__ bool last;
+  RouterGemvKernelBody(x, tokens, hidden, w, experts, logits);
+  __threadfence();  // this thread's logits are visible device-wide before the block counts
+  __syncthreads();
+  if (threadIdx.x == 0) last = atomicAdd(done, 1) == static_cast<int>(gridDim.x) - 1;
+  __syncthreads();
+  if (!last) return;
+  __threadfence();  // acquire side: the other blocks' logits, counted before us, are visible
+  const int warp = threadIdx.x / 32;
+  for (int t = warp; t < tokens; t += blockDim.x / 32) {
+    TopkOneToken(logits, t, experts, top_k, per_expert_scale, dec_smem + warp * experts, topk_ids,
+                 topk_weights);
+  }
+  __syncthreads();
+  GroupSlots(topk_ids, tokens * top_k, top_k, valid_tokens, experts, offsets, entries, active,
+             active_count, reinterpret_cast<int*>(dec_smem));
+  if (threadIdx.x == 0) *done = 0;  // every block has counted: ready for the next launch
+}
+
 // One block per token; rows staged in shared memory (2 × hidden floats).
 __global__ void FfnCombineKernel(float* __restrict__ h, const float* __restrict__ dense,
                                  const float* __restrict__ slot_out, int top_k, int hidden,
@@ -272,6 +311,27 @@ Status LaunchRouterLogits(const float* x, int tokens, int hidden, const float* w
   }
   return LaunchKernel("RouterGemvKernel", RouterGemvKernel, (experts + 3) / 4, 128, 0, stream, x,
                       tokens, hidden, w, experts, logits);
+}
+
+Status LaunchRouterDecode(const float* x, int tokens, int hidden, const float* w, int experts,
+                         int top_k, const float* per_expert_scale, const int* valid_tokens,
+                         float* logits, int* topk_ids, float* topk_weights, int* offsets,
+                         int* entries, int* active, int* active_count, int* done,
+                         cudaStream_t stream) {
+  if (tokens <= 0) return Ok();
+  if (tokens > kRouterGemvMaxTokens || hidden % 4 != 0) {
+    return MakeError("LaunchRouterDecode: ", tokens, " tokens / hidden ", hidden,
+                     " (at most ", kRouterGemvMaxTokens, " tokens, hidden a multiple of 4)");
+  }
+  if (top_k > experts || top_k <= 0 || top_k > 32) {
+    return MakeError("LaunchRouterDecode: unsupported top_k ", top_k, " of ", experts, " experts");
+  }
+  const size_t smem = sizeof(float) * 4 * experts;
+  if (smem > 48 * 1024) return MakeError("LaunchRouterDecode: ", experts, " experts too many");
+  return LaunchKernel("RouterDecodeKernel", RouterDecodeKernel, (experts + 3) / 4, 128, smem,
+                      stream, x, tokens, hidden, w, experts, logits, top_k, per_expert_scale,
+                      valid_tokens, topk_ids, topk_weights, offsets, entries, active,
+                      active_count, done);
 }
 
 Status LaunchRouterSelect(const float* logits, int tokens, int experts, int top_k,
