@@ -260,6 +260,17 @@ TEST(VisionCuda, GoldenImages) {
 // ---- the real tower with random weights ----
 
 // Random bf16 matrices owned here; VisionWeights views them as a checkpoint's would be.
+//
+// The tower is conditioned the way a trained one is, or the comparison means nothing: with unit
+// q/k norm weights the scale-1.0 attention logits of random unit-RMS heads have σ ≈ √72 ≈ 8.5
+// (near-argmax softmax), and unit post-norms make every branch as large as the residual stream,
+// so 27 layers amplify any rounding difference until the output decorrelates. Measured on the CPU
+// encoder alone (fp32, 12 × 9 patches): flipping the last bit of half of the bf16 weights moves
+// the output by relative L2 0.96 with unit norms, and by 7.3e-3 with q/k norms 0.35 (logit σ ≈ 1)
+// and post-norms 0.1 (branch/stream ≈ 0.1, as in the bf16-conditioned golden set).
+constexpr float kQkNorm = 0.35f;
+constexpr float kPostNorm = 0.1f;
+
 class RandomTower {
  public:
   RandomTower(const ModelConfig& config, uint64_t seed, ThreadPool& pool) : pool_(pool) {
@@ -278,12 +289,12 @@ class RandomTower {
       L.gate = Linear(I, H, s + 5);
       L.up = Linear(I, H, s + 6);
       L.down = Linear(H, I, s + 7);
-      L.q_norm = Vector(vc.head_dim, 1.0f, 0.2f, s + 8);
-      L.k_norm = Vector(vc.head_dim, 1.0f, 0.2f, s + 9);
+      L.q_norm = Vector(vc.head_dim, kQkNorm, 0.2f * kQkNorm, s + 8);
+      L.k_norm = Vector(vc.head_dim, kQkNorm, 0.2f * kQkNorm, s + 9);
       L.input_norm = Vector(H, 1.0f, 0.2f, s + 10);
-      L.post_attn_norm = Vector(H, 1.0f, 0.2f, s + 11);
+      L.post_attn_norm = Vector(H, kPostNorm, 0.2f * kPostNorm, s + 11);
       L.pre_ffn_norm = Vector(H, 1.0f, 0.2f, s + 12);
-      L.post_ffn_norm = Vector(H, 1.0f, 0.2f, s + 13);
+      L.post_ffn_norm = Vector(H, kPostNorm, 0.2f * kPostNorm, s + 13);
       w.layers.push_back(std::move(L));
     }
     // Standardisation that matters but does not swamp the signal (pooled values are ~1e2).
