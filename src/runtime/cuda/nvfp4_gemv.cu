@@ -235,17 +235,9 @@ __global__ void __launch_bounds__(kSplit * 32)
   const int tile = blockIdx.x, kblocks = w.cols / 64;
   const int64_t tile_kb = static_cast<int64_t>(tile) * kblocks;
   const int my_kbs = warp < kblocks ? (kblocks - warp + kSplit - 1) / kSplit : 0;
-  // A single matrix (dense MLP: no active list) is known before the PDL wait (launch.cuh): the
-  // warp's first kDepth k-blocks of weights are loaded into registers while the previous kernel
-  // finishes. A bank's id comes from the router (active, written by an earlier kernel): after.
-  packed::BlockFrag<PackedFormat::kNvfp4> frag[kDepth];
-  const bool preloaded = rows.active == nullptr;
-  if (preloaded) {
-#pragma unroll
-    for (int i = 0; i < kDepth; ++i) {
-      if (i < my_kbs) frag[i].Load(w.codes, w.scales, tile_kb + warp + i * kSplit, lane);
-    }
-  }
+  // The weights could be loaded before the PDL wait (launch.cuh) only for a single matrix (a
+  // bank's id comes from the router): tried for the dense MLP, it cost registers and made the
+  // expert kernels slower (H100, batch 32) while the dense products run on a side stream anyway.
   GridDependencyWait();
   if (one_wave) TriggerDependents();
 
@@ -284,12 +276,11 @@ __global__ void __launch_bounds__(kSplit * 32)
     for (int i = 0; i < NT; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
 
     for (int i0 = 0; i0 < my_kbs; i0 += kDepth) {
-      if (!(preloaded && c0 == 0 && i0 == 0)) {
+      packed::BlockFrag<PackedFormat::kNvfp4> frag[kDepth];
 #pragma unroll
-        for (int i = 0; i < kDepth; ++i) {
-          if (i0 + i < my_kbs) {
-            frag[i].Load(code_base, scale_base, tile_kb + warp + (i0 + i) * kSplit, lane);
-          }
+      for (int i = 0; i < kDepth; ++i) {
+        if (i0 + i < my_kbs) {
+          frag[i].Load(code_base, scale_base, tile_kb + warp + (i0 + i) * kSplit, lane);
         }
       }
 #pragma unroll
