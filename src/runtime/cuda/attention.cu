@@ -51,7 +51,7 @@ int AttentionTileTokens(int group, bool decode) {
 
 Status LaunchAttention(const AttentionLayer& layer, const AttentionMeta& meta, const bf16* q,
                        const bf16* k, const bf16* v, int tokens, int splits, float* partial,
-                       bf16* out, cudaStream_t stream, int* merge_counters) {
+                       bf16* out, cudaStream_t stream) {
   if (tokens <= 0 || meta.num_tiles <= 0) return Ok();
   if (layer.kv_heads <= 0 || layer.heads % layer.kv_heads != 0 ||
       !GroupSupported(layer.heads / layer.kv_heads)) {
@@ -74,12 +74,11 @@ Status LaunchAttention(const AttentionLayer& layer, const AttentionMeta& meta, c
   if (layer.kv_dtype == KvDtype::kFp8E4m3 && (!layer.k_scale || !layer.v_scale)) {
     return MakeError("LaunchAttention: FP8 KV cache without scales");
   }
-  const bool merged_in_kernel = decode && merge_counters != nullptr;
   GS_RETURN_IF_ERROR(decode ? LaunchDecodeAttention(layer, meta, q, k, v, tokens, splits, partial,
-                                                    merge_counters, out, stream)
+                                                    out, stream)
                             : LaunchPrefillAttention(layer, meta, q, k, v, tokens, splits, partial,
                                                      out, stream));
-  if (splits > 1 && !merged_in_kernel) {
+  if (splits > 1) {
     const int d = layer.head_dim;
     GS_RETURN_IF_ERROR(LaunchKernel("AttentionMergeKernel", AttentionMergeKernel,
                                     dim3(tokens, layer.heads), std::min(d, 256), 0, stream,

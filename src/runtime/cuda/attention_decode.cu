@@ -5,9 +5,7 @@
 // (P split into two bf16 terms, see SplitBf16x2). Pᵀ's accumulator is turned into the B operand of the second product with movmatrix.trans.
 // A block (4 warps) loads 64-key tiles; each warp takes 16 of them with its own online softmax,
 // and the warps' (m, l, O) merge through smem at the end. Long contexts also split over blocks
-// (flash-decoding, gridDim.z) and merge in AttentionMergeKernel — or, given merge counters, in
-// the kernel itself: the last split block of a (tile, kv head) to finish merges the others'
-// partials, and a tile whose keys fit one split writes its output directly (no merge at all).
+// (flash-decoding, gridDim.z) and merge in AttentionMergeKernel.
 #include "runtime/cuda/attention_common.cuh"
 #include "runtime/cuda/attention_internal.h"
 #include "runtime/cuda/launch.cuh"
@@ -39,7 +37,7 @@ __global__ void __launch_bounds__(kThreads)
     DecodeAttentionKernel(AttentionLayer L, AttentionMeta meta, const bf16* __restrict__ q,
                           const bf16* __restrict__ k_new, const bf16* __restrict__ v_new,
                           int tokens, float* __restrict__ partial, bf16* __restrict__ out,
-                          bool one_wave, int* merge_counters) {
+                          bool one_wave) {
   using Shape = DecodeShape<D>;
   constexpr int kStride = Shape::kStride, kRed = Shape::kRedStride;
   constexpr int kMt = D / 16;  // head-dim tiles of Oᵀ
@@ -70,13 +68,6 @@ __global__ void __launch_bounds__(kThreads)
   const int n_tiles = (t.kend - t.kbeg + kN) / kN;
   int tile_begin, tile_end;
   SplitTiles(n_tiles, 1, &tile_begin, &tile_end);
-  // The splits that got key tiles: SplitTiles gives the first ones ceil(n_tiles / splits) each.
-  const int per_split = (n_tiles + min(static_cast<int>(gridDim.z), n_tiles) - 1) /
-                        min(static_cast<int>(gridDim.z), n_tiles);
-  const int used = (n_tiles + per_split - 1) / per_split;
-  // In-kernel merge: empty splits take no part; one used split writes the output itself.
-  const bool direct = gridDim.z == 1 || (merge_counters != nullptr && used == 1);
-  if (gridDim.z > 1 && tile_begin >= tile_end && merge_counters != nullptr) return;
   if (gridDim.z > 1 && tile_begin >= tile_end) {
     if (tid < rows) {
       const int64_t row = static_cast<int64_t>(t.tok0 + tid / group) * L.heads + g * group +
@@ -248,7 +239,7 @@ __global__ void __launch_bounds__(kThreads)
       o1 += f * v.y;
     }
     const int64_t row = static_cast<int64_t>(t.tok0 + r / group) * L.heads + g * group + r % group;
-    if (direct) {
+    if (gridDim.z == 1) {
       const float inv = l > 0.0f ? 1.0f / l : 0.0f;
       *reinterpret_cast<__nv_bfloat162*>(out + row * D + c) = __floats2bfloat162_rn(o0 * inv, o1 * inv);
     } else {
@@ -260,47 +251,12 @@ __global__ void __launch_bounds__(kThreads)
       }
     }
   }
-  if (direct || merge_counters == nullptr) return;
-
-  // In-kernel merge (AttentionMergeKernel's arithmetic, splits in order): the block that counts
-  // last for this (tile, kv head) sees every used split's partials (each published them with
-  // __threadfence() before counting; read through L2) and resets the counter for the next launch.
-  __shared__ bool last;
-  int* counter = merge_counters + blockIdx.x * gridDim.y + blockIdx.y;
-  __threadfence();
-  __syncthreads();
-  if (tid == 0) last = atomicAdd(counter, 1) == used - 1;
-  __syncthreads();
-  if (!last) return;
-  __threadfence();
-  const int64_t split_stride = static_cast<int64_t>(tokens) * L.heads * (D + 2);
-  for (int r = 0; r < rows; ++r) {
-    const int64_t row = static_cast<int64_t>(t.tok0 + r / group) * L.heads + g * group + r % group;
-    const float* base = partial + row * (D + 2);
-    float m = -INFINITY;
-    for (int z = 0; z < used; ++z) m = fmaxf(m, __ldcg(base + z * split_stride + D));
-    float l = 0.0f;
-    for (int z = 0; z < used; ++z) {
-      const float mz = __ldcg(base + z * split_stride + D);
-      if (mz != -INFINITY) l += __expf(mz - m) * __ldcg(base + z * split_stride + D + 1);
-    }
-    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
-    for (int c = tid; c < D; c += kThreads) {
-      float o = 0.0f;
-      for (int z = 0; z < used; ++z) {
-        const float mz = __ldcg(base + z * split_stride + D);
-        if (mz != -INFINITY) o += __expf(mz - m) * __ldcg(base + z * split_stride + c);
-      }
-      out[row * D + c] = __float2bfloat16_rn(o * inv);
-    }
-  }
-  if (tid == 0) *counter = 0;
 }
 
 template <int D, bool kFp8>
 Status Launch(const AttentionLayer& L, const AttentionMeta& m, const bf16* q, const bf16* k,
-              const bf16* v, int tokens, int splits, float* partial, int* merge_counters,
-              bf16* out, cudaStream_t stream) {
+              const bf16* v, int tokens, int splits, float* partial, bf16* out,
+              cudaStream_t stream) {
   const size_t smem = DecodeShape<D>::SmemBytes(kFp8);
   static bool raised = false;
   if (!raised && smem > 48 * 1024) {
@@ -313,29 +269,19 @@ Status Launch(const AttentionLayer& L, const AttentionMeta& m, const bf16* q, co
   static const int resident = ResidentBlocks(DecodeAttentionKernel<D, kFp8>, kThreads, smem);
   const bool one_wave = static_cast<int64_t>(grid.x) * grid.y * grid.z <= resident;
   return LaunchKernel("DecodeAttentionKernel", DecodeAttentionKernel<D, kFp8>, grid, kThreads, smem,
-                      stream, L, m, q, k, v, tokens, partial, out, one_wave, merge_counters);
+                      stream, L, m, q, k, v, tokens, partial, out, one_wave);
 }
 
 template <bool kFp8>
 Status LaunchDtype(const AttentionLayer& L, const AttentionMeta& m, const bf16* q, const bf16* k,
-                   const bf16* v, int tokens, int splits, float* partial, int* merge_counters,
-                   bf16* out, cudaStream_t stream) {
+                   const bf16* v, int tokens, int splits, float* partial, bf16* out,
+                   cudaStream_t stream) {
   switch (L.head_dim) {
-    case 32:
-      return Launch<32, kFp8>(L, m, q, k, v, tokens, splits, partial, merge_counters, out,
-                              stream);
-    case 64:
-      return Launch<64, kFp8>(L, m, q, k, v, tokens, splits, partial, merge_counters, out,
-                              stream);
-    case 128:
-      return Launch<128, kFp8>(L, m, q, k, v, tokens, splits, partial, merge_counters, out,
-                              stream);
-    case 256:
-      return Launch<256, kFp8>(L, m, q, k, v, tokens, splits, partial, merge_counters, out,
-                              stream);
-    case 512:
-      return Launch<512, kFp8>(L, m, q, k, v, tokens, splits, partial, merge_counters, out,
-                              stream);
+    case 32: return Launch<32, kFp8>(L, m, q, k, v, tokens, splits, partial, out, stream);
+    case 64: return Launch<64, kFp8>(L, m, q, k, v, tokens, splits, partial, out, stream);
+    case 128: return Launch<128, kFp8>(L, m, q, k, v, tokens, splits, partial, out, stream);
+    case 256: return Launch<256, kFp8>(L, m, q, k, v, tokens, splits, partial, out, stream);
+    case 512: return Launch<512, kFp8>(L, m, q, k, v, tokens, splits, partial, out, stream);
     default:
       return MakeError("LaunchAttention: head_dim ", L.head_dim,
                        " is not supported (32, 64, 128, 256, 512)");
@@ -348,11 +294,10 @@ int DecodeTileRows() { return kR; }
 
 Status LaunchDecodeAttention(const AttentionLayer& L, const AttentionMeta& m, const bf16* q,
                              const bf16* k, const bf16* v, int tokens, int splits, float* partial,
-                             int* merge_counters, bf16* out, cudaStream_t stream) {
+                             bf16* out, cudaStream_t stream) {
   return L.kv_dtype == KvDtype::kFp8E4m3
-             ? LaunchDtype<true>(L, m, q, k, v, tokens, splits, partial, merge_counters, out, stream)
-             : LaunchDtype<false>(L, m, q, k, v, tokens, splits, partial, merge_counters, out,
-                                  stream);
+             ? LaunchDtype<true>(L, m, q, k, v, tokens, splits, partial, out, stream)
+             : LaunchDtype<false>(L, m, q, k, v, tokens, splits, partial, out, stream);
 }
 
 }  // namespace gs::cuda

@@ -13,10 +13,8 @@ int DecodeTileRows();   // attention_decode.cu
 Status LaunchPrefillAttention(const AttentionLayer& layer, const AttentionMeta& meta, const bf16* q,
                               const bf16* k, const bf16* v, int tokens, int splits,
                               float* partial, bf16* out, cudaStream_t stream);
-// merge_counters (may be null: the caller launches AttentionMergeKernel when splits > 1): see
-// LaunchAttention.
 Status LaunchDecodeAttention(const AttentionLayer& layer, const AttentionMeta& meta, const bf16* q,
                              const bf16* k, const bf16* v, int tokens, int splits, float* partial,
-                             int* merge_counters, bf16* out, cudaStream_t stream);
+                             bf16* out, cudaStream_t stream);
 
 }  // namespace gs::cuda

@@ -20,8 +20,6 @@ using cuda::DeviceBuffer;
 
 namespace {
 
-constexpr int kMaxBucket = 128;  // the largest decode graph bucket (kGraphBuckets)
-
 // Query tiles of one size: ≤ tile_size consecutive tokens of one sequence each.
 struct TileList {
   std::vector<int> seq, first, count;
@@ -53,8 +51,6 @@ struct CudaRunner::Impl {
   cuda::KvDtype kv_dtype = cuda::KvDtype::kBf16;
   DeviceBuffer active_counts;  // [layers]: distinct experts of the last step
   DeviceBuffer router_done;    // [layers]: LaunchRouterDecode's block counters (kept at 0)
-  // Decode steps' attention split counters (LaunchAttention), [largest bucket · kv heads], kept 0.
-  DeviceBuffer merge_counters;
   Scratch s;
   cuda::PinnedBuffer meta_host;
   std::unique_ptr<cuda::VisionEncoder> vision;  // null: no image input
@@ -195,13 +191,6 @@ Status CudaRunner::Impl::Init(const CudaRunnerOptions& options) {
   GS_CUDA_RETURN_IF_ERROR(cudaMemset(active_counts.get(), 0, active_counts.bytes()));
   GS_RETURN_IF_ERROR(router_done.Allocate(sizeof(int) * config.layers.size(), "router counters"));
   GS_CUDA_RETURN_IF_ERROR(cudaMemset(router_done.get(), 0, router_done.bytes()));
-  int max_kv_heads = 1;
-  for (const LayerConfig& lc : config.layers) {
-    max_kv_heads = std::max(max_kv_heads, lc.num_kv_heads);
-  }
-  GS_RETURN_IF_ERROR(merge_counters.Allocate(sizeof(int) * kMaxBucket * max_kv_heads,
-                                             "attention merge counters"));
-  GS_CUDA_RETURN_IF_ERROR(cudaMemset(merge_counters.get(), 0, merge_counters.bytes()));
   // Everything above ran on the legacy stream, which does not order with `stream`.
   GS_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
   return Ok();
@@ -452,10 +441,8 @@ Status CudaRunner::Impl::Attention(int l) {
     GS_RETURN_IF_ERROR(Grow(s.partial, need * sizeof(float), "attention partials"));
     partial = Ptr<float>(s.partial);
   }
-  // Decode steps (≤ kMaxBucket tiles of one token) merge the splits inside the attention kernel.
   GS_RETURN_IF_ERROR(cuda::LaunchAttention(al, m, Ptr<bf16>(s.q), Ptr<bf16>(s.k), Ptr<bf16>(s.v), T,
-                                           splits, partial, Ptr<bf16>(s.attn), stream,
-                                           decode_step_ ? merge_counters.get<int>() : nullptr));
+                                           splits, partial, Ptr<bf16>(s.attn), stream));
   if (!decode_step_) {
     GS_RETURN_IF_ERROR(cuda::LaunchKvWrite(al, m, Ptr<bf16>(s.k), Ptr<bf16>(s.v), T, stream));
   }
@@ -575,7 +562,7 @@ Status CudaRunner::Impl::Kernels(const Batch& b) {
 
 namespace {
 
-constexpr int kGraphBuckets[] = {1, 2, 4, 8, 16, 32, 64, kMaxBucket};
+constexpr int kGraphBuckets[] = {1, 2, 4, 8, 16, 32, 64, 128};
 
 // A pure decode step: one token per sequence, the logits of each in order.
 bool IsDecode(const Batch& b) {

@@ -208,14 +208,10 @@ struct AttentionLayer {
 // Tensor cores (mma.sync bf16, fp32 accumulation and softmax); FP8 cache rows are expanded to
 // bf16 exactly and their scales applied to the scores (K) and probabilities (V).
 // `splits` > 1 divides each query's keys among that many blocks (flash-decoding) and merges;
-// `partial` then needs splits · T · heads · (d + 2) floats. With `merge_counters` (num_tiles ·
-// kv_heads ints, 0 before the first launch and left 0 by every launch; launches sharing them
-// must be ordered) the decode kernel merges its own splits — the last split block of a tile to
-// finish merges, and a tile whose keys fit one split writes its output directly — so no merge
-// kernel runs; the prefill kernel ignores them.
+// `partial` then needs splits · T · heads · (d + 2) floats.
 Status LaunchAttention(const AttentionLayer& layer, const AttentionMeta& meta, const bf16* q,
                        const bf16* k, const bf16* v, int tokens, int splits, float* partial,
-                       bf16* out, cudaStream_t stream, int* merge_counters = nullptr);
+                       bf16* out, cudaStream_t stream);
 
 // Appends the chunk's k/v to the cache (for a ring, only the last `window` positions of each
 // sequence's chunk, so a chunk longer than the window keeps exactly the newest window). FP8:
