@@ -34,30 +34,33 @@ __device__ float BlockSum(float v, float* scratch) {
 
 // One warp per token: top-k by logit (lowest index on ties), w_j = softmax over the k selected
 // (== the renormalised full softmax) × per_expert_scale[e_j].
-// Router logits of a few tokens (decode), fp32: logits[t, e] = x[t] · W[e], one warp per expert
-// (4 per block), every lane a strided quarter-row of float4s; the warp's partial sums are reduced
-// with shuffles in a fixed order. For more tokens the runner uses an fp32 cuBLASLt GEMM.
+// Router logits of a few tokens (decode), fp32: logits[t, e] = x[t] · W[e], one 128-thread
+// block per expert: thread i takes the row's float4s i, i + 128, … (5.5 per thread at hidden
+// 2816, all in flight at once), warp sums by shuffles, then
+// the 4 warps' sums in warp order (fixed: the result never depends on scheduling). A block per
+// expert (128 blocks) instead of a warp per expert (32 blocks) keeps enough loads in flight to
+// stream the 1.4 MB of fp32 weights at bandwidth. For more tokens the runner uses cuBLASLt.
 constexpr int kRouterGemvMaxTokens = kRouterGemvTokens;
+constexpr int kRouterGemvThreads = 128;
 __device__ __forceinline__ void RouterGemvKernelBody(const float* __restrict__ x, int tokens,
                                                      int hidden, const float* __restrict__ w,
                                                      int experts, float* __restrict__ logits) {
+  __shared__ float part[kRouterGemvThreads / 32][kRouterGemvMaxTokens];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int e = blockIdx.x * 4 + warp;
-  // Before the PDL wait (launch.cuh), only the weights: the warp's row is prefetched into L2
-  // (one 128 B line per lane and step) while the previous kernel finishes.
-  if (e < experts) {
-    const char* row = reinterpret_cast<const char*>(w + static_cast<int64_t>(e) * hidden);
-    for (int64_t off = lane * int64_t{128}; off < int64_t{4} * hidden; off += 32 * 128) {
-      asm volatile("prefetch.L2 [%0];\n" ::"l"(row + off));  // generic address
-    }
+  const int e = blockIdx.x;
+  // Before the PDL wait (launch.cuh), only the weights: the block's row is prefetched into L2
+  // (one 128 B line per thread and step) while the previous kernel finishes.
+  const char* row = reinterpret_cast<const char*>(w + static_cast<int64_t>(e) * hidden);
+  for (int64_t off = threadIdx.x * int64_t{128}; off < int64_t{4} * hidden;
+       off += kRouterGemvThreads * 128) {
+    asm volatile("prefetch.L2 [%0];\n" ::"l"(row + off));  // generic address
   }
   GridDependencyWait();
   TriggerDependentsIfOneWave();
-  if (e >= experts) return;
-  const float4* wr = reinterpret_cast<const float4*>(w + static_cast<int64_t>(e) * hidden);
+  const float4* wr = reinterpret_cast<const float4*>(row);
   float acc[kRouterGemvMaxTokens] = {};
-#pragma unroll 4
-  for (int c = lane; c < hidden / 4; c += 32) {
+#pragma unroll 2
+  for (int c = threadIdx.x; c < hidden / 4; c += kRouterGemvThreads) {
     const float4 wv = wr[c];
 #pragma unroll
     for (int t = 0; t < kRouterGemvMaxTokens; ++t) {
@@ -69,10 +72,15 @@ __device__ __forceinline__ void RouterGemvKernelBody(const float* __restrict__ x
   }
 #pragma unroll
   for (int t = 0; t < kRouterGemvMaxTokens; ++t) {
-    if (t < tokens) {
-      const float v = WarpSum(acc[t]);
-      if (lane == 0) logits[static_cast<int64_t>(t) * experts + e] = v;
-    }
+    const float v = WarpSum(acc[t]);
+    if (lane == 0) part[warp][t] = v;
+  }
+  __syncthreads();
+  if (threadIdx.x < tokens) {
+    float v = 0.0f;
+#pragma unroll
+    for (int i = 0; i < kRouterGemvThreads / 32; ++i) v += part[i][threadIdx.x];
+    logits[static_cast<int64_t>(threadIdx.x) * experts + e] = v;
   }
 }
 
@@ -309,7 +317,7 @@ Status LaunchRouterLogits(const float* x, int tokens, int hidden, const float* w
     return MakeError("LaunchRouterLogits: ", tokens, " tokens / hidden ", hidden,
                      " (at most ", kRouterGemvMaxTokens, " tokens, hidden a multiple of 4)");
   }
-  return LaunchKernel("RouterGemvKernel", RouterGemvKernel, (experts + 3) / 4, 128, 0, stream, x,
+  return LaunchKernel("RouterGemvKernel", RouterGemvKernel, experts, kRouterGemvThreads, 0, stream, x,
                       tokens, hidden, w, experts, logits);
 }
 
@@ -328,7 +336,7 @@ Status LaunchRouterDecode(const float* x, int tokens, int hidden, const float* w
   }
   const size_t smem = sizeof(float) * 4 * experts;
   if (smem > 48 * 1024) return MakeError("LaunchRouterDecode: ", experts, " experts too many");
-  return LaunchKernel("RouterDecodeKernel", RouterDecodeKernel, (experts + 3) / 4, 128, smem,
+  return LaunchKernel("RouterDecodeKernel", RouterDecodeKernel, experts, kRouterGemvThreads, smem,
                       stream, x, tokens, hidden, w, experts, logits, top_k, per_expert_scale,
                       valid_tokens, topk_ids, topk_weights, offsets, entries, active,
                       active_count, done);
