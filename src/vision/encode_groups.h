@@ -10,6 +10,9 @@
 #include <utility>
 #include <vector>
 
+#include "model/config.h"
+#include "vision/image_processor.h"
+
 namespace gs {
 
 // Images per encoder pass.
@@ -24,5 +27,11 @@ inline constexpr int64_t kMaxPatchesPerEncode = int64_t{kMaxImagesPerEncode} * 2
 std::vector<std::pair<size_t, size_t>> PlanEncodeGroups(const std::vector<int64_t>& patches,
                                                         int max_images = kMaxImagesPerEncode,
                                                         int64_t max_patches = kMaxPatchesPerEncode);
+
+// The largest pass the engine makes, for the serving memory probe: kMaxImagesPerEncode images of
+// kMaxPatchesPerEncode / kMaxImagesPerEncode patches each (42 × 60 for the real tower), valid
+// input for `vc` (whole pooling windows, inside the position table; a table too small for that
+// many patches per image gets the largest grid it holds). Pixels are mid-gray.
+std::vector<ProcessedImage> WorstCaseEncodePass(const VisionConfig& vc);
 
 }  // namespace gs

@@ -16,6 +16,7 @@
 #include "golden/vision_golden_util.h"
 #include "model/vision_weights.h"
 #include "runtime/cpu/cpu_runner.h"
+#include "runtime/cpu/cpu_vision.h"
 #include "unit/engine_test_util.h"
 #include "vision/encode_groups.h"
 #include "vision/image_decode.h"
@@ -375,6 +376,45 @@ TEST(EncodeGroups, BoundsEveryPass) {
     }
     ASSERT_EQ(next, p.size());
   }
+}
+
+// The pass the serving memory probe measures (runtime/cuda/serving_runner.h) is the largest the
+// engine makes: exactly kMaxImagesPerEncode images and kMaxPatchesPerEncode patches, one pass for
+// PlanEncodeGroups, and valid encoder input for the real tower and the golden one (128-entry
+// position table).
+TEST(EncodeGroups, WorstCasePassIsTheLargestAndValid) {
+  const std::string real_dir = std::string(GS_SOURCE_DIR) + "/configs/gemma-4-26B-A4B-it";
+  const std::string golden_dir = golden::VisionRoot() + "/model/bf16";
+  for (const std::string& dir : {real_dir, golden_dir}) {
+    SCOPED_TRACE(dir);
+    auto c = LoadModelConfig(dir);
+    ASSERT_TRUE(c.ok()) << c.error().message;
+    ASSERT_TRUE(c->vision.has_value());
+    const std::vector<ProcessedImage> pass = WorstCaseEncodePass(*c->vision);
+    ASSERT_EQ(static_cast<int>(pass.size()), kMaxImagesPerEncode);
+    std::vector<int64_t> patches;
+    int64_t total = 0;
+    for (const ProcessedImage& img : pass) {
+      EXPECT_TRUE(cpu::CheckVisionInput(*c->vision, img).ok());
+      EXPECT_EQ(img.patches_h, 42);
+      EXPECT_EQ(img.patches_w, 60);
+      EXPECT_EQ(img.num_soft_tokens, 280);
+      patches.push_back(img.num_patches());
+      total += img.num_patches();
+    }
+    EXPECT_EQ(total, kMaxPatchesPerEncode);
+    EXPECT_EQ(PlanEncodeGroups(patches).size(), 1u);
+  }
+  // A table too small for 60 patches a side: the largest grid it holds, still valid.
+  VisionConfig small;
+  small.patch_size = 16;
+  small.pooling_kernel_size = 3;
+  small.position_embedding_size = 30;
+  const auto tight = WorstCaseEncodePass(small);
+  ASSERT_FALSE(tight.empty());
+  EXPECT_LE(tight[0].patches_w, 30);
+  EXPECT_LE(tight[0].patches_h, 30);
+  EXPECT_TRUE(cpu::CheckVisionInput(small, tight[0]).ok());
 }
 
 }  // namespace
