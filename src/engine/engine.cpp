@@ -4,6 +4,7 @@
 #include <unordered_map>
 
 #include "engine/device_sampling.h"
+#include "vision/encode_groups.h"
 #include "vision/image_hash.h"
 
 namespace gs {
@@ -358,31 +359,77 @@ Status Engine::RunModel(const StepPlan& plan) {
                                host_rows ? &logits_ : nullptr);
 }
 
+// One encoder pass over `group` (images of requests without embeddings for them). When the pass
+// fails, its images are encoded one at a time so that only the requests whose own image fails
+// end with that image's error.
+void Engine::EncodeGroup(std::span<const std::pair<RequestState*, int>> group,
+                         std::vector<std::pair<RequestId, std::string>>* failed) {
+  const size_t hidden = static_cast<size_t>(runner_.config().hidden_size);
+  auto image_of = [](const std::pair<RequestState*, int>& g) -> const ProcessedImage& {
+    return *g.first->request.images[static_cast<size_t>(g.second)].image;
+  };
+  // Stores one image's result; false (and a failure of its request) when it is unusable.
+  auto take = [&](const std::pair<RequestState*, int>& g, Expected<std::vector<float>> e) {
+    const size_t want = static_cast<size_t>(image_of(g).num_soft_tokens) * hidden;
+    if (e.ok() && e->size() == want) {
+      g.first->image_embeddings[static_cast<size_t>(g.second)] = std::move(*e);
+      ++images_encoded_;
+      return;
+    }
+    const RequestId id = g.first->id;
+    if (std::any_of(failed->begin(), failed->end(), [&](const auto& f) { return f.first == id; })) {
+      return;  // the request already failed on another of its images
+    }
+    failed->emplace_back(id,
+                         e.ok() ? StrCat("the vision encoder returned ", e->size(),
+                                         " values for image ", g.second, ", expected ", want)
+                                : StrCat("encoding image ", g.second, " failed: ",
+                                         e.error().message));
+  };
+  std::vector<const ProcessedImage*> images;
+  for (const auto& g : group) images.push_back(&image_of(g));
+  if (group.size() > 1) {
+    Expected<std::vector<std::vector<float>>> all = runner_.EncodeImages(images);
+    if (all.ok() && all->size() == group.size()) {
+      for (size_t i = 0; i < group.size(); ++i) take(group[i], std::move((*all)[i]));
+      return;
+    }
+  }
+  for (const auto& g : group) {
+    Expected<std::vector<std::vector<float>>> one = runner_.EncodeImages({&image_of(g)});
+    if (!one.ok()) {
+      take(g, one.error());
+    } else if (one->size() != 1) {
+      take(g, MakeError("the vision encoder returned ", one->size(), " images for 1"));
+    } else {
+      take(g, std::move(one->front()));
+    }
+  }
+}
+
 // Encodes the plan's images that have no embeddings now (first prefill, or again after a
 // preemption) and points the batch's image spans at them. A request whose image fails to encode
 // ends with an error and leaves the step; false when nothing is left to run.
 bool Engine::AttachImages(StepPlan* plan, StepResult* out) {
   if (plan->images.empty()) return true;
-  std::vector<std::pair<RequestId, std::string>> failed;
+  // Each image once (the sequences of an n > 1 request share their request's images), in plan
+  // order, then through the encoder a pass at a time (vision/encode_groups.h bounds a pass).
+  std::vector<std::pair<RequestState*, int>> todo;
   for (const PlannedImage& p : plan->images) {
-    RequestState& r = *p.seq->request;
-    std::vector<float>& emb = r.image_embeddings[static_cast<size_t>(p.image)];
-    if (!emb.empty() || std::any_of(failed.begin(), failed.end(),
-                                    [&](const auto& f) { return f.first == r.id; })) {
-      continue;
+    RequestState* r = p.seq->request;
+    const std::pair<RequestState*, int> key{r, p.image};
+    if (r->image_embeddings[static_cast<size_t>(p.image)].empty() &&
+        std::find(todo.begin(), todo.end(), key) == todo.end()) {
+      todo.push_back(key);
     }
-    const ProcessedImage& image = *r.request.images[static_cast<size_t>(p.image)].image;
-    Expected<std::vector<float>> e = runner_.EncodeImage(image);
-    const size_t want = static_cast<size_t>(image.num_soft_tokens) * runner_.config().hidden_size;
-    if (e.ok() && e->size() == want) {
-      emb = std::move(*e);
-      ++images_encoded_;
-      continue;
-    }
-    failed.emplace_back(r.id, e.ok() ? StrCat("the vision encoder returned ", e->size(),
-                                              " values for image ", p.image, ", expected ", want)
-                                     : StrCat("encoding image ", p.image, " failed: ",
-                                              e.error().message));
+  }
+  std::vector<std::pair<RequestId, std::string>> failed;
+  std::vector<int64_t> patches;
+  for (const auto& [r, i] : todo) {
+    patches.push_back(r->request.images[static_cast<size_t>(i)].image->num_patches());
+  }
+  for (const auto& [begin, end] : PlanEncodeGroups(patches)) {
+    EncodeGroup(std::span(todo).subspan(begin, end - begin), &failed);
   }
   if (!failed.empty()) {
     std::vector<RequestId> ids;

@@ -8,9 +8,11 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <random>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "engine/metrics.h"
@@ -85,6 +87,8 @@ class Engine {
   std::unique_ptr<RequestState> MakeState(Request request, RequestId id);
   Status ValidateImages(const Request& request) const;
   bool AttachImages(StepPlan* plan, StepResult* out);
+  void EncodeGroup(std::span<const std::pair<RequestState*, int>> group,
+                   std::vector<std::pair<RequestId, std::string>>* failed);
   void ReleaseImages(const StepPlan& plan);
   void Loop();
   void Step(StepResult* result);

@@ -46,4 +46,17 @@ Status ModelRunner::ForwardSample(const Batch& batch, const std::vector<GpuSampl
   return Ok();
 }
 
+Expected<std::vector<std::vector<float>>> ModelRunner::EncodeImages(
+    const std::vector<const ProcessedImage*>& images) {
+  std::vector<std::vector<float>> out;
+  out.reserve(images.size());
+  for (size_t i = 0; i < images.size(); ++i) {
+    if (images[i] == nullptr) return MakeError("EncodeImages: image ", i, " is null");
+    Expected<std::vector<float>> e = EncodeImage(*images[i]);
+    if (!e.ok()) return MakeError("image ", i, " of ", images.size(), ": ", e.error().message);
+    out.push_back(std::move(*e));
+  }
+  return out;
+}
+
 }  // namespace gs

@@ -67,6 +67,12 @@ class ModelRunner {
   virtual Expected<std::vector<float>> EncodeImage(const ProcessedImage& /*image*/) {
     return MakeError("this runner has no vision encoder (image input runs on the CPU runner)");
   }
+  // Soft tokens of each image (in order) from one encoder pass where the runner batches images
+  // (the CUDA encoder); this default encodes them one at a time. The engine passes at most
+  // kMaxImagesPerEncode images / kMaxPatchesPerEncode patches (vision/encode_groups.h). An error
+  // returns no embeddings at all; its message names the failing image's index in `images`.
+  virtual Expected<std::vector<std::vector<float>>> EncodeImages(
+      const std::vector<const ProcessedImage*>& images);
   virtual Status CopySlot(int /*src*/, int /*dst*/) {
     return MakeError("this runner cannot copy KV slots");
   }

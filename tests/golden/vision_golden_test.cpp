@@ -162,6 +162,56 @@ TEST(VisionGolden, ImagePromptsMatchTransformers) {
   }
 }
 
+// transformers' processor gives a 2000 × 40 picture at budget 70 a 3 × 177 patch grid (checked
+// against preprocess.json here), more than the golden tower's 128-entry position table: its patch
+// embedder's one_hot raises for such positions, so the encoder must refuse the image with the
+// grid and the limit in the message instead of reading past the table.
+TEST(VisionGolden, RejectsGridBeyondPositionTable) {
+  const auto info = golden::ReadJsonFile(golden::VisionRoot() + "/preprocess.json");
+  const nlohmann::json* c = nullptr;
+  for (const auto& e : info["cases"]) {
+    if (e["case"] == "rgb_2000x40_70") c = &e;
+  }
+  ASSERT_NE(c, nullptr) << "preprocess.json lacks rgb_2000x40_70";
+  auto runner = MakeRunner(64);
+  ASSERT_TRUE(runner);
+  const int table = runner->config().vision->position_embedding_size;
+  ASSERT_EQ(table, 128);
+  auto rgb = LoadImageFile(golden::VisionRoot() + "/" + (*c)["input"].get<std::string>());
+  ASSERT_TRUE(rgb.ok()) << rgb.error().message;
+  ImageProcessorOptions o;
+  o.max_soft_tokens = (*c)["max_soft_tokens"];
+  auto img = PreprocessImage(*rgb, o);
+  ASSERT_TRUE(img.ok()) << img.error().message;
+  ASSERT_EQ(img->patches_h, (*c)["patch_grid_hw"][0].get<int>());
+  ASSERT_EQ(img->patches_w, (*c)["patch_grid_hw"][1].get<int>());
+  ASSERT_GT(img->patches_w, table);
+  auto soft = runner->EncodeImage(*img);
+  ASSERT_FALSE(soft.ok()) << "a 3 x 177 grid was encoded with a 128-entry position table";
+  const std::string& msg = soft.error().message;
+  EXPECT_NE(msg.find("177 × 3 patches"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("position_embedding_size = 128"), std::string::npos) << msg;
+  // At the boundary: 126 patches wide (the widest whole pooling windows inside the table) is
+  // encoded, 129 is refused.
+  for (int w : {table - table % 3, table - table % 3 + 3}) {
+    SCOPED_TRACE(w);
+    ProcessedImage edge = *img;
+    edge.patches_w = w;
+    edge.width = w * edge.patch_size;
+    const int n = w * edge.patches_h;
+    edge.num_soft_tokens = n / 9;
+    edge.pixel_values.assign(static_cast<size_t>(n) * edge.patch_dim(), 0.5f);
+    edge.position_x.clear();
+    edge.position_y.clear();
+    for (int t = 0; t < n; ++t) {
+      edge.position_x.push_back(t % w);
+      edge.position_y.push_back(t / w);
+    }
+    auto got = runner->EncodeImage(edge);
+    EXPECT_EQ(got.ok(), w <= table) << (got.ok() ? "" : got.error().message);
+  }
+}
+
 TEST(VisionGolden, ImageErrors) {
   auto runner = MakeRunner(64);
   ASSERT_TRUE(runner);

@@ -92,6 +92,86 @@ std::vector<float> Glu(const QuantizedLinear& gate, const QuantizedLinear& up,
   return g;
 }
 
+// `w` as an [rows, cols] matrix (≥ its shape) with zero codes, scales and values beyond it: what
+// the padded packing must be equivalent to.
+OwnedLinear ZeroExtended(const QuantizedLinear& w, int64_t rows, int64_t cols) {
+  OwnedLinear z;
+  const bool fp4 = w.format == WeightFormat::kNvfp4;
+  const int64_t row_bytes = fp4 ? cols / 2 : cols * 2, src_bytes = fp4 ? w.cols / 2 : w.cols * 2;
+  z.data.assign(static_cast<size_t>(rows * row_bytes), 0);
+  if (fp4) z.scales.assign(static_cast<size_t>(rows * cols / 16), 0);
+  for (int64_t r = 0; r < w.rows; ++r) {
+    std::memcpy(&z.data[static_cast<size_t>(r * row_bytes)], w.data + r * src_bytes,
+                static_cast<size_t>(src_bytes));
+    if (fp4) {
+      std::memcpy(&z.scales[static_cast<size_t>(r * cols / 16)], w.block_scale + r * (w.cols / 16),
+                  static_cast<size_t>(w.cols / 16));
+    }
+  }
+  z.q = w;
+  z.q.rows = rows;
+  z.q.cols = cols;
+  z.q.data = z.data.data();
+  z.q.block_scale = fp4 ? z.scales.data() : nullptr;
+  return z;
+}
+
+// Load-time padding of odd intermediate widths (nvfp4_repack.h PackedWidth), host only: packing
+// gate/up with padded rows and down with padded columns gives byte for byte the packing of the
+// zero-extended matrices, for NVFP4 and BF16; real widths are their own packed width; shapes the
+// kernels cannot take are refused by name.
+TEST(PackedRepack, PaddingEqualsZeroExtendedMatrix) {
+  std::mt19937_64 rng(21);
+  EXPECT_EQ(cuda::PackedWidth(2112), 2112);
+  EXPECT_EQ(cuda::PackedWidth(704), 704);
+  EXPECT_EQ(cuda::PackedWidth(96), 128);
+  EXPECT_EQ(cuda::PackedWidth(160), 192);
+  EXPECT_EQ(cuda::PackedWidth(32), 64);
+  const int64_t hidden = 128;
+  for (bool fp4 : {true, false}) {
+    for (int64_t inter : {32, 96, 160}) {
+      SCOPED_TRACE(::testing::Message() << (fp4 ? "nvfp4" : "bf16") << " width " << inter);
+      const int64_t padded = cuda::PackedWidth(inter);
+      auto gate = fp4 ? RandomNvfp4(inter, hidden, 0.5f, rng, "gate") : RandomBf16(inter, hidden, rng, "gate");
+      auto up = fp4 ? RandomNvfp4(inter, hidden, 0.25f, rng, "up") : RandomBf16(inter, hidden, rng, "up");
+      auto down = fp4 ? RandomNvfp4(hidden, inter, 0.5f, rng, "down") : RandomBf16(hidden, inter, rng, "down");
+      const WeightFormat f = gate.q.format;
+      ASSERT_TRUE(cuda::CheckPackable(gate.q, true, padded, hidden).ok());
+      ASSERT_TRUE(cuda::CheckPackable(down.q, false, hidden, padded).ok());
+      // gate/up: [2·padded, hidden]
+      const size_t gc = static_cast<size_t>(cuda::PackedCodeBytes(f, 2 * padded, hidden));
+      const size_t gs = static_cast<size_t>(cuda::PackedScaleBytes(f, 2 * padded, hidden));
+      std::vector<uint8_t> c1(gc, 0xAB), s1(gs, 0xAB), c2(gc, 0xCD), s2(gs, 0xCD);
+      cuda::PackGlu(gate.q, up.q, padded, c1.data(), s1.data());
+      const auto gz = ZeroExtended(gate.q, padded, hidden), uz = ZeroExtended(up.q, padded, hidden);
+      cuda::PackGlu(gz.q, uz.q, c2.data(), s2.data());
+      EXPECT_EQ(c1, c2);
+      EXPECT_EQ(s1, s2);
+      // down: [hidden, padded]
+      const size_t dc = static_cast<size_t>(cuda::PackedCodeBytes(f, hidden, padded));
+      const size_t ds = static_cast<size_t>(cuda::PackedScaleBytes(f, hidden, padded));
+      std::vector<uint8_t> c3(dc, 0xAB), s3(ds, 0xAB), c4(dc, 0xCD), s4(ds, 0xCD);
+      cuda::PackLinear(down.q, padded, c3.data(), s3.data());
+      const auto dz = ZeroExtended(down.q, hidden, padded);
+      cuda::PackLinear(dz.q, c4.data(), s4.data());
+      EXPECT_EQ(c3, c4);
+      EXPECT_EQ(s3, s4);
+      if (padded != inter) {
+        // Without padding the odd width is refused, naming the tensor.
+        const Status st = cuda::CheckPackable(down.q, false);
+        ASSERT_FALSE(st.ok());
+        EXPECT_NE(st.error().message.find("down"), std::string::npos) << st.error().message;
+      }
+    }
+  }
+  // A plain linear's rows are its outputs: never padded. NVFP4 columns come in scale groups.
+  auto odd_rows = RandomBf16(40, 64, rng, "o_rows");
+  EXPECT_FALSE(cuda::CheckPackable(odd_rows.q, false, 48, 64).ok());
+  auto fp4_odd = RandomNvfp4(16, 64, 1.0f, rng, "fp4");
+  fp4_odd.q.cols = 40;
+  EXPECT_FALSE(cuda::CheckPackable(fp4_odd.q, false, 16, 64).ok());
+}
+
 class PackedGemm : public ::testing::TestWithParam<bool> {};  // param: NVFP4 (true) or BF16
 
 TEST_P(PackedGemm, GluMatchesCpuAtRealShapes) {

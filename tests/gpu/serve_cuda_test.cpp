@@ -18,6 +18,7 @@
 #include "runtime/cuda/gpu_memory.h"
 #include "runtime/cuda/serving_runner.h"
 #include "server/server_test_util.h"
+#include "vision/encode_groups.h"
 
 namespace gs {
 namespace {
@@ -44,7 +45,8 @@ std::string RealConfigDir() {
   return (exe.parent_path().parent_path() / rel).string();
 }
 
-// The real 26B-A4B shapes with random weights (as serve --load-format dummy), half the GPU.
+// The real 26B-A4B shapes with random weights (as serve --load-format dummy), half the GPU: the
+// largest prefill, decode steps of every bucket and the largest vision encoder pass all fit.
 TEST(ServeCuda, GpuMemoryUtilizationBoundsTheProcess) {
   GS_REQUIRE_GPU();
   auto config = LoadModelConfig(RealConfigDir());
@@ -80,6 +82,16 @@ TEST(ServeCuda, GpuMemoryUtilizationBoundsTheProcess) {
       GS_ASSERT_OK((*runner)->Forward(d, &logits));
     }
   }
+  // The engine's largest vision encoder pass (8 images x 2520 patches) after all of that: the
+  // probe measured its scratch, so it fits inside the budget too.
+  ASSERT_TRUE((*runner)->supports_vision());
+  EXPECT_NE(report.find("Vision encoder scratch"), std::string::npos) << report;
+  const std::vector<ProcessedImage> pass = WorstCaseEncodePass(*config->vision);
+  std::vector<const ProcessedImage*> images;
+  for (const ProcessedImage& img : pass) images.push_back(&img);
+  auto soft = (*runner)->EncodeImages(images);
+  ASSERT_TRUE(soft.ok()) << soft.error().message;
+  EXPECT_EQ(soft->size(), pass.size());
   auto after = QueryGpuMemory();
   GS_ASSERT_OK(after);
   const double gib = 1024.0 * 1024.0 * 1024.0;

@@ -5,7 +5,8 @@
 //    against an fp64 reference on the same bf16 inputs, output poisoned before the launch.
 //  * GoldenImages: every golden image (budgets 70 and 140) on the golden_vision checkpoint, one at
 //    a time and all in one batch, against the CPU encoder; the two prompts' soft tokens against
-//    transformers' embed_vision output.
+//    transformers' embed_vision output. The one grid wider than the 128-entry position table
+//    (rgb_2000x40@70, 3 × 177 patches, as transformers' processor makes it) must be refused.
 //  * RealShapes: the real 27 × 1152 tower (configs/gemma-4-26B-A4B-it) with random weights on a
 //    39 × 60 patch image (260 soft tokens), scratch poisoned before the compared pass.
 //  * GoldenLogits: the golden image prompts through Generate on the CUDA runner (soft tokens from
@@ -188,8 +189,10 @@ TEST(VisionCuda, GoldenImages) {
   ASSERT_TRUE(enc.ok()) << enc.error().message;
   ThreadPool pool(0);
   const size_t width = static_cast<size_t>(m->config.hidden_size);
+  const int table = m->config.vision->position_embedding_size;
   std::vector<ProcessedImage> images;
   std::vector<std::string> names;
+  int refused = 0;
   for (const std::string& file : GoldenImageFiles()) {
     auto rgb = LoadImageFile(file);
     ASSERT_TRUE(rgb.ok()) << file << ": " << rgb.error().message;
@@ -198,11 +201,37 @@ TEST(VisionCuda, GoldenImages) {
       o.max_soft_tokens = budget;
       auto p = PreprocessImage(*rgb, o);
       ASSERT_TRUE(p.ok()) << p.error().message;
+      const std::string name = std::filesystem::path(file).filename().string() + "@" +
+                               std::to_string(budget);
+      if (p->patches_w > table || p->patches_h > table) {
+        // transformers' processor makes such grids (rgb_2000x40@70: 3 × 177) and its patch
+        // embedder's one_hot then raises: both encoders refuse the image, alone or in a batch
+        // with a fitting one, naming its place in the batch and the table's size.
+        SCOPED_TRACE(name);
+        ++refused;
+        const std::string limit = "position_embedding_size = " + std::to_string(table);
+        auto cpu_got = cpu::EncodeImage(m->config, m->vision, *p, pool);
+        ASSERT_FALSE(cpu_got.ok());
+        EXPECT_NE(cpu_got.error().message.find(limit), std::string::npos)
+            << cpu_got.error().message;
+        auto alone = (*enc)->Encode({&*p});
+        ASSERT_FALSE(alone.ok());
+        EXPECT_NE(alone.error().message.find(limit), std::string::npos) << alone.error().message;
+        ASSERT_FALSE(images.empty());
+        const ProcessedImage* fitting = &images.front();
+        auto mixed = (*enc)->Encode({fitting, &*p});
+        ASSERT_FALSE(mixed.ok());
+        EXPECT_NE(mixed.error().message.find("image 1 of 2"), std::string::npos)
+            << mixed.error().message;
+        std::printf("VISION golden %-24s %d x %d patches: refused (%s)\n", name.c_str(),
+                    p->patches_w, p->patches_h, alone.error().message.c_str());
+        continue;
+      }
       images.push_back(std::move(*p));
-      names.push_back(std::filesystem::path(file).filename().string() + "@" +
-                      std::to_string(budget));
+      names.push_back(name);
     }
   }
+  EXPECT_EQ(refused, 1) << "expected exactly rgb_2000x40@70 beyond the position table";
   std::vector<const ProcessedImage*> all;
   for (const ProcessedImage& p : images) all.push_back(&p);
   auto batched = (*enc)->Encode(all);

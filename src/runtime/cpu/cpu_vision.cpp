@@ -18,10 +18,16 @@ Status CheckVisionInput(const VisionConfig& vc, const ProcessedImage& img) {
       img.position_x.size() != static_cast<size_t>(n) || img.position_y.size() != img.position_x.size()) {
     return MakeError("image: inconsistent patch grid ", img.patches_h, "x", img.patches_w);
   }
+  // transformers' Gemma4ImageProcessor bounds a side only by the soft-token budget (an extreme
+  // aspect ratio keeps up to budget × 3 patches on its long side), and its patch embedder one-hot
+  // encodes each coordinate over position_embedding_size classes, which raises for a larger one:
+  // such an image cannot be encoded by this checkpoint, so it is refused, never clamped.
   if (img.patches_w > vc.position_embedding_size || img.patches_h > vc.position_embedding_size) {
-    return MakeError("image: a patch grid of ", img.patches_w, "x", img.patches_h,
-                     " exceeds the vision position table (position_embedding_size ",
-                     vc.position_embedding_size, ")");
+    return MakeError("image of ", img.patches_w, " × ", img.patches_h,
+                     " patches (width × height) has more patches on a side than the vision "
+                     "position table holds (vision_config.position_embedding_size = ",
+                     vc.position_embedding_size, "); use a smaller max_soft_tokens or a less "
+                     "elongated image");
   }
   return Ok();
 }

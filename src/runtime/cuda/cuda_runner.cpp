@@ -9,6 +9,7 @@
 #include "runtime/cuda/device_memory.h"
 #include "runtime/cuda/device_model.h"
 #include "runtime/cuda/kernels.h"
+#include "runtime/cuda/nvfp4_repack.h"
 #include "runtime/cuda/vision_encoder.h"
 #include "model/vision_weights.h"
 #include "util/numeric_formats.h"
@@ -357,7 +358,10 @@ Status CudaRunner::Impl::EnsureScratch(int T, int R) {
   GS_RETURN_IF_ERROR(Grow(s.attn_out, t * H * 4, "o_proj output"));
   GS_RETURN_IF_ERROR(Grow(s.x_dense, t * H * 2, "dense MLP input"));
   GS_RETURN_IF_ERROR(Grow(s.x_moe, t * H * 2, "expert input"));
-  GS_RETURN_IF_ERROR(Grow(s.inter_dense, t * c.intermediate_size * 2, "dense intermediate"));
+  // Intermediate activations at the packed (zero-padded) widths of nvfp4_repack.h.
+  const size_t dense_inter = static_cast<size_t>(cuda::PackedWidth(c.intermediate_size));
+  const size_t moe_inter = static_cast<size_t>(cuda::PackedWidth(c.moe_intermediate_size));
+  GS_RETURN_IF_ERROR(Grow(s.inter_dense, t * dense_inter * 2, "dense intermediate"));
   GS_RETURN_IF_ERROR(Grow(s.dense_out, t * H * 4, "dense MLP output"));
   if (c.enable_moe_block) {
     GS_RETURN_IF_ERROR(Grow(s.router_in, t * H * 4, "router input"));
@@ -367,7 +371,7 @@ Status CudaRunner::Impl::EnsureScratch(int T, int R) {
     GS_RETURN_IF_ERROR(Grow(s.offsets, (E + 1) * 4, "expert offsets"));
     GS_RETURN_IF_ERROR(Grow(s.entries, slots * 4, "expert entries"));
     GS_RETURN_IF_ERROR(Grow(s.active, E * 4, "active experts"));
-    GS_RETURN_IF_ERROR(Grow(s.inter_moe, slots * c.moe_intermediate_size * 2, "expert intermediate"));
+    GS_RETURN_IF_ERROR(Grow(s.inter_moe, slots * moe_inter * 2, "expert intermediate"));
     GS_RETURN_IF_ERROR(Grow(s.slot_out, slots * H * 4, "expert outputs"));
   }
   GS_RETURN_IF_ERROR(Grow(s.x_logits, static_cast<size_t>(R) * H * 2, "final norm"));
@@ -466,16 +470,18 @@ Status CudaRunner::Impl::Feedforward(int l, int T) {
   GS_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(side, fork, 0));
   cuda::GemmRows dense;
   dense.m = T;
+  // The packed width (down's K): the intermediate size padded to whole k-blocks with zeros.
+  const int dense_inter = L.mlp_down.view.cols;
   GS_RETURN_IF_ERROR(cuda::LaunchPackedGemm(L.mlp_gate_up.view, dense, Ptr<bf16>(s.x_dense), H,
-                                            s.inter_dense.get(), config.intermediate_size,
+                                            s.inter_dense.get(), dense_inter,
                                             cuda::GemmEpilogue::kGluBf16, side));
   GS_RETURN_IF_ERROR(cuda::LaunchPackedGemm(L.mlp_down.view, dense, Ptr<bf16>(s.inter_dense),
-                                            config.intermediate_size, s.dense_out.get(), H,
+                                            dense_inter, s.dense_out.get(), H,
                                             cuda::GemmEpilogue::kStoreF32, side));
   GS_CUDA_RETURN_IF_ERROR(cudaEventRecord(join, side));
   const float* slot_out = nullptr;
   if (config.enable_moe_block) {
-    const int E = config.num_experts, k = config.top_k_experts, I = config.moe_intermediate_size;
+    const int E = config.num_experts, k = config.top_k_experts, I = L.expert_down.view.cols;
     int* active_count = active_counts.get<int>() + l;
     // Router in fp32: logits = router_in · Wᵀ (router_in from LaunchPostAttention), then top-k
     // and the grouping of slots by expert. Padding tokens of a decode bucket (beyond

@@ -45,7 +45,7 @@ class CudaRunner : public ModelRunner {
   Expected<std::vector<float>> EncodeImage(const ProcessedImage& image) override;
   // Every image of a step through the encoder in one pass; soft tokens [n_i, hidden] of each.
   Expected<std::vector<std::vector<float>>> EncodeImages(
-      const std::vector<const ProcessedImage*>& images);
+      const std::vector<const ProcessedImage*>& images) override;
   // Bytes of vision tower + projector weights on the GPU (0 without vision).
   int64_t vision_weight_bytes() const;
   // Samples on the GPU (cuda/sampling.cu LaunchSample) after the step, which runs as Forward's

@@ -74,15 +74,18 @@ Status UploadBf16Linear(DeviceBuffer& buf, const QuantizedLinear& w, int64_t row
 
 namespace {
 
-// Packs `banks` matrices (each GLU gate/up or a single linear) into one device allocation.
+// Packs `banks` matrices (each GLU gate/up or a single linear) into one device allocation, the
+// intermediate width (GLU: rows of each half; down: columns) zero-padded to `inter`
+// (nvfp4_repack.h PackedWidth).
 Status UploadPacked(DevicePacked& dp, const std::vector<const QuantizedLinear*>& first,
-                    const std::vector<const QuantizedLinear*>& second, ThreadPool& pool) {
+                    const std::vector<const QuantizedLinear*>& second, int64_t inter,
+                    ThreadPool& pool) {
   const bool glu = !second.empty();
   const QuantizedLinear& w0 = *first[0];
-  const int64_t rows = glu ? 2 * w0.rows : w0.rows, cols = w0.cols;
+  const int64_t rows = glu ? 2 * inter : w0.rows, cols = glu ? w0.cols : inter;
   for (size_t b = 0; b < first.size(); ++b) {
     for (const QuantizedLinear* w : {first[b], glu ? second[b] : first[b]}) {
-      GS_RETURN_IF_ERROR(CheckPackable(*w, glu));
+      GS_RETURN_IF_ERROR(CheckPackable(*w, glu, glu ? inter : w->rows, cols));
       if (w->format != w0.format || w->rows != w0.rows || w->cols != w0.cols) {
         return MakeError(w->name, ": [", w->rows, ", ", w->cols, "] ", WeightFormatName(w->format),
                          " differs from ", w0.name, " [", w0.rows, ", ", w0.cols, "] ",
@@ -108,8 +111,8 @@ Status UploadPacked(DevicePacked& dp, const std::vector<const QuantizedLinear*>&
     for (int64_t b = begin; b < end; ++b) {
       uint8_t* c = codes.data() + b * code_bytes;
       uint8_t* s = fp4 ? scales.data() + b * scale_bytes : nullptr;
-      if (glu) PackGlu(*first[b], *second[b], c, s);
-      else PackLinear(*first[b], c, s);
+      if (glu) PackGlu(*first[b], *second[b], inter, c, s);
+      else PackLinear(*first[b], inter, c, s);
     }
   });
   GS_RETURN_IF_ERROR(dp.codes.Upload(codes.data(), codes.size(), w0.name.c_str()));
@@ -223,8 +226,9 @@ Expected<DeviceModel> UploadModel(const ModelConfig& config, const Gemma4Weights
     BindVectors(L, layout);
     L.layer_scalar = w.layer_scalar;
 
-    GS_RETURN_IF_ERROR(UploadPacked(L.mlp_gate_up, {&w.mlp_gate}, {&w.mlp_up}, pool));
-    GS_RETURN_IF_ERROR(UploadPacked(L.mlp_down, {&w.mlp_down}, {}, pool));
+    const int64_t dense_inter = PackedWidth(config.intermediate_size);
+    GS_RETURN_IF_ERROR(UploadPacked(L.mlp_gate_up, {&w.mlp_gate}, {&w.mlp_up}, dense_inter, pool));
+    GS_RETURN_IF_ERROR(UploadPacked(L.mlp_down, {&w.mlp_down}, {}, dense_inter, pool));
     if (config.enable_moe_block) {
       GS_RETURN_IF_ERROR(UploadBf16(L.router, w.router, config.num_experts, H));
       GS_RETURN_IF_ERROR(WidenToF32(L.router, "router (fp32)"));
@@ -238,8 +242,9 @@ Expected<DeviceModel> UploadModel(const ModelConfig& config, const Gemma4Weights
         return MakeError("layer ", l, ": ", gate.size(), " experts, config says ",
                          config.num_experts);
       }
-      GS_RETURN_IF_ERROR(UploadPacked(L.expert_gate_up, gate, up, pool));
-      GS_RETURN_IF_ERROR(UploadPacked(L.expert_down, down, {}, pool));
+      const int64_t moe_inter = PackedWidth(config.moe_intermediate_size);
+      GS_RETURN_IF_ERROR(UploadPacked(L.expert_gate_up, gate, up, moe_inter, pool));
+      GS_RETURN_IF_ERROR(UploadPacked(L.expert_down, down, {}, moe_inter, pool));
     }
     m.total_bytes += LayerBytes(L);
   }
@@ -280,10 +285,13 @@ Status FillBf16(DeviceBuffer& buf, int64_t rows, int64_t cols, float stddev, uin
 Expected<DeviceModel> MakeDummyModel(const ModelConfig& config, uint64_t seed) {
   DeviceModel m;
   const int64_t H = config.hidden_size;
-  if (H % 64 != 0 || config.intermediate_size % 8 != 0 ||
-      (config.enable_moe_block && config.moe_intermediate_size % 64 != 0)) {
-    return MakeError("dummy model: hidden/intermediate sizes are not supported by the packed GEMM");
+  if (H % 64 != 0) {
+    return MakeError("dummy model: hidden size ", H, " is not a multiple of 64 (packed GEMM)");
   }
+  // Random weights fill the padded widths too: a dummy model of an odd width is one of the
+  // padded width (only its speed matters).
+  const int64_t dense_inter = PackedWidth(config.intermediate_size);
+  const int64_t moe_inter = PackedWidth(config.moe_intermediate_size);
   GS_RETURN_IF_ERROR(FillBf16(m.embed, config.vocab_size, H, 0.03f, seed + 1));
   std::vector<float> ones(static_cast<size_t>(H), 1.0f);
   GS_RETURN_IF_ERROR(m.final_norm.Upload(ones.data(), ones.size() * sizeof(float), "final norm"));
@@ -303,15 +311,15 @@ Expected<DeviceModel> MakeDummyModel(const ModelConfig& config, uint64_t seed) {
     std::copy(inv.begin(), inv.end(), vecs.begin() + 7 * H + 2 * d);
     GS_RETURN_IF_ERROR(L.vecs.Upload(vecs.data(), vecs.size() * sizeof(float), "layer vectors"));
     BindVectors(L, layout);
-    GS_RETURN_IF_ERROR(FillPacked(L.mlp_gate_up, 1, 2 * config.intermediate_size, H, true, s + 3));
-    GS_RETURN_IF_ERROR(FillPacked(L.mlp_down, 1, H, config.intermediate_size, false, s + 4));
+    GS_RETURN_IF_ERROR(FillPacked(L.mlp_gate_up, 1, 2 * dense_inter, H, true, s + 3));
+    GS_RETURN_IF_ERROR(FillPacked(L.mlp_down, 1, H, dense_inter, false, s + 4));
     if (config.enable_moe_block) {
       GS_RETURN_IF_ERROR(FillBf16(L.router, config.num_experts, H, inv_sqrt_h, s + 5));
       GS_RETURN_IF_ERROR(WidenToF32(L.router, "router (fp32)"));
       GS_RETURN_IF_ERROR(FillPacked(L.expert_gate_up, config.num_experts,
-                                    2 * config.moe_intermediate_size, H, true, s + 6));
-      GS_RETURN_IF_ERROR(FillPacked(L.expert_down, config.num_experts, H,
-                                    config.moe_intermediate_size, false, s + 7));
+                                    2 * moe_inter, H, true, s + 6));
+      GS_RETURN_IF_ERROR(FillPacked(L.expert_down, config.num_experts, H, moe_inter, false,
+                                    s + 7));
     }
     m.total_bytes += LayerBytes(L);
   }

@@ -1,5 +1,6 @@
 // Load-time repack of NVFP4 (and BF16) weights into the lane-major layout the packed GEMM kernel
-// reads (reference nvfp4 §5.2). A pure byte permutation: no value changes, no size change.
+// reads (reference nvfp4 §5.2). A pure byte permutation (no value changes, no size change), plus
+// zero padding of widths that are not whole tiles / k-blocks (PackedWidth below).
 //
 // The matrix [N, K] is cut into 16-row tiles and 64-column k-blocks. The kernel computes with
 // mma.sync.m16n8k16, weights as the A operand; in k16 step s of a block, lane ℓ owns rows
@@ -38,19 +39,44 @@ struct PackedHost {
   std::vector<uint8_t> scales;  // nvfp4 only
 };
 
-// Checks that `w` can be packed: rows % 16 == 0 (or % 8 for GLU halves), cols % 64 == 0, and the
-// format matches `format`. Errors name the tensor.
-Status CheckPackable(const QuantizedLinear& w, bool glu_half);
+// Any intermediate width runs on the packed kernels by zero padding at load time: an MLP of
+// width I is packed as one of width PackedWidth(I) (I rounded up to the 64-column k-block), gate
+// and up with zero rows (codes and scales) beyond I, down with zero columns beyond I. The GLU
+// epilogue then writes GELU_tanh(0) · 0 = 0 into the padding columns of the intermediate
+// activation, which down multiplies by zero weights: the result is the unpadded product, exactly.
+// The real widths (2112 dense, 704 experts) are multiples of 64 and are packed as they are.
+inline int64_t PackedWidth(int64_t width) { return (width + 63) / 64 * 64; }
+
+// Checks that `w` can be packed as a [padded_rows, padded_cols] matrix (GLU halves: each half
+// padded to padded_rows) with zeros beyond its own shape: padded_rows a multiple of 16 (8 for a
+// GLU half) and no row padding of a plain linear (its outputs are stored as they are),
+// padded_cols a multiple of 64, and padded NVFP4 columns in whole 16-column scale groups. Errors
+// name the tensor.
+Status CheckPackable(const QuantizedLinear& w, bool glu_half, int64_t padded_rows,
+                     int64_t padded_cols);
+// No padding: rows % 16 == 0 (or % 8 for GLU halves), cols % 64 == 0.
+inline Status CheckPackable(const QuantizedLinear& w, bool glu_half) {
+  return CheckPackable(w, glu_half, w.rows, w.cols);
+}
 
 // Bytes of the packed form of an [rows, cols] matrix.
 int64_t PackedCodeBytes(WeightFormat format, int64_t rows, int64_t cols);
 int64_t PackedScaleBytes(WeightFormat format, int64_t rows, int64_t cols);
 
-// Writes the packed form of `w` (natural row order) to codes/scales (sized by the functions above).
-void PackLinear(const QuantizedLinear& w, uint8_t* codes, uint8_t* scales);
+// Writes the packed form of `w` (natural row order) to codes/scales (sized by the functions above
+// for [w.rows, padded_cols]); columns from w.cols on are zero.
+void PackLinear(const QuantizedLinear& w, int64_t padded_cols, uint8_t* codes, uint8_t* scales);
+inline void PackLinear(const QuantizedLinear& w, uint8_t* codes, uint8_t* scales) {
+  PackLinear(w, w.cols, codes, scales);
+}
 
-// The same for the interleaved [gate; up] GLU matrix of 2·gate.rows rows.
-void PackGlu(const QuantizedLinear& gate, const QuantizedLinear& up, uint8_t* codes,
-             uint8_t* scales);
+// The same for the interleaved [gate; up] GLU matrix of 2·padded_rows rows: gate and up rows from
+// gate.rows on are zero.
+void PackGlu(const QuantizedLinear& gate, const QuantizedLinear& up, int64_t padded_rows,
+             uint8_t* codes, uint8_t* scales);
+inline void PackGlu(const QuantizedLinear& gate, const QuantizedLinear& up, uint8_t* codes,
+                    uint8_t* scales) {
+  PackGlu(gate, up, gate.rows, codes, scales);
+}
 
 }  // namespace gs::cuda

@@ -8,6 +8,7 @@
 
 #include "runtime/cuda/gpu_memory.h"
 #include "tools/kv_capacity.h"
+#include "vision/encode_groups.h"
 #include "util/str.h"
 
 namespace gs {
@@ -65,10 +66,19 @@ std::string Line(const char* fmt, ...) {
   return std::string(buf) + "\n";
 }
 
-// Runs the probe; returns the runner's memory besides KV.
-Expected<int64_t> ProbeNonKvBytes(const ModelConfig& config, const KvCacheSpec& spec,
-                                  const CudaServingOptions& o, const MakeFn& make,
-                                  const GpuMemoryInfo& before) {
+// What the probe measured.
+struct ProbeResult {
+  int64_t non_kv = 0;          // the runner's memory besides KV, vision scratch included
+  int64_t vision_scratch = 0;  // of it: the encoder's scratch for the largest pass (0: no vision)
+  int vision_images = 0, vision_patches = 0;  // that pass
+};
+
+// Runs the probe: the largest prefill step, the largest decode step and, with a vision encoder,
+// the largest encoder pass the engine makes (vision/encode_groups.h); the encoder keeps its
+// scratch, as the serving runner will once images arrive, so the KV pool is sized around it.
+Expected<ProbeResult> ProbeNonKvBytes(const ModelConfig& config, const KvCacheSpec& spec,
+                                      const CudaServingOptions& o, const MakeFn& make,
+                                      const GpuMemoryInfo& before) {
   const int block = spec.block_size;
   const int prefill = std::max(1, std::min(o.max_num_batched_tokens,
                                            config.max_position_embeddings));
@@ -76,17 +86,36 @@ Expected<int64_t> ProbeNonKvBytes(const ModelConfig& config, const KvCacheSpec& 
                                            spec.max_sequences}));
   KvCacheSpec probe = spec;
   probe.num_global_blocks = std::max((prefill + block - 1) / block, decode);
+  ProbeResult r;
   int64_t after_free = 0;
   {
     GS_ASSIGN_OR_RETURN(std::unique_ptr<CudaRunner> runner, make(probe, /*eager=*/true));
     std::vector<float> logits;
     GS_RETURN_IF_ERROR(runner->Forward(PrefillBatch(prefill, block), &logits));
     GS_RETURN_IF_ERROR(runner->Forward(DecodeBatch(decode), &logits));
+    if (runner->supports_vision() && config.vision) {
+      GS_ASSIGN_OR_RETURN(GpuMemoryInfo m0, QueryGpuMemory());
+      const std::vector<ProcessedImage> images = WorstCaseEncodePass(*config.vision);
+      std::vector<const ProcessedImage*> pass;
+      for (const ProcessedImage& img : images) {
+        pass.push_back(&img);
+        r.vision_patches += img.num_patches();
+      }
+      r.vision_images = static_cast<int>(pass.size());
+      auto soft = runner->EncodeImages(pass);
+      if (!soft.ok()) {
+        return MakeError("memory probe: vision encoder pass of ", pass.size(), " images (",
+                         r.vision_patches, " patches): ", soft.error().message);
+      }
+      GS_ASSIGN_OR_RETURN(GpuMemoryInfo m1, QueryGpuMemory());
+      r.vision_scratch = std::max<int64_t>(0, m0.free_bytes - m1.free_bytes);
+    }
     GS_ASSIGN_OR_RETURN(GpuMemoryInfo m, QueryGpuMemory());
     after_free = m.free_bytes;
   }
   const int64_t used = before.free_bytes - after_free;
-  return std::max<int64_t>(0, used - KvAllocationBytes(config, probe, o.kv_element_bytes));
+  r.non_kv = std::max<int64_t>(0, used - KvAllocationBytes(config, probe, o.kv_element_bytes));
+  return r;
 }
 
 }  // namespace
@@ -115,7 +144,8 @@ Expected<std::unique_ptr<CudaRunner>> CreateServingCudaRunner(const ModelConfig&
                 o.kv_cache_tokens);
   } else {
     GS_ASSIGN_OR_RETURN(const GpuMemoryInfo before, QueryGpuMemory());
-    GS_ASSIGN_OR_RETURN(const int64_t non_kv, ProbeNonKvBytes(config, spec, o, make, before));
+    GS_ASSIGN_OR_RETURN(const ProbeResult probed, ProbeNonKvBytes(config, spec, o, make, before));
+    const int64_t non_kv = probed.non_kv;
     int64_t budget = KvBudgetBytes(o.gpu_memory_utilization, before.total_bytes,
                                    before.free_bytes, non_kv, kCudaServingReserveBytes);
     if (eb == 1) {  // FP8 rows carry a 4-byte scale per kv head: d + 4 bytes per d values
@@ -131,6 +161,11 @@ Expected<std::unique_ptr<CudaRunner>> CreateServingCudaRunner(const ModelConfig&
                 Gib(before.total_bytes), Gib(before.total_bytes - before.free_bytes),
                 o.gpu_memory_utilization, o.gpu_memory_utilization * Gib(before.total_bytes),
                 Gib(non_kv), Gib(kCudaServingReserveBytes), Gib(budget));
+    if (probed.vision_images > 0) {
+      out += Line("Vision encoder scratch: %.2f GiB for its largest pass (%d images, %d patches; "
+                  "measured by the probe, inside the model runner's share)",
+                  Gib(probed.vision_scratch), probed.vision_images, probed.vision_patches);
+    }
     const int64_t needed = (std::max(o.max_model_len, 1) + block - 1) / block;
     if (plan.num_global_blocks < needed) {
       return MakeError("--gpu-memory-utilization ", o.gpu_memory_utilization, ": the KV budget (",

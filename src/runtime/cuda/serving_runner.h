@@ -30,8 +30,10 @@ constexpr int64_t kCudaServingReserveBytes = int64_t{1} << 30;
 // `weights` null: random weights of the config's shapes (CreateDummyCudaRunner). `spec` gives the
 // KV slots and block size; its num_global_blocks is replaced. Sizing (kv_capacity.h KvBudgetBytes
 // and PlanKvPool): a probe runner with a small pool runs the largest prefill step and the largest
-// decode step eagerly; what it used beyond its own KV is the runner's non-KV memory (weights,
-// activations, workspaces). The probe is freed and the real runner built with every slot's sliding
+// decode step eagerly, and with a vision encoder the largest encoder pass the engine makes
+// (vision/encode_groups.h: 8 images, 20160 patches; the encoder keeps that scratch); what it used
+// beyond its own KV is the runner's non-KV memory (weights, activations, workspaces, vision
+// scratch). The probe is freed and the real runner built with every slot's sliding
 // rings plus a global pool of what the budget leaves. Appends human-readable lines (the budget,
 // the capacity in tokens and sequences) to `report`.
 Expected<std::unique_ptr<CudaRunner>> CreateServingCudaRunner(const ModelConfig& config,

@@ -213,7 +213,10 @@ Status VisionEncoder::Prepare(const std::vector<const ProcessedImage*>& images) 
   for (size_t i = 0; i < images.size(); ++i) {
     if (images[i] == nullptr) return MakeError("vision encoder: image ", i, " is null");
     const Status st = cpu::CheckVisionInput(vc_, *images[i]);
-    if (!st.ok()) return MakeError("image ", i, ": ", st.error().message);
+    if (!st.ok()) {
+      return MakeError("vision encoder: image ", i, " of ", images.size(), ": ",
+                       st.error().message);
+    }
     patches_ += images[i]->num_patches();
     soft_ += images[i]->num_soft_tokens;
     soft_first_.push_back(soft_);
