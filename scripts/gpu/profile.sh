@@ -4,6 +4,7 @@
 # (graph kernels traced one by one) or, without nsys, ncu at the card's own clocks. Prints the
 # top kernels per scenario; full CSVs go to $OUT.
 #   bash .device/cuda/profile.sh [batches (default "1 32")] [prefill tokens (default 4096)]
+# KV_DTYPE=fp8 profiles with the FP8 KV cache; GEN_TOKENS sets the decode steps (default 12).
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 out=${OUT:-/tmp/gs-gpu-out}
@@ -17,8 +18,9 @@ for scenario in ${1:-1 32} prefill; do
   if [ "$scenario" = prefill ]; then
     args="--batch-sizes 1 --gen-tokens 3 --eager-steps 0 --prefill-lens ${2:-4096}"
   else
-    args="--batch-sizes $scenario --gen-tokens 12 --eager-steps 0 --prefill-lens ''"
+    args="--batch-sizes $scenario --gen-tokens ${GEN_TOKENS:-12} --eager-steps 0 --prefill-lens ''"
   fi
+  args="$args --kv-cache-dtype ${KV_DTYPE:-bf16}"
   echo "===== $scenario"
   if [ -n "$nsys" ]; then
     eval "$nsys" profile --cuda-graph-trace=node -f true -o "$out/p_$scenario" "$bin" bench \
