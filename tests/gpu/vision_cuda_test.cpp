@@ -5,8 +5,9 @@
 //    against an fp64 reference on the same bf16 inputs, output poisoned before the launch.
 //  * GoldenImages: every golden image (budgets 70 and 140) on the golden_vision checkpoint, one at
 //    a time and all in one batch, against the CPU encoder; the two prompts' soft tokens against
-//    transformers' embed_vision output. The one grid wider than the 128-entry position table
-//    (rgb_2000x40@70, 3 × 177 patches, as transformers' processor makes it) must be refused.
+//    transformers' embed_vision output. The grids wider than the 128-entry position table
+//    (rgb_2000x40 at budgets 70 and 140: 3 × 177 and 3 × 249 patches, as transformers'
+//    processor makes them) must be refused.
 //  * RealShapes: the real 27 × 1152 tower (configs/gemma-4-26B-A4B-it) with random weights on a
 //    39 × 60 patch image (260 soft tokens), scratch poisoned before the compared pass.
 //  * GoldenLogits: the golden image prompts through Generate on the CUDA runner (soft tokens from
@@ -209,6 +210,7 @@ TEST(VisionCuda, GoldenImages) {
         // with a fitting one, naming its place in the batch and the table's size.
         SCOPED_TRACE(name);
         ++refused;
+        EXPECT_EQ(name.rfind("rgb_2000x40.png@", 0), 0u) << "only the 2000 × 40 image is that wide";
         const std::string limit = "position_embedding_size = " + std::to_string(table);
         auto cpu_got = cpu::EncodeImage(m->config, m->vision, *p, pool);
         ASSERT_FALSE(cpu_got.ok());
@@ -231,7 +233,8 @@ TEST(VisionCuda, GoldenImages) {
       names.push_back(name);
     }
   }
-  EXPECT_EQ(refused, 1) << "expected exactly rgb_2000x40@70 beyond the position table";
+  EXPECT_EQ(refused, 2) << "expected rgb_2000x40 at both budgets (3 × 177 and 3 × 249 patches) "
+                           "beyond the position table";
   std::vector<const ProcessedImage*> all;
   for (const ProcessedImage& p : images) all.push_back(&p);
   auto batched = (*enc)->Encode(all);
