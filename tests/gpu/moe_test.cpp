@@ -28,12 +28,13 @@ struct MoeFixture {
   std::vector<uint8_t> router_bytes;
 
   void AddNvfp4(QuantizedLinear& q, int64_t rows, int64_t cols, std::mt19937_64& rng) {
-    std::uniform_int_distribution<int> byte(0, 255), scale(0x30, 0x40);
+    std::uniform_int_distribution<int> byte(0, 255);
     storage.emplace_back(static_cast<size_t>(rows * cols / 2));
     for (auto& b : storage.back()) b = static_cast<uint8_t>(byte(rng));
     q.data = storage.back().data();
     storage.emplace_back(static_cast<size_t>(rows * cols / 16));
-    for (auto& b : storage.back()) b = static_cast<uint8_t>(scale(rng));
+    // Mostly e4m3 bytes in [0x30, 0x40]; some negative, zero or subnormal (RandomScaleByte).
+    for (auto& b : storage.back()) b = gputest::RandomScaleByte(rng, 0x30, 0x40);
     q.block_scale = storage.back().data();
     q.format = WeightFormat::kNvfp4;
     q.rows = rows;
@@ -197,8 +198,8 @@ TEST(Moe, GroupedExpertsMatchCpu) {
   std::vector<float> g1, g2;
   for (int e = 0; e < kExperts; ++e) {
     const ExpertWeights& ex = f.w.experts.experts[e];
-    cuda::PackGlu(ex.gate, ex.up, &c1[e * gu_codes], &s1[e * gu_scales]);
-    cuda::PackLinear(ex.down, &c2[e * d_codes], &s2[e * d_scales]);
+    GS_ASSERT_OK(cuda::PackGlu(ex.gate, ex.up, &c1[e * gu_codes], &s1[e * gu_scales]));
+    GS_ASSERT_OK(cuda::PackLinear(ex.down, &c2[e * d_codes], &s2[e * d_scales]));
     g1.push_back(ex.gate.global_scale * cuda::kNvfp4DequantOffset);
     g1.push_back(ex.up.global_scale * cuda::kNvfp4DequantOffset);
     g2.push_back(ex.down.global_scale * cuda::kNvfp4DequantOffset);

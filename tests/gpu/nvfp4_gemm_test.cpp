@@ -1,7 +1,8 @@
 // The packed W4A16 GEMM (nvfp4_gemm.cu) against the CPU reference Linear at the real 26B-A4B
 // shapes: GLU (gate/up with their own global scales, GELU_tanh·up) and plain fp32 stores, token
-// counts 1..129 (one and several 64-token chunks), NVFP4 and BF16 weights; and an exhaustive
-// check that every e2m1 code times every finite e4m3 scale is dequantized exactly.
+// counts 1..129 (one and several 64-token chunks), NVFP4 (with negative, zero and subnormal block
+// scales) and BF16 weights; and an exhaustive check that every e2m1 code times every finite e4m3
+// scale is dequantized exactly by the tiled and both decode kernels.
 #include <gtest/gtest.h>
 
 #include <random>
@@ -22,15 +23,16 @@ struct OwnedLinear {
   QuantizedLinear q;
 };
 
-// Random NVFP4 weights: any code byte, block scales e4m3 bytes in [0x28, 0x48] (≈ 0.25 .. 4).
+// Random NVFP4 weights: any code byte (all 16 codes), block scales mostly e4m3 bytes in
+// [0x28, 0x48] (≈ 0.25 .. 4), some negative, zero or subnormal (gputest::RandomScaleByte).
 OwnedLinear RandomNvfp4(int64_t rows, int64_t cols, float global, std::mt19937_64& rng,
                         const char* name) {
   OwnedLinear w;
   w.data.resize(static_cast<size_t>(rows * cols / 2));
   w.scales.resize(static_cast<size_t>(rows * cols / 16));
-  std::uniform_int_distribution<int> byte(0, 255), scale(0x28, 0x48);
+  std::uniform_int_distribution<int> byte(0, 255);
   for (auto& b : w.data) b = static_cast<uint8_t>(byte(rng));
-  for (auto& s : w.scales) s = static_cast<uint8_t>(scale(rng));
+  for (auto& s : w.scales) s = gputest::RandomScaleByte(rng, 0x28, 0x48);
   w.q.name = name;
   w.q.format = WeightFormat::kNvfp4;
   w.q.rows = rows;
@@ -70,8 +72,11 @@ void Upload(const std::vector<const QuantizedLinear*>& parts, bool glu, DevicePa
   const int64_t rows = glu ? 2 * w.rows : w.rows;
   std::vector<uint8_t> codes(static_cast<size_t>(cuda::PackedCodeBytes(w.format, rows, w.cols)));
   std::vector<uint8_t> scales(static_cast<size_t>(cuda::PackedScaleBytes(w.format, rows, w.cols)));
-  if (glu) cuda::PackGlu(*parts[0], *parts[1], codes.data(), scales.data());
-  else cuda::PackLinear(w, codes.data(), scales.data());
+  if (glu) {
+    GS_ASSERT_OK(cuda::PackGlu(*parts[0], *parts[1], codes.data(), scales.data()));
+  } else {
+    GS_ASSERT_OK(cuda::PackLinear(w, codes.data(), scales.data()));
+  }
   const bool fp4 = w.format == WeightFormat::kNvfp4;
   std::vector<float> gs;
   for (const QuantizedLinear* p : parts) gs.push_back(fp4 ? p->global_scale * cuda::kNvfp4DequantOffset : 1.0f);
@@ -103,7 +108,7 @@ TEST_P(PackedGemm, GluMatchesCpuAtRealShapes) {
     auto gate = fp4 ? RandomNvfp4(inter, hidden, 0.0021f, rng, "gate") : RandomBf16(inter, hidden, rng, "gate");
     auto up = fp4 ? RandomNvfp4(inter, hidden, 0.0037f, rng, "up") : RandomBf16(inter, hidden, rng, "up");
     DevicePackedMatrix d;
-    Upload({&gate.q, &up.q}, true, d);
+    ASSERT_NO_FATAL_FAILURE(Upload({&gate.q, &up.q}, true, d));
     for (int m : {1, 3, 17, 64, 129}) {
       const auto x = gputest::RandomBf16Values(static_cast<size_t>(m) * hidden, 1.0f, rng);
       DeviceArray<bf16> dx;
@@ -130,7 +135,7 @@ TEST_P(PackedGemm, StoreMatchesCpuAtRealShapes) {
   for (auto [n, k] : {std::pair{2816, 2112}, std::pair{2816, 704}, std::pair{256, 128}}) {
     auto w = fp4 ? RandomNvfp4(n, k, 0.0013f, rng, "down") : RandomBf16(n, k, rng, "down");
     DevicePackedMatrix d;
-    Upload({&w.q}, false, d);
+    ASSERT_NO_FATAL_FAILURE(Upload({&w.q}, false, d));
     for (int m : {1, 3, 17, 64, 129}) {
       const auto x = gputest::RandomBf16Values(static_cast<size_t>(m) * k, 1.0f, rng);
       DeviceArray<bf16> dx;
@@ -153,8 +158,9 @@ TEST_P(PackedGemm, StoreMatchesCpuAtRealShapes) {
 INSTANTIATE_TEST_SUITE_P(Formats, PackedGemm, ::testing::Values(true, false),
                          [](const auto& info) { return info.param ? "Nvfp4" : "Bf16"; });
 
-// Every e2m1 code × every finite e4m3 block scale (subnormals included): with one-hot inputs the
-// output is the dequantized weight itself, which must be exact.
+// Every e2m1 code × every finite e4m3 block scale (negative, ±0 and subnormal included): with
+// one-hot inputs the output is the dequantized weight itself, which must be exact, through the
+// tiled kernel and both decode kernels.
 TEST(PackedGemmExhaustive, EveryCodeTimesEveryScaleIsExact) {
   GS_REQUIRE_GPU();
   const int rows = 16, cols = 4096;  // 16 rows × 256 scale groups = every scale byte 16 times
@@ -179,31 +185,43 @@ TEST(PackedGemmExhaustive, EveryCodeTimesEveryScaleIsExact) {
   w.q.block_scale = w.scales.data();
   w.q.global_scale = 1.0f;
   DevicePackedMatrix d;
-  Upload({&w.q}, false, d);
+  ASSERT_NO_FATAL_FAILURE(Upload({&w.q}, false, d));
   // Token t is the one-hot e_t, so out[t, n] = w[n, t].
   std::vector<float> eye(static_cast<size_t>(cols) * cols, 0.0f);
   for (int t = 0; t < cols; ++t) eye[static_cast<size_t>(t) * cols + t] = 1.0f;
   DeviceArray<bf16> dx;
   dx.Upload(gputest::ToBf16(eye));
-  DeviceArray<float> out(static_cast<size_t>(cols) * rows);
-  out.Poison();
+  std::vector<std::vector<float>> want(rows, std::vector<float>(cols));
+  for (int n = 0; n < rows; ++n) w.q.DequantizeRowUnscaled(n, want[n].data());
   cuda::GemmRows rr;
   rr.m = cols;
-  GS_ASSERT_OK(cuda::LaunchPackedGemm(d.view, rr, dx.get(), cols, out.get(), rows,
-                                      cuda::GemmEpilogue::kStoreF32, nullptr));
-  const auto got = out.Download();
-  std::vector<float> row(cols);
-  int bad = 0;
-  for (int n = 0; n < rows; ++n) {
-    w.q.DequantizeRowUnscaled(n, row.data());
-    for (int t = 0; t < cols; ++t) {
-      const float g = got[static_cast<size_t>(t) * rows + n];
-      if (g != row[static_cast<size_t>(t)] && bad++ < 10) {
-        ADD_FAILURE() << "w[" << n << ", " << t << "]: got " << g << ", want " << row[t];
+  for (const char* kernel : {"tiled", "split-K", "stream"}) {
+    DeviceArray<float> out(static_cast<size_t>(cols) * rows);
+    out.Poison();
+    const auto epi = cuda::GemmEpilogue::kStoreF32;
+    if (kernel[0] == 't') {
+      GS_ASSERT_OK(cuda::LaunchPackedGemm(d.view, rr, dx.get(), cols, out.get(), rows, epi, nullptr));
+    } else {
+      const auto kind = kernel[0] == 's' && kernel[1] == 'p' ? cuda::GemvKind::kSplitK
+                                                             : cuda::GemvKind::kStream;
+      GS_ASSERT_OK(cuda::LaunchPackedGemv(d.view, rr, dx.get(), cols, out.get(), rows, epi, kind,
+                                          nullptr));
+    }
+    const auto got = out.Download();
+    int bad = 0;
+    for (int n = 0; n < rows; ++n) {
+      for (int t = 0; t < cols; ++t) {
+        const float g = got[static_cast<size_t>(t) * rows + n];
+        if (g != want[n][t] && bad++ < 10) {
+          ADD_FAILURE() << kernel << ": w[" << n << ", " << t << "]: got " << g << ", want "
+                        << want[n][t] << " (scale byte 0x" << std::hex
+                        << int{w.scales[static_cast<size_t>(n * cols / 16 + t / 16)]} << std::dec
+                        << ")";
+        }
       }
     }
+    EXPECT_EQ(bad, 0) << kernel;
   }
-  EXPECT_EQ(bad, 0);
 }
 
 }  // namespace

@@ -29,7 +29,7 @@ enum class PackedFormat { kNvfp4, kBf16 };
 struct PackedMatrix {
   PackedFormat format = PackedFormat::kNvfp4;
   const uint8_t* codes = nullptr;   // nvfp4 codes, or bf16 values
-  const uint8_t* scales = nullptr;  // nvfp4 e4m3 block scales (unused for bf16)
+  const uint8_t* scales = nullptr;  // nvfp4 packed block scales (unused for bf16)
   int64_t bank_code_bytes = 0;      // stride between the matrices of a bank
   int64_t bank_scale_bytes = 0;
   // Per bank: {gate, up} (GLU epilogue) or {scale} (store epilogue), already multiplied by the
@@ -234,7 +234,7 @@ Status LaunchBf16ToF32(const bf16* in, int64_t n, float* out, cudaStream_t strea
 // dummy_weights.cu: deterministic pseudo-random fills for `--load-format dummy`.
 // bf16 values ~ uniform with standard deviation `stddev`.
 Status LaunchFillBf16(bf16* out, int64_t n, float stddev, uint64_t seed, cudaStream_t stream);
-// Random e2m1 codes (any byte) and e4m3 block scales in [scale_lo, scale_hi).
+// Random packed NVFP4 codes (any byte) and block scales (e4m3 values in [scale_lo, scale_hi)).
 Status LaunchFillNvfp4(uint8_t* codes, int64_t code_bytes, uint8_t* scales, int64_t scale_bytes,
                        float scale_lo, float scale_hi, uint64_t seed, cudaStream_t stream);
 
