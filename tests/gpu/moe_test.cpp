@@ -267,31 +267,40 @@ TEST(Moe, GroupedExpertsMatchCpu) {
     ASSERT_EQ(listed, n_active);
     for (int s : seen) ASSERT_EQ(s, 1);
 
-    cuda::GemmRows rows;
-    rows.active = active.get();
-    rows.active_count = count.get();
-    rows.max_active = std::min(kExperts, slots);
-    rows.offsets = offsets.get();
-    rows.entries = entries.get();
-    rows.m = t;
-    rows.in_div = kTopK;
-    GS_ASSERT_OK(cuda::LaunchPackedGemm(gate_up, rows, dx.get(), kHidden, inter.get(), kInter,
-                                        cuda::GemmEpilogue::kGluBf16, nullptr));
-    rows.in_div = 1;
-    rows.row_weight = wts.get();
-    GS_ASSERT_OK(cuda::LaunchPackedGemm(down, rows, inter.get(), kInter, slot_out.get(), kHidden,
-                                        cuda::GemmEpilogue::kStoreF32, nullptr));
-    const auto so = slot_out.Download();
-    std::vector<float> got(x.size(), 0.0f);
-    for (int i = 0; i < t; ++i) {
-      for (int j = 0; j < kTopK; ++j) {
-        for (int c = 0; c < kHidden; ++c) {
-          got[static_cast<size_t>(i) * kHidden + c] += so[(static_cast<size_t>(i) * kTopK + j) * kHidden + c];
+    // Both tiled-kernel shapes (1 or 2 weight tiles per warp; decode sizes take split-K anyway).
+    for (int m_tiles : {1, 2}) {
+      cuda::SetPackedGemmMTiles(m_tiles);
+      inter.Poison();
+      slot_out.Poison();
+      cuda::GemmRows rows;
+      rows.active = active.get();
+      rows.active_count = count.get();
+      rows.max_active = std::min(kExperts, slots);
+      rows.offsets = offsets.get();
+      rows.entries = entries.get();
+      rows.m = t;
+      rows.in_div = kTopK;
+      GS_ASSERT_OK(cuda::LaunchPackedGemm(gate_up, rows, dx.get(), kHidden, inter.get(), kInter,
+                                          cuda::GemmEpilogue::kGluBf16, nullptr));
+      rows.in_div = 1;
+      rows.row_weight = wts.get();
+      GS_ASSERT_OK(cuda::LaunchPackedGemm(down, rows, inter.get(), kInter, slot_out.get(), kHidden,
+                                          cuda::GemmEpilogue::kStoreF32, nullptr));
+      const auto so = slot_out.Download();
+      std::vector<float> got(x.size(), 0.0f);
+      for (int i = 0; i < t; ++i) {
+        for (int j = 0; j < kTopK; ++j) {
+          for (int c = 0; c < kHidden; ++c) {
+            got[static_cast<size_t>(i) * kHidden + c] +=
+                so[(static_cast<size_t>(i) * kTopK + j) * kHidden + c];
+          }
         }
       }
+      // The GPU rounds the 704-wide GLU output to bf16 before the down projection.
+      EXPECT_LT(gputest::WorstRowRelL2(got, want, kHidden), 1e-2)
+          << "tokens " << t << ", m-tiles " << m_tiles;
     }
-    // The GPU rounds the 704-wide GLU output to bf16 before the down projection.
-    EXPECT_LT(gputest::WorstRowRelL2(got, want, kHidden), 1e-2) << "tokens " << t;
+    cuda::SetPackedGemmMTiles(1);
   }
 }
 

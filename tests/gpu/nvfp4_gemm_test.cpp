@@ -2,10 +2,12 @@
 // shapes: GLU (gate/up with their own global scales, GELU_tanh·up) and plain fp32 stores, token
 // counts 1..129 (one and several 64-token chunks), NVFP4 (with negative, zero and subnormal block
 // scales) and BF16 weights; and an exhaustive check that every e2m1 code times every finite e4m3
-// scale is dequantized exactly by the tiled and both decode kernels.
+// scale is dequantized exactly by the tiled kernel (1 and 2 tiles per warp) and both decode
+// kernels.
 #include <gtest/gtest.h>
 
 #include <random>
+#include <string>
 
 #include "gpu/gpu_test_util.h"
 #include "runtime/cpu/cpu_ops.h"
@@ -97,11 +99,21 @@ std::vector<float> Glu(const QuantizedLinear& gate, const QuantizedLinear& up,
   return g;
 }
 
-class PackedGemm : public ::testing::TestWithParam<bool> {};  // param: NVFP4 (true) or BF16
+// NVFP4 with 1 or 2 weight tiles per warp in the tiled kernel (SetPackedGemmMTiles), or BF16.
+struct GemmCase {
+  bool fp4;
+  int m_tiles;
+};
+
+class PackedGemm : public ::testing::TestWithParam<GemmCase> {
+ protected:
+  void SetUp() override { cuda::SetPackedGemmMTiles(GetParam().m_tiles); }
+  void TearDown() override { cuda::SetPackedGemmMTiles(1); }
+};
 
 TEST_P(PackedGemm, GluMatchesCpuAtRealShapes) {
   GS_REQUIRE_GPU();
-  const bool fp4 = GetParam();
+  const bool fp4 = GetParam().fp4;
   std::mt19937_64 rng(fp4 ? 11 : 12);
   ThreadPool pool(0);
   for (auto [inter, hidden] : {std::pair{2112, 2816}, std::pair{704, 2816}}) {
@@ -129,10 +141,10 @@ TEST_P(PackedGemm, GluMatchesCpuAtRealShapes) {
 
 TEST_P(PackedGemm, StoreMatchesCpuAtRealShapes) {
   GS_REQUIRE_GPU();
-  const bool fp4 = GetParam();
+  const bool fp4 = GetParam().fp4;
   std::mt19937_64 rng(fp4 ? 21 : 22);
   ThreadPool pool(0);
-  for (auto [n, k] : {std::pair{2816, 2112}, std::pair{2816, 704}, std::pair{256, 128}}) {
+  for (auto [n, k] : {std::pair{2816, 2112}, std::pair{2816, 704}, std::pair{272, 128}}) {
     auto w = fp4 ? RandomNvfp4(n, k, 0.0013f, rng, "down") : RandomBf16(n, k, rng, "down");
     DevicePackedMatrix d;
     ASSERT_NO_FATAL_FAILURE(Upload({&w.q}, false, d));
@@ -155,8 +167,13 @@ TEST_P(PackedGemm, StoreMatchesCpuAtRealShapes) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Formats, PackedGemm, ::testing::Values(true, false),
-                         [](const auto& info) { return info.param ? "Nvfp4" : "Bf16"; });
+INSTANTIATE_TEST_SUITE_P(Formats, PackedGemm,
+                         ::testing::Values(GemmCase{true, 1}, GemmCase{true, 2},
+                                           GemmCase{false, 1}),
+                         [](const auto& info) {
+                           return std::string(info.param.fp4 ? "Nvfp4" : "Bf16") +
+                                  (info.param.m_tiles == 2 ? "TwoTilesPerWarp" : "");
+                         });
 
 // Every e2m1 code × every finite e4m3 block scale (negative, ±0 and subnormal included): with
 // one-hot inputs the output is the dequantized weight itself, which must be exact, through the
@@ -195,15 +212,18 @@ TEST(PackedGemmExhaustive, EveryCodeTimesEveryScaleIsExact) {
   for (int n = 0; n < rows; ++n) w.q.DequantizeRowUnscaled(n, want[n].data());
   cuda::GemmRows rr;
   rr.m = cols;
-  for (const char* kernel : {"tiled", "split-K", "stream"}) {
+  for (const std::string kernel : {"tiled", "tiled-2", "split-K", "stream"}) {
     DeviceArray<float> out(static_cast<size_t>(cols) * rows);
     out.Poison();
     const auto epi = cuda::GemmEpilogue::kStoreF32;
-    if (kernel[0] == 't') {
-      GS_ASSERT_OK(cuda::LaunchPackedGemm(d.view, rr, dx.get(), cols, out.get(), rows, epi, nullptr));
+    if (kernel.starts_with("tiled")) {
+      cuda::SetPackedGemmMTiles(kernel == "tiled-2" ? 2 : 1);
+      const Status st =
+          cuda::LaunchPackedGemm(d.view, rr, dx.get(), cols, out.get(), rows, epi, nullptr);
+      cuda::SetPackedGemmMTiles(1);
+      GS_ASSERT_OK(st);
     } else {
-      const auto kind = kernel[0] == 's' && kernel[1] == 'p' ? cuda::GemvKind::kSplitK
-                                                             : cuda::GemvKind::kStream;
+      const auto kind = kernel == "split-K" ? cuda::GemvKind::kSplitK : cuda::GemvKind::kStream;
       GS_ASSERT_OK(cuda::LaunchPackedGemv(d.view, rr, dx.get(), cols, out.get(), rows, epi, kind,
                                           nullptr));
     }

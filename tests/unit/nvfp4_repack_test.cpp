@@ -119,7 +119,8 @@ std::vector<double> Unpack(const std::vector<uint8_t>& codes, const std::vector<
           for (int i = 0; i < 4; ++i) {
             const int64_t row = t * 16 + lane / 4 + 8 * (i % 2);
             const int64_t col = kb * 64 + 16 * s + 2 * (lane % 4) + 8 * (i / 2);
-            const uint32_t q = scales[static_cast<size_t>((tk * 8 + lane / 4) * 8 + 4 * (i % 2) + s)];
+            const size_t scale_at = static_cast<size_t>((tk * 8 + lane / 4) * 8 + 4 * (i % 2) + s);
+            const uint32_t q = scales[scale_at];
             const double scale = Bf16Bits((q << 4) + (227u << 7));
             for (int half = 0; half < 2; ++half) {
               const uint32_t nibble = (word >> (16 * half + 4 * i)) & 0xf;
@@ -162,9 +163,10 @@ TEST(Nvfp4Repack, LinearUnpacksToTheCheckpointValues) {
   std::mt19937_64 rng(1);
   for (auto [rows, cols] : {std::pair<int64_t, int64_t>{16, 64}, {48, 320}, {128, 1024}}) {
     OwnedNvfp4 w = RandomNvfp4(rows, cols, rng, "w");
-    std::vector<uint8_t> codes(static_cast<size_t>(cuda::PackedCodeBytes(WeightFormat::kNvfp4, rows, cols)));
-    std::vector<uint8_t> scales(
-        static_cast<size_t>(cuda::PackedScaleBytes(WeightFormat::kNvfp4, rows, cols)));
+    std::vector<uint8_t> codes(static_cast<size_t>(rows * cols / 2));
+    std::vector<uint8_t> scales(static_cast<size_t>(rows * cols / 16));
+    EXPECT_EQ(cuda::PackedCodeBytes(WeightFormat::kNvfp4, rows, cols), rows * cols / 2);
+    EXPECT_EQ(cuda::PackedScaleBytes(WeightFormat::kNvfp4, rows, cols), rows * cols / 16);
     ASSERT_TRUE(cuda::PackLinear(w.q, codes.data(), scales.data()).ok());
     const auto got = Unpack(codes, scales, rows, cols);
     for (int64_t n = 0; n < rows; ++n) ExpectRowsEqual(got, n, cols, w.q, n);
@@ -177,9 +179,8 @@ TEST(Nvfp4Repack, GluInterleavesGateAndUpInEightRowHalves) {
     OwnedNvfp4 gate = RandomNvfp4(inter, hidden, rng, "gate");
     OwnedNvfp4 up = RandomNvfp4(inter, hidden, rng, "up");
     const int64_t rows = 2 * inter;
-    std::vector<uint8_t> codes(static_cast<size_t>(cuda::PackedCodeBytes(WeightFormat::kNvfp4, rows, hidden)));
-    std::vector<uint8_t> scales(
-        static_cast<size_t>(cuda::PackedScaleBytes(WeightFormat::kNvfp4, rows, hidden)));
+    std::vector<uint8_t> codes(static_cast<size_t>(rows * hidden / 2));
+    std::vector<uint8_t> scales(static_cast<size_t>(rows * hidden / 16));
     ASSERT_TRUE(cuda::PackGlu(gate.q, up.q, codes.data(), scales.data()).ok());
     const auto got = Unpack(codes, scales, rows, hidden);
     for (int64_t n = 0; n < rows; ++n) {
