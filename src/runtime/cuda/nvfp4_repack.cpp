@@ -24,28 +24,34 @@ struct SourceRow {
   const uint8_t* scales = nullptr;
 };
 
-// How one scale group is stored: its packed scale byte, and what to do to its codes (XOR the
-// sign bits for a negative scale, AND with 0 for a zero scale).
+// How one scale group is stored: its packed scale byte, and what to do to its code bytes (XOR
+// both sign bits for a negative scale, AND with 0 for a zero scale).
 struct GroupFold {
   uint8_t q = 0;
   uint8_t code_xor = 0;
-  uint8_t code_and = 0xf;
+  uint8_t code_and = 0xff;
 };
 
-Expected<GroupFold> FoldGroup(const SourceRow& src, int64_t group) {
-  const uint8_t b = src.scales[group];
-  if (E4m3IsNan(b)) {
-    return MakeError(src.w->name, ": NaN block scale (e4m3 byte ", static_cast<int>(b), ") at row ",
-                     src.row, ", scale group ", group, " (columns ", group * 16, "..",
-                     group * 16 + 15, ")");
+Status CheckScalesFinite(const SourceRow& src, int64_t groups) {
+  for (int64_t g = 0; g < groups; ++g) {
+    const uint8_t b = src.scales[g];
+    if (E4m3IsNan(b)) {
+      return MakeError(src.w->name, ": NaN block scale (e4m3 byte ", static_cast<int>(b),
+                       ") at row ", src.row, ", scale group ", g, " (columns ", g * 16, "..",
+                       g * 16 + 15, ")");
+    }
   }
+  return Ok();
+}
+
+GroupFold FoldGroup(uint8_t scale) {
   GroupFold f;
-  if ((b & 0x7f) == 0) {
+  if ((scale & 0x7f) == 0) {
     f.code_and = 0;  // ±0 · anything = 0: zero codes give exactly that with any q
     return f;
   }
-  f.q = Nvfp4ScaleCode(b);
-  if (b & 0x80) f.code_xor = 0x8;  // s·e = |s|·(−e): flip each code's sign bit
+  f.q = Nvfp4ScaleCode(scale);
+  if (scale & 0x80) f.code_xor = 0x88;  // s·e = |s|·(−e): flip each code's sign bit
   return f;
 }
 
@@ -58,10 +64,8 @@ void PackNvfp4Lane(const SourceRow (&rows)[16], const GroupFold (&folds)[16][4],
       const int r = FragRow(lane, i);
       const int64_t c = kb * 64 + 16 * s + FragCol(lane, i);  // even column
       const GroupFold& f = folds[r][s];
-      const uint8_t byte = rows[r].codes[c / 2];
-      const uint32_t lo = ((byte & 0xfu) ^ f.code_xor) & f.code_and;
-      const uint32_t hi = ((byte >> 4) ^ f.code_xor) & f.code_and;
-      word |= lo << (4 * i) | hi << (16 + 4 * i);
+      const uint32_t byte = (rows[r].codes[c / 2] ^ f.code_xor) & f.code_and;
+      word |= (byte & 0xfu) << (4 * i) | (byte >> 4) << (16 + 4 * i);
     }
     for (int j = 0; j < 4; ++j) out[4 * s + j] = static_cast<uint8_t>(word >> (8 * j));
   }
@@ -78,6 +82,7 @@ Status Pack(WeightFormat format, int64_t rows, int64_t cols, const RowSource& so
       if (fp4) {
         src[r].codes = src[r].w->data + src[r].row * (cols / 2);
         src[r].scales = src[r].w->block_scale + src[r].row * (cols / 16);
+        GS_RETURN_IF_ERROR(CheckScalesFinite(src[r], cols / 16));
       } else {
         src[r].codes = src[r].w->data + src[r].row * cols * 2;
       }
@@ -98,9 +103,7 @@ Status Pack(WeightFormat format, int64_t rows, int64_t cols, const RowSource& so
       }
       GroupFold folds[16][4];
       for (int r = 0; r < 16; ++r) {
-        for (int g = 0; g < 4; ++g) {
-          GS_ASSIGN_OR_RETURN(folds[r][g], FoldGroup(src[r], kb * 4 + g));
-        }
+        for (int g = 0; g < 4; ++g) folds[r][g] = FoldGroup(src[r].scales[kb * 4 + g]);
       }
       for (int lane = 0; lane < 32; ++lane) {
         PackNvfp4Lane(src, folds, kb, lane, codes + (tk * 32 + lane) * 16);
