@@ -96,6 +96,19 @@ inline std::vector<float> RandomBf16Values(size_t n, float stddev, std::mt19937_
   return v;
 }
 
+// A random NVFP4 block-scale byte: mostly an e4m3 in [lo, hi] (bytes), and 1 in 16 each its
+// negative, ±0 (the group's nonzero codes must dequantise to 0) and an e4m3 subnormal, so that
+// every special case of the repack (nvfp4_repack.h) reaches the kernels.
+inline uint8_t RandomScaleByte(std::mt19937_64& rng, int lo, int hi) {
+  std::uniform_int_distribution<int> kind(0, 15), normal(lo, hi), sub(1, 7), bit(0, 1);
+  switch (kind(rng)) {
+    case 0: return static_cast<uint8_t>(0x80 | normal(rng));
+    case 1: return bit(rng) ? 0x80 : 0x00;
+    case 2: return static_cast<uint8_t>((bit(rng) << 7) | sub(rng));
+    default: return static_cast<uint8_t>(normal(rng));
+  }
+}
+
 // ||a - b|| / ||b|| over n values (NaN anywhere gives NaN, which fails every bound).
 inline double RelL2(const float* a, const float* b, size_t n) {
   double num = 0, den = 0;

@@ -29,12 +29,13 @@ struct MoeFixture {
   std::vector<uint8_t> router_bytes;
 
   void AddNvfp4(QuantizedLinear& q, int64_t rows, int64_t cols, std::mt19937_64& rng) {
-    std::uniform_int_distribution<int> byte(0, 255), scale(0x30, 0x40);
+    std::uniform_int_distribution<int> byte(0, 255);
     storage.emplace_back(static_cast<size_t>(rows * cols / 2));
     for (auto& b : storage.back()) b = static_cast<uint8_t>(byte(rng));
     q.data = storage.back().data();
     storage.emplace_back(static_cast<size_t>(rows * cols / 16));
-    for (auto& b : storage.back()) b = static_cast<uint8_t>(scale(rng));
+    // Mostly e4m3 bytes in [0x30, 0x40]; some negative, zero or subnormal (RandomScaleByte).
+    for (auto& b : storage.back()) b = gputest::RandomScaleByte(rng, 0x30, 0x40);
     q.block_scale = storage.back().data();
     q.format = WeightFormat::kNvfp4;
     q.rows = rows;
@@ -299,8 +300,8 @@ void CheckGroupedExperts(int inter_width) {
   std::vector<float> g1, g2;
   for (int e = 0; e < kExperts; ++e) {
     const ExpertWeights& ex = f.w.experts.experts[e];
-    cuda::PackGlu(ex.gate, ex.up, kPacked, &c1[e * gu_codes], &s1[e * gu_scales]);
-    cuda::PackLinear(ex.down, kPacked, &c2[e * d_codes], &s2[e * d_scales]);
+    GS_ASSERT_OK(cuda::PackGlu(ex.gate, ex.up, kPacked, &c1[e * gu_codes], &s1[e * gu_scales]));
+    GS_ASSERT_OK(cuda::PackLinear(ex.down, kPacked, &c2[e * d_codes], &s2[e * d_scales]));
     g1.push_back(ex.gate.global_scale * cuda::kNvfp4DequantOffset);
     g1.push_back(ex.up.global_scale * cuda::kNvfp4DequantOffset);
     g2.push_back(ex.down.global_scale * cuda::kNvfp4DequantOffset);
@@ -368,36 +369,45 @@ void CheckGroupedExperts(int inter_width) {
     ASSERT_EQ(listed, n_active);
     for (int s : seen) ASSERT_EQ(s, 1);
 
-    cuda::GemmRows rows;
-    rows.active = active.get();
-    rows.active_count = count.get();
-    rows.max_active = std::min(kExperts, slots);
-    rows.offsets = offsets.get();
-    rows.entries = entries.get();
-    rows.m = t;
-    rows.in_div = kTopK;
-    GS_ASSERT_OK(cuda::LaunchPackedGemm(gate_up, rows, dx.get(), kHidden, inter.get(),
-                                        static_cast<int>(kPacked), cuda::GemmEpilogue::kGluBf16,
-                                        nullptr));
-    rows.in_div = 1;
-    rows.row_weight = wts.get();
-    GS_ASSERT_OK(cuda::LaunchPackedGemm(down, rows, inter.get(), static_cast<int>(kPacked),
-                                        slot_out.get(), kHidden, cuda::GemmEpilogue::kStoreF32,
-                                        nullptr));
-    const auto so = slot_out.Download();
-    std::vector<float> got(x.size(), 0.0f);
-    for (int i = 0; i < t; ++i) {
-      for (int j = 0; j < kTopK; ++j) {
-        for (int c = 0; c < kHidden; ++c) {
-          got[static_cast<size_t>(i) * kHidden + c] += so[(static_cast<size_t>(i) * kTopK + j) * kHidden + c];
+    // Both tiled-kernel shapes (1 or 2 weight tiles per warp; decode sizes take split-K anyway).
+    for (int m_tiles : {1, 2}) {
+      cuda::SetPackedGemmMTiles(m_tiles);
+      inter.Poison();
+      slot_out.Poison();
+      cuda::GemmRows rows;
+      rows.active = active.get();
+      rows.active_count = count.get();
+      rows.max_active = std::min(kExperts, slots);
+      rows.offsets = offsets.get();
+      rows.entries = entries.get();
+      rows.m = t;
+      rows.in_div = kTopK;
+      GS_ASSERT_OK(cuda::LaunchPackedGemm(gate_up, rows, dx.get(), kHidden, inter.get(),
+                                          static_cast<int>(kPacked),
+                                          cuda::GemmEpilogue::kGluBf16, nullptr));
+      rows.in_div = 1;
+      rows.row_weight = wts.get();
+      GS_ASSERT_OK(cuda::LaunchPackedGemm(down, rows, inter.get(), static_cast<int>(kPacked),
+                                          slot_out.get(), kHidden, cuda::GemmEpilogue::kStoreF32,
+                                          nullptr));
+      const auto so = slot_out.Download();
+      std::vector<float> got(x.size(), 0.0f);
+      for (int i = 0; i < t; ++i) {
+        for (int j = 0; j < kTopK; ++j) {
+          for (int c = 0; c < kHidden; ++c) {
+            got[static_cast<size_t>(i) * kHidden + c] +=
+                so[(static_cast<size_t>(i) * kTopK + j) * kHidden + c];
+          }
         }
       }
+      // The GPU rounds the GLU output to bf16 before the down projection.
+      const double err = gputest::WorstRowRelL2(got, want, kHidden);
+      std::printf("MOE experts width %d (packed %d), %d tokens, m-tiles %d: worst row rel-L2 "
+                  "%.2e\n", inter_width, static_cast<int>(kPacked), t, m_tiles, err);
+      EXPECT_LT(err, 1e-2) << "width " << inter_width << " tokens " << t << ", m-tiles "
+                           << m_tiles;
     }
-    // The GPU rounds the GLU output to bf16 before the down projection.
-    const double err = gputest::WorstRowRelL2(got, want, kHidden);
-    std::printf("MOE experts width %d (packed %d), %d tokens: worst row rel-L2 %.2e\n",
-                inter_width, static_cast<int>(kPacked), t, err);
-    EXPECT_LT(err, 1e-2) << "width " << inter_width << " tokens " << t;
+    cuda::SetPackedGemmMTiles(1);
   }
 }
 

@@ -1,10 +1,13 @@
 // The packed W4A16 GEMM (nvfp4_gemm.cu) against the CPU reference Linear at the real 26B-A4B
 // shapes: GLU (gate/up with their own global scales, GELU_tanh·up) and plain fp32 stores, token
-// counts 1..129 (one and several 64-token chunks), NVFP4 and BF16 weights; and an exhaustive
-// check that every e2m1 code times every finite e4m3 scale is dequantized exactly.
+// counts 1..129 (one and several 64-token chunks), NVFP4 (with negative, zero and subnormal block
+// scales) and BF16 weights; and an exhaustive check that every e2m1 code times every finite e4m3
+// scale is dequantized exactly by the tiled kernel (1 and 2 tiles per warp) and both decode
+// kernels.
 #include <gtest/gtest.h>
 
 #include <random>
+#include <string>
 
 #include "gpu/gpu_test_util.h"
 #include "runtime/cpu/cpu_ops.h"
@@ -22,15 +25,16 @@ struct OwnedLinear {
   QuantizedLinear q;
 };
 
-// Random NVFP4 weights: any code byte, block scales e4m3 bytes in [0x28, 0x48] (≈ 0.25 .. 4).
+// Random NVFP4 weights: any code byte (all 16 codes), block scales mostly e4m3 bytes in
+// [0x28, 0x48] (≈ 0.25 .. 4), some negative, zero or subnormal (gputest::RandomScaleByte).
 OwnedLinear RandomNvfp4(int64_t rows, int64_t cols, float global, std::mt19937_64& rng,
                         const char* name) {
   OwnedLinear w;
   w.data.resize(static_cast<size_t>(rows * cols / 2));
   w.scales.resize(static_cast<size_t>(rows * cols / 16));
-  std::uniform_int_distribution<int> byte(0, 255), scale(0x28, 0x48);
+  std::uniform_int_distribution<int> byte(0, 255);
   for (auto& b : w.data) b = static_cast<uint8_t>(byte(rng));
-  for (auto& s : w.scales) s = static_cast<uint8_t>(scale(rng));
+  for (auto& s : w.scales) s = gputest::RandomScaleByte(rng, 0x28, 0x48);
   w.q.name = name;
   w.q.format = WeightFormat::kNvfp4;
   w.q.rows = rows;
@@ -70,8 +74,11 @@ void Upload(const std::vector<const QuantizedLinear*>& parts, bool glu, DevicePa
   const int64_t rows = glu ? 2 * w.rows : w.rows;
   std::vector<uint8_t> codes(static_cast<size_t>(cuda::PackedCodeBytes(w.format, rows, w.cols)));
   std::vector<uint8_t> scales(static_cast<size_t>(cuda::PackedScaleBytes(w.format, rows, w.cols)));
-  if (glu) cuda::PackGlu(*parts[0], *parts[1], codes.data(), scales.data());
-  else cuda::PackLinear(w, codes.data(), scales.data());
+  if (glu) {
+    GS_ASSERT_OK(cuda::PackGlu(*parts[0], *parts[1], codes.data(), scales.data()));
+  } else {
+    GS_ASSERT_OK(cuda::PackLinear(w, codes.data(), scales.data()));
+  }
   const bool fp4 = w.format == WeightFormat::kNvfp4;
   std::vector<float> gs;
   for (const QuantizedLinear* p : parts) gs.push_back(fp4 ? p->global_scale * cuda::kNvfp4DequantOffset : 1.0f);
@@ -142,18 +149,18 @@ TEST(PackedRepack, PaddingEqualsZeroExtendedMatrix) {
       const size_t gc = static_cast<size_t>(cuda::PackedCodeBytes(f, 2 * padded, hidden));
       const size_t gs = static_cast<size_t>(cuda::PackedScaleBytes(f, 2 * padded, hidden));
       std::vector<uint8_t> c1(gc, 0xAB), s1(gs, 0xAB), c2(gc, 0xCD), s2(gs, 0xCD);
-      cuda::PackGlu(gate.q, up.q, padded, c1.data(), s1.data());
+      GS_ASSERT_OK(cuda::PackGlu(gate.q, up.q, padded, c1.data(), s1.data()));
       const auto gz = ZeroExtended(gate.q, padded, hidden), uz = ZeroExtended(up.q, padded, hidden);
-      cuda::PackGlu(gz.q, uz.q, c2.data(), s2.data());
+      GS_ASSERT_OK(cuda::PackGlu(gz.q, uz.q, c2.data(), s2.data()));
       EXPECT_EQ(c1, c2);
       EXPECT_EQ(s1, s2);
       // down: [hidden, padded]
       const size_t dc = static_cast<size_t>(cuda::PackedCodeBytes(f, hidden, padded));
       const size_t ds = static_cast<size_t>(cuda::PackedScaleBytes(f, hidden, padded));
       std::vector<uint8_t> c3(dc, 0xAB), s3(ds, 0xAB), c4(dc, 0xCD), s4(ds, 0xCD);
-      cuda::PackLinear(down.q, padded, c3.data(), s3.data());
+      GS_ASSERT_OK(cuda::PackLinear(down.q, padded, c3.data(), s3.data()));
       const auto dz = ZeroExtended(down.q, hidden, padded);
-      cuda::PackLinear(dz.q, c4.data(), s4.data());
+      GS_ASSERT_OK(cuda::PackLinear(dz.q, c4.data(), s4.data()));
       EXPECT_EQ(c3, c4);
       EXPECT_EQ(s3, s4);
       if (padded != inter) {
@@ -172,18 +179,28 @@ TEST(PackedRepack, PaddingEqualsZeroExtendedMatrix) {
   EXPECT_FALSE(cuda::CheckPackable(fp4_odd.q, false, 16, 64).ok());
 }
 
-class PackedGemm : public ::testing::TestWithParam<bool> {};  // param: NVFP4 (true) or BF16
+// NVFP4 with 1 or 2 weight tiles per warp in the tiled kernel (SetPackedGemmMTiles), or BF16.
+struct GemmCase {
+  bool fp4;
+  int m_tiles;
+};
+
+class PackedGemm : public ::testing::TestWithParam<GemmCase> {
+ protected:
+  void SetUp() override { cuda::SetPackedGemmMTiles(GetParam().m_tiles); }
+  void TearDown() override { cuda::SetPackedGemmMTiles(1); }
+};
 
 TEST_P(PackedGemm, GluMatchesCpuAtRealShapes) {
   GS_REQUIRE_GPU();
-  const bool fp4 = GetParam();
+  const bool fp4 = GetParam().fp4;
   std::mt19937_64 rng(fp4 ? 11 : 12);
   ThreadPool pool(0);
   for (auto [inter, hidden] : {std::pair{2112, 2816}, std::pair{704, 2816}}) {
     auto gate = fp4 ? RandomNvfp4(inter, hidden, 0.0021f, rng, "gate") : RandomBf16(inter, hidden, rng, "gate");
     auto up = fp4 ? RandomNvfp4(inter, hidden, 0.0037f, rng, "up") : RandomBf16(inter, hidden, rng, "up");
     DevicePackedMatrix d;
-    Upload({&gate.q, &up.q}, true, d);
+    ASSERT_NO_FATAL_FAILURE(Upload({&gate.q, &up.q}, true, d));
     for (int m : {1, 3, 17, 64, 129}) {
       const auto x = gputest::RandomBf16Values(static_cast<size_t>(m) * hidden, 1.0f, rng);
       DeviceArray<bf16> dx;
@@ -204,13 +221,13 @@ TEST_P(PackedGemm, GluMatchesCpuAtRealShapes) {
 
 TEST_P(PackedGemm, StoreMatchesCpuAtRealShapes) {
   GS_REQUIRE_GPU();
-  const bool fp4 = GetParam();
+  const bool fp4 = GetParam().fp4;
   std::mt19937_64 rng(fp4 ? 21 : 22);
   ThreadPool pool(0);
-  for (auto [n, k] : {std::pair{2816, 2112}, std::pair{2816, 704}, std::pair{256, 128}}) {
+  for (auto [n, k] : {std::pair{2816, 2112}, std::pair{2816, 704}, std::pair{272, 128}}) {
     auto w = fp4 ? RandomNvfp4(n, k, 0.0013f, rng, "down") : RandomBf16(n, k, rng, "down");
     DevicePackedMatrix d;
-    Upload({&w.q}, false, d);
+    ASSERT_NO_FATAL_FAILURE(Upload({&w.q}, false, d));
     for (int m : {1, 3, 17, 64, 129}) {
       const auto x = gputest::RandomBf16Values(static_cast<size_t>(m) * k, 1.0f, rng);
       DeviceArray<bf16> dx;
@@ -230,11 +247,17 @@ TEST_P(PackedGemm, StoreMatchesCpuAtRealShapes) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Formats, PackedGemm, ::testing::Values(true, false),
-                         [](const auto& info) { return info.param ? "Nvfp4" : "Bf16"; });
+INSTANTIATE_TEST_SUITE_P(Formats, PackedGemm,
+                         ::testing::Values(GemmCase{true, 1}, GemmCase{true, 2},
+                                           GemmCase{false, 1}),
+                         [](const auto& info) {
+                           return std::string(info.param.fp4 ? "Nvfp4" : "Bf16") +
+                                  (info.param.m_tiles == 2 ? "TwoTilesPerWarp" : "");
+                         });
 
-// Every e2m1 code × every finite e4m3 block scale (subnormals included): with one-hot inputs the
-// output is the dequantized weight itself, which must be exact.
+// Every e2m1 code × every finite e4m3 block scale (negative, ±0 and subnormal included): with
+// one-hot inputs the output is the dequantized weight itself, which must be exact, through the
+// tiled kernel and both decode kernels.
 TEST(PackedGemmExhaustive, EveryCodeTimesEveryScaleIsExact) {
   GS_REQUIRE_GPU();
   const int rows = 16, cols = 4096;  // 16 rows × 256 scale groups = every scale byte 16 times
@@ -259,31 +282,46 @@ TEST(PackedGemmExhaustive, EveryCodeTimesEveryScaleIsExact) {
   w.q.block_scale = w.scales.data();
   w.q.global_scale = 1.0f;
   DevicePackedMatrix d;
-  Upload({&w.q}, false, d);
+  ASSERT_NO_FATAL_FAILURE(Upload({&w.q}, false, d));
   // Token t is the one-hot e_t, so out[t, n] = w[n, t].
   std::vector<float> eye(static_cast<size_t>(cols) * cols, 0.0f);
   for (int t = 0; t < cols; ++t) eye[static_cast<size_t>(t) * cols + t] = 1.0f;
   DeviceArray<bf16> dx;
   dx.Upload(gputest::ToBf16(eye));
-  DeviceArray<float> out(static_cast<size_t>(cols) * rows);
-  out.Poison();
+  std::vector<std::vector<float>> want(rows, std::vector<float>(cols));
+  for (int n = 0; n < rows; ++n) w.q.DequantizeRowUnscaled(n, want[n].data());
   cuda::GemmRows rr;
   rr.m = cols;
-  GS_ASSERT_OK(cuda::LaunchPackedGemm(d.view, rr, dx.get(), cols, out.get(), rows,
-                                      cuda::GemmEpilogue::kStoreF32, nullptr));
-  const auto got = out.Download();
-  std::vector<float> row(cols);
-  int bad = 0;
-  for (int n = 0; n < rows; ++n) {
-    w.q.DequantizeRowUnscaled(n, row.data());
-    for (int t = 0; t < cols; ++t) {
-      const float g = got[static_cast<size_t>(t) * rows + n];
-      if (g != row[static_cast<size_t>(t)] && bad++ < 10) {
-        ADD_FAILURE() << "w[" << n << ", " << t << "]: got " << g << ", want " << row[t];
+  for (const std::string kernel : {"tiled", "tiled-2", "split-K", "stream"}) {
+    DeviceArray<float> out(static_cast<size_t>(cols) * rows);
+    out.Poison();
+    const auto epi = cuda::GemmEpilogue::kStoreF32;
+    if (kernel.starts_with("tiled")) {
+      cuda::SetPackedGemmMTiles(kernel == "tiled-2" ? 2 : 1);
+      const Status st =
+          cuda::LaunchPackedGemm(d.view, rr, dx.get(), cols, out.get(), rows, epi, nullptr);
+      cuda::SetPackedGemmMTiles(1);
+      GS_ASSERT_OK(st);
+    } else {
+      const auto kind = kernel == "split-K" ? cuda::GemvKind::kSplitK : cuda::GemvKind::kStream;
+      GS_ASSERT_OK(cuda::LaunchPackedGemv(d.view, rr, dx.get(), cols, out.get(), rows, epi, kind,
+                                          nullptr));
+    }
+    const auto got = out.Download();
+    int bad = 0;
+    for (int n = 0; n < rows; ++n) {
+      for (int t = 0; t < cols; ++t) {
+        const float g = got[static_cast<size_t>(t) * rows + n];
+        if (g != want[n][t] && bad++ < 10) {
+          ADD_FAILURE() << kernel << ": w[" << n << ", " << t << "]: got " << g << ", want "
+                        << want[n][t] << " (scale byte 0x" << std::hex
+                        << int{w.scales[static_cast<size_t>(n * cols / 16 + t / 16)]} << std::dec
+                        << ")";
+        }
       }
     }
+    EXPECT_EQ(bad, 0) << kernel;
   }
-  EXPECT_EQ(bad, 0);
 }
 
 }  // namespace

@@ -107,14 +107,16 @@ Status UploadPacked(DevicePacked& dp, const std::vector<const QuantizedLinear*>&
       gs.push_back(fp4 ? first[b]->global_scale * kNvfp4DequantOffset : 1.0f);
     }
   }
+  std::vector<Status> packed(banks);
   pool.ParallelFor(static_cast<int64_t>(banks), [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
       uint8_t* c = codes.data() + b * code_bytes;
       uint8_t* s = fp4 ? scales.data() + b * scale_bytes : nullptr;
-      if (glu) PackGlu(*first[b], *second[b], inter, c, s);
-      else PackLinear(*first[b], inter, c, s);
+      packed[b] = glu ? PackGlu(*first[b], *second[b], inter, c, s)
+                      : PackLinear(*first[b], inter, c, s);
     }
   });
+  for (const Status& st : packed) GS_RETURN_IF_ERROR(st);
   GS_RETURN_IF_ERROR(dp.codes.Upload(codes.data(), codes.size(), w0.name.c_str()));
   GS_RETURN_IF_ERROR(dp.scales.Upload(scales.data(), scales.size(), w0.name.c_str()));
   GS_RETURN_IF_ERROR(dp.global_scales.Upload(gs.data(), gs.size() * sizeof(float), "global scales"));

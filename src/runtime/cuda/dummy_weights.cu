@@ -26,8 +26,9 @@ __global__ void FillBf16Kernel(bf16* out, int64_t n, float stddev, uint64_t seed
   }
 }
 
-// Codes: any byte (every e2m1 pair is valid). Scales: e4m3 of a log-uniform value in
-// [lo, hi), built from the float's exponent and top mantissa bits (round down, always finite).
+// Codes: any byte (every code word is valid). Scales: a log-uniform value in [lo, hi), rounded
+// down to a positive normal e4m3 (exponent field E in 1..15, mantissa m) and stored packed as
+// nvfp4_repack.h's q = ((E + 3) << 3) | m = e4m3 byte + 24.
 __global__ void FillNvfp4Kernel(uint8_t* codes, int64_t code_bytes, uint8_t* scales,
                                 int64_t scale_bytes, float lo, float hi, uint64_t seed) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
@@ -50,7 +51,7 @@ __global__ void FillNvfp4Kernel(uint8_t* codes, int64_t code_bytes, uint8_t* sca
     } else {
       b = static_cast<uint8_t>((exp << 3) | mant);
     }
-    scales[i] = b;
+    scales[i] = static_cast<uint8_t>(b + 24);
   }
 }
 

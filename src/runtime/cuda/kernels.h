@@ -29,7 +29,7 @@ enum class PackedFormat { kNvfp4, kBf16 };
 struct PackedMatrix {
   PackedFormat format = PackedFormat::kNvfp4;
   const uint8_t* codes = nullptr;   // nvfp4 codes, or bf16 values
-  const uint8_t* scales = nullptr;  // nvfp4 e4m3 block scales (unused for bf16)
+  const uint8_t* scales = nullptr;  // nvfp4 packed block scales (unused for bf16)
   int64_t bank_code_bytes = 0;      // stride between the matrices of a bank
   int64_t bank_scale_bytes = 0;
   // Per bank: {gate, up} (GLU epilogue) or {scale} (store epilogue), already multiplied by the
@@ -62,6 +62,10 @@ enum class GemmEpilogue {
 // the rest to the tiled tensor-core kernel.
 Status LaunchPackedGemm(const PackedMatrix& w, const GemmRows& rows, const bf16* x, int x_stride,
                         void* out, int out_stride, GemmEpilogue epilogue, cudaStream_t stream);
+// 16-row weight tiles per warp of the tiled NVFP4 kernel, 1 or 2 (each B fragment then feeds two
+// MMAs). The default comes from GS_GEMM_MTILES (unset: 1); tests set both.
+int PackedGemmMTiles();
+void SetPackedGemmMTiles(int m_tiles);
 
 // nvfp4_gemv.cu: the decode paths (NVFP4 only). kSplitK: one block of 8 warps per (bank, tile),
 // split over K, weights in registers. kStream: a persistent grid streaming (bank, tile) items
@@ -258,7 +262,7 @@ Status LaunchBf16ToF32(const bf16* in, int64_t n, float* out, cudaStream_t strea
 // dummy_weights.cu: deterministic pseudo-random fills for `--load-format dummy`.
 // bf16 values ~ uniform with standard deviation `stddev`.
 Status LaunchFillBf16(bf16* out, int64_t n, float stddev, uint64_t seed, cudaStream_t stream);
-// Random e2m1 codes (any byte) and e4m3 block scales in [scale_lo, scale_hi).
+// Random packed NVFP4 codes (any byte) and block scales (e4m3 values in [scale_lo, scale_hi)).
 Status LaunchFillNvfp4(uint8_t* codes, int64_t code_bytes, uint8_t* scales, int64_t scale_bytes,
                        float scale_lo, float scale_hi, uint64_t seed, cudaStream_t stream);
 

@@ -1,6 +1,7 @@
 // W4A16 GEMM for the dense MLP and the routed experts (reference nvfp4 §5.3), also used for BF16
 // expert checkpoints through the same packed layout (nvfp4_repack.h).
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <optional>
 
@@ -23,44 +24,35 @@ __device__ __forceinline__ void LdMatrixX4(const bf16* row, uint32_t (&r)[4]) {
                : "r"(a));
 }
 
-constexpr int kWarps = 4;         // one 16-row tile per warp, 4 tiles per block
+constexpr int kWarps = 4;         // kMTiles 16-row tiles per warp (1 or 2)
 constexpr int kTokChunk = 64;     // tokens per pass over the weights (8 mma n-tiles)
 constexpr int kNTiles = kTokChunk / 8;
-constexpr int kKChunk = 256;      // K columns of x staged in shared memory at a time
-constexpr int kXStride = kKChunk + 8;  // +16 B per row: the 8 rows of a B fragment hit 8 banks
+// Row stride of the x staging buffer for `m_tiles` tiles per warp (256 or 128 K columns at a
+// time): +16 B per row, so the 8 rows of a B fragment hit 8 different banks.
+constexpr int XStride(int m_tiles) { return 4 / m_tiles * 64 + 8; }
 
 // y = x · Wᵀ for the rows of one bank, 64 tokens per pass over the weights.
 //
-// Block (kWarps warps) = kWarps consecutive 16-row tiles of bank `active[blockIdx.y]`; blockIdx.z
-// strides over the bank's 64-token chunks. Per chunk, the block walks K in 256-column steps:
-// x rows of the chunk are staged in shared memory (the mma B operand), each warp streams its
-// tile's packed weights (one 16 B code load + 8 B scale load per lane per 64 columns, the next
-// step's loads issued before this step's math), converts them to bf16 A fragments in registers
-// and issues m16n8k16 MMAs against every active 8-token n-tile. fp32 accumulators; the epilogue
-// applies the fp32 global scale(s) and either GELU_tanh(gate)·up (GLU) or the router weight.
-template <PackedFormat kFormat, GemmEpilogue kEpi, bool kLdMatrix>
+// Block (kWarps warps) = kWarps·kMTiles consecutive 16-row tiles of bank `active[blockIdx.y]`,
+// each warp kMTiles of them (with 2, every B fragment read from shared memory feeds two MMAs, and the
+// weights of 2 k-blocks instead of 4 are prefetched per tile to keep the registers); blockIdx.z
+// strides over the bank's 64-token chunks. Per chunk, the block walks K in 256-column steps (128
+// with 2 tiles): x rows of the chunk are staged in shared memory (the mma B operand), each warp
+// streams its tiles' packed weights (one 16 B code load + 8 B scale load per lane per 64
+// columns, the next step's loads issued before this step's math), converts them to bf16 A
+// fragments in registers and issues m16n8k16 MMAs against every active 8-token n-tile. fp32
+// accumulators; the epilogue applies the fp32 global scale(s) and either GELU_tanh(gate)·up (GLU)
+// or the router weight.
+template <PackedFormat kFormat, GemmEpilogue kEpi, bool kLdMatrix, int kMTiles = 1>
 __global__ void __launch_bounds__(kWarps * 32)
     PackedGemmKernel(PackedMatrix w, GemmRows rows, const bf16* __restrict__ x, int x_stride,
                      void* __restrict__ out, int out_stride) {
+  constexpr int kBlocks = 4 / kMTiles;  // k-blocks of weights in flight per tile (cur and next)
   extern __shared__ __align__(16) unsigned char smem_raw[];
   bf16* xs = reinterpret_cast<bf16*>(smem_raw);
-
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int tiles = w.rows / 16, kblocks = w.cols / 64;
-  const int tile = blockIdx.x * kWarps + warp;
-  const bool has_tile = tile < tiles;
-  const int64_t tile_kb = static_cast<int64_t>(has_tile ? tile : 0) * kblocks;
-  // A single matrix (dense MLP: no active list) is known before the PDL wait (launch.cuh): the
-  // first chunk's first four k-blocks of weights load while the previous kernel finishes. A
-  // bank's id comes from the router's active list (an earlier kernel's output): after the wait.
-  BlockFrag<kFormat> cur[4];
-  const bool preloaded = rows.active == nullptr && has_tile;
-  if (preloaded) {
-#pragma unroll
-    for (int b = 0; b < 4; ++b) {
-      if (b < kblocks) cur[b].Load(w.codes, w.scales, tile_kb + b, lane);
-    }
-  }
+  // PDL (launch.cuh): the router's lists and x are earlier kernels' outputs. (Loading the dense
+  // MLP's first weights before the wait was tried: it cost registers for no gain, the dense
+  // products run on a side stream.)
   GridDependencyWait();
   TriggerDependentsIfOneWave();
 
@@ -76,21 +68,42 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
   const int n_rows = r_end - r_begin;
   if (n_rows <= 0) return;
+
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int tiles = w.rows / 16, kblocks = w.cols / 64;
+  const int tile0 = (blockIdx.x * kWarps + warp) * kMTiles;
+  bool has_tile[kMTiles];
+  int64_t tile_kb[kMTiles];
+#pragma unroll
+  for (int mt = 0; mt < kMTiles; ++mt) {
+    has_tile[mt] = tile0 + mt < tiles;
+    tile_kb[mt] = static_cast<int64_t>(has_tile[mt] ? tile0 + mt : 0) * kblocks;
+  }
   const uint8_t* code_base = w.codes + bank * w.bank_code_bytes;
   const uint8_t* scale_base = w.scales + bank * w.bank_scale_bytes;
+  constexpr int kKChunk = kBlocks * 64;  // K columns of x staged in shared memory at a time
+  constexpr int kXStride = XStride(kMTiles);
 
   for (int c0 = blockIdx.z * kTokChunk; c0 < n_rows; c0 += gridDim.z * kTokChunk) {
     const int mc = min(kTokChunk, n_rows - c0);
     const int nt_active = (mc + 7) / 8;
-    float acc[kNTiles][4];
+    float acc[kMTiles][kNTiles][4];
 #pragma unroll
-    for (int i = 0; i < kNTiles; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
+    for (int mt = 0; mt < kMTiles; ++mt) {
+#pragma unroll
+      for (int i = 0; i < kNTiles; ++i) {
+        acc[mt][i][0] = acc[mt][i][1] = acc[mt][i][2] = acc[mt][i][3] = 0.0f;
+      }
+    }
 
-    BlockFrag<kFormat> next[4];
-    if (has_tile && !(preloaded && c0 == static_cast<int>(blockIdx.z) * kTokChunk)) {
+    BlockFrag<kFormat> cur[kMTiles][kBlocks], next[kMTiles][kBlocks];
 #pragma unroll
-      for (int b = 0; b < 4; ++b) {
-        if (b < kblocks) cur[b].Load(code_base, scale_base, tile_kb + b, lane);
+    for (int mt = 0; mt < kMTiles; ++mt) {
+      if (has_tile[mt]) {
+#pragma unroll
+        for (int b = 0; b < kBlocks; ++b) {
+          if (b < kblocks) cur[mt][b].Load(code_base, scale_base, tile_kb[mt] + b, lane);
+        }
       }
     }
     for (int k0 = 0; k0 < w.cols; k0 += kKChunk) {
@@ -111,19 +124,25 @@ __global__ void __launch_bounds__(kWarps * 32)
         *reinterpret_cast<uint4*>(xs + r * kXStride + cc) = v;
       }
       __syncthreads();
-      if (has_tile) {
-        const int next_kb = kb0 + kKChunk / 64;
+      if (has_tile[0]) {
+        const int next_kb = kb0 + kBlocks;
 #pragma unroll
-        for (int b = 0; b < 4; ++b) {
-          if (next_kb + b < kblocks) next[b].Load(code_base, scale_base, tile_kb + next_kb + b, lane);
+        for (int mt = 0; mt < kMTiles; ++mt) {
+#pragma unroll
+          for (int b = 0; b < kBlocks; ++b) {
+            if (has_tile[mt] && next_kb + b < kblocks) {
+              next[mt][b].Load(code_base, scale_base, tile_kb[mt] + next_kb + b, lane);
+            }
+          }
         }
 #pragma unroll
-        for (int b = 0; b < 4; ++b) {
+        for (int b = 0; b < kBlocks; ++b) {
           if (b * 64 < kc) {
 #pragma unroll
             for (int s = 0; s < 4; ++s) {
-              uint32_t a[4];
-              cur[b].Step(s, a);
+              uint32_t a[kMTiles][4];
+#pragma unroll
+              for (int mt = 0; mt < kMTiles; ++mt) cur[mt][b].Step(s, a[mt]);
               // B fragments of two n-tiles per ldmatrix.x4: lane ℓ addresses row ℓ%8 of
               // matrix ℓ/8 = (n-tile pair half ℓ/16, k half (ℓ/8)%2).
               const int kk = b * 64 + s * 16 + ((lane / 8) % 2) * 8;
@@ -133,8 +152,11 @@ __global__ void __launch_bounds__(kWarps * 32)
                   if (nt < nt_active) {
                     uint32_t bf[4];
                     LdMatrixX4(xs + ((nt + lane / 16) * 8 + lane % 8) * kXStride + kk, bf);
-                    Mma(acc[nt], a, bf[0], bf[1]);
-                    if (nt + 1 < nt_active) Mma(acc[nt + 1], a, bf[2], bf[3]);
+#pragma unroll
+                    for (int mt = 0; mt < kMTiles; ++mt) {
+                      Mma(acc[mt][nt], a[mt], bf[0], bf[1]);
+                      if (nt + 1 < nt_active) Mma(acc[mt][nt + 1], a[mt], bf[2], bf[3]);
+                    }
                   }
                 }
               } else {  // two 4-byte shared loads per n-tile
@@ -143,8 +165,10 @@ __global__ void __launch_bounds__(kWarps * 32)
                 for (int nt = 0; nt < kNTiles; ++nt) {
                   if (nt < nt_active) {
                     const bf16* xr = xs + (nt * 8 + lane / 4) * kXStride + kc;
-                    Mma(acc[nt], a, *reinterpret_cast<const uint32_t*>(xr),
-                        *reinterpret_cast<const uint32_t*>(xr + 8));
+                    const uint32_t b0 = *reinterpret_cast<const uint32_t*>(xr);
+                    const uint32_t b1 = *reinterpret_cast<const uint32_t*>(xr + 8);
+#pragma unroll
+                    for (int mt = 0; mt < kMTiles; ++mt) Mma(acc[mt][nt], a[mt], b0, b1);
                   }
                 }
               }
@@ -152,22 +176,28 @@ __global__ void __launch_bounds__(kWarps * 32)
           }
         }
 #pragma unroll
-        for (int b = 0; b < 4; ++b) cur[b] = next[b];
+        for (int mt = 0; mt < kMTiles; ++mt) {
+#pragma unroll
+          for (int b = 0; b < kBlocks; ++b) cur[mt][b] = next[mt][b];
+        }
       }
     }
 
-    if (!has_tile) continue;
 #pragma unroll
-    for (int nt = 0; nt < kNTiles; ++nt) {
-      if (nt >= nt_active) break;
+    for (int mt = 0; mt < kMTiles; ++mt) {
+      if (!has_tile[mt]) continue;
 #pragma unroll
-      for (int j = 0; j < 2; ++j) {
-        const int t = nt * 8 + 2 * (lane % 4) + j;  // token column of acc[nt][j] and [j + 2]
-        if (t >= mc) continue;
-        const int e = r_begin + c0 + t;
-        const int out_row = rows.entries != nullptr ? rows.entries[e] : e;
-        packed::StorePair<kEpi>(w, rows, bank, tile, lane / 4, out_row, acc[nt][j],
-                                acc[nt][j + 2], out, out_stride);
+      for (int nt = 0; nt < kNTiles; ++nt) {
+        if (nt >= nt_active) break;
+#pragma unroll
+        for (int j = 0; j < 2; ++j) {
+          const int t = nt * 8 + 2 * (lane % 4) + j;  // token column of acc[nt][j] and [j + 2]
+          if (t >= mc) continue;
+          const int e = r_begin + c0 + t;
+          const int out_row = rows.entries != nullptr ? rows.entries[e] : e;
+          packed::StorePair<kEpi>(w, rows, bank, tile0 + mt, lane / 4, out_row, acc[mt][nt][j],
+                                  acc[mt][nt][j + 2], out, out_stride);
+        }
       }
     }
   }
@@ -217,14 +247,17 @@ Status Launch(const PackedMatrix& w, const GemmRows& rows, const bf16* x, int x_
       return LaunchPackedGemv(w, rows, x, x_stride, out, out_stride, kEpi, *kind, stream);
     }
   }
-  const int tiles = w.rows / 16;
+  // Tiles per warp: NVFP4 only (BF16 fragments take 4x the registers and would spill).
+  const int m_tiles = kFormat == PackedFormat::kNvfp4 ? PackedGemmMTiles() : 1;
+  const int tiles = w.rows / 16, tiles_per_block = kWarps * m_tiles;
   const int row_cap = std::min(kTokChunk, (std::max(rows.m, 1) + 15) / 16 * 16);
   const int chunks = (std::max(rows.m, 1) + kTokChunk - 1) / kTokChunk;
-  const int blocks_xy = (tiles + kWarps - 1) / kWarps * std::max(rows.max_active, 1);
+  const int blocks_x = (tiles + tiles_per_block - 1) / tiles_per_block;
+  const int blocks_xy = blocks_x * std::max(rows.max_active, 1);
   // Split the token chunks over blockIdx.z only when the tiles alone do not fill the device.
   const int z = std::clamp(4 * DeviceSmCount() / std::max(blocks_xy, 1), 1, chunks);
-  const dim3 grid((tiles + kWarps - 1) / kWarps, std::max(rows.max_active, 1), z);
-  const size_t smem = static_cast<size_t>(row_cap) * kXStride * sizeof(bf16);
+  const dim3 grid(blocks_x, std::max(rows.max_active, 1), z);
+  const size_t smem = static_cast<size_t>(row_cap) * XStride(m_tiles) * sizeof(bf16);
   // B fragments by two 4-byte shared loads per n-tile (default) or by ldmatrix.x4
   // (GS_GEMM_LDMATRIX=1): the ldmatrix variant needs 154 instead of 127 registers, drops to 3
   // blocks per SM and measured 26% slower for a 4K prefill on the H100 (docs/benchmarks.md).
@@ -234,11 +267,33 @@ Status Launch(const PackedMatrix& w, const GemmRows& rows, const bf16* x, int x_
   }();
   auto kernel = ldmatrix ? PackedGemmKernel<kFormat, kEpi, true>
                          : PackedGemmKernel<kFormat, kEpi, false>;
+  if constexpr (kFormat == PackedFormat::kNvfp4) {
+    if (m_tiles == 2) {
+      kernel = ldmatrix ? PackedGemmKernel<kFormat, kEpi, true, 2>
+                        : PackedGemmKernel<kFormat, kEpi, false, 2>;
+    }
+  }
   return LaunchKernel("PackedGemmKernel", kernel, grid, kWarps * 32, smem, stream, w, rows, x,
                       x_stride, out, out_stride);
 }
 
+std::atomic<int> g_gemm_m_tiles{0};  // 0: not chosen yet (GS_GEMM_MTILES on first use)
+
 }  // namespace
+
+int PackedGemmMTiles() {
+  int m = g_gemm_m_tiles.load(std::memory_order_relaxed);
+  if (m == 0) {
+    const char* env = std::getenv("GS_GEMM_MTILES");
+    m = env != nullptr && std::atoi(env) == 2 ? 2 : 1;
+    g_gemm_m_tiles.store(m, std::memory_order_relaxed);
+  }
+  return m;
+}
+
+void SetPackedGemmMTiles(int m_tiles) {
+  g_gemm_m_tiles.store(m_tiles == 2 ? 2 : 1, std::memory_order_relaxed);
+}
 
 int DeviceSmCount() {
   static int count = [] {

@@ -3,23 +3,27 @@
 #include <cstring>
 #include <functional>
 
+#include "util/numeric_formats.h"
+
 namespace gs::cuda {
 namespace {
 
 // Source row n of the logical matrix being packed, or null for a zero (padding) row.
 using RowSource = std::function<const QuantizedLinear*(int64_t n, int64_t* row)>;
 
-// Column c of lane ℓ's fragment register j in a k16 step: rows r0 (+8 for odd j), columns
-// 2(ℓ%4) (+8 for j >= 2).
+// Row and (even) column of lane ℓ's fragment register j in a k16 step: rows r0 (+8 for odd j),
+// columns 2(ℓ%4) (+8 for j >= 2).
 inline int FragRow(int lane, int j) { return lane / 4 + ((j & 1) ? 8 : 0); }
 inline int FragCol(int lane, int j) { return 2 * (lane % 4) + ((j & 2) ? 8 : 0); }
 
-// One source row as the packer reads it; columns at or past `cols` (and every column of a
-// padding row) read as zero codes, zero bf16 values and zero scales.
+// One row's source: its tensor (for messages; null for a padding row), codes and scales. Columns
+// at or past `cols` (every column of a padding row) read as zero codes, values and scales.
 struct SourceRow {
+  const QuantizedLinear* w = nullptr;
+  int64_t row = 0;
+  int64_t cols = 0;
   const uint8_t* codes = nullptr;
   const uint8_t* scales = nullptr;
-  int64_t cols = 0;
 
   uint8_t Nvfp4Pair(int64_t c) const { return c < cols ? codes[c / 2] : 0; }  // c even
   uint8_t Scale(int64_t group) const { return group * 16 < cols ? scales[group] : 0; }
@@ -32,45 +36,100 @@ struct SourceRow {
   }
 };
 
-void Pack(WeightFormat format, int64_t rows, int64_t cols, const RowSource& source,
-          uint8_t* codes, uint8_t* scales) {
+// How one scale group is stored: its packed scale byte, and what to do to its code bytes (XOR
+// both sign bits for a negative scale, AND with 0 for a zero scale).
+struct GroupFold {
+  uint8_t q = 0;
+  uint8_t code_xor = 0;
+  uint8_t code_and = 0xff;
+};
+
+Status CheckScalesFinite(const SourceRow& src) {
+  for (int64_t g = 0; g < src.cols / 16; ++g) {
+    const uint8_t b = src.scales[g];
+    if (E4m3IsNan(b)) {
+      return MakeError(src.w->name, ": NaN block scale (e4m3 byte ", static_cast<int>(b),
+                       ") at row ", src.row, ", scale group ", g, " (columns ", g * 16, "..",
+                       g * 16 + 15, ")");
+    }
+  }
+  return Ok();
+}
+
+GroupFold FoldGroup(uint8_t scale) {
+  GroupFold f;
+  if ((scale & 0x7f) == 0) {
+    f.code_and = 0;  // ±0 · anything = 0 (and padding): zero codes give exactly that with any q
+    return f;
+  }
+  f.q = Nvfp4ScaleCode(scale);
+  if (scale & 0x80) f.code_xor = 0x88;  // s·e = |s|·(−e): flip each code's sign bit
+  return f;
+}
+
+// The 16 B of one lane for one (tile, k-block): word s = k16 step s (nvfp4_repack.h).
+void PackNvfp4Lane(const SourceRow (&rows)[16], const GroupFold (&folds)[16][4], int64_t kb,
+                   int lane, uint8_t* out) {
+  for (int s = 0; s < 4; ++s) {
+    uint32_t word = 0;
+    for (int i = 0; i < 4; ++i) {
+      const int r = FragRow(lane, i);
+      const int64_t c = kb * 64 + 16 * s + FragCol(lane, i);  // even column
+      const GroupFold& f = folds[r][s];
+      const uint32_t byte = (rows[r].Nvfp4Pair(c) ^ f.code_xor) & f.code_and;
+      word |= (byte & 0xfu) << (4 * i) | (byte >> 4) << (16 + 4 * i);
+    }
+    for (int j = 0; j < 4; ++j) out[4 * s + j] = static_cast<uint8_t>(word >> (8 * j));
+  }
+}
+
+Status Pack(WeightFormat format, int64_t rows, int64_t cols, const RowSource& source,
+            uint8_t* codes, uint8_t* scales) {
   const int64_t tiles = rows / 16, kblocks = cols / 64;
   const bool fp4 = format == WeightFormat::kNvfp4;
   for (int64_t t = 0; t < tiles; ++t) {
-    SourceRow row[16];
+    SourceRow src[16];
     for (int r = 0; r < 16; ++r) {
-      int64_t src_row = 0;
-      const QuantizedLinear* w = source(t * 16 + r, &src_row);
-      if (w == nullptr) continue;
-      row[r].cols = w->cols;
-      row[r].codes = w->data + src_row * (fp4 ? w->cols / 2 : w->cols * 2);
-      row[r].scales = fp4 ? w->block_scale + src_row * (w->cols / 16) : nullptr;
+      src[r].w = source(t * 16 + r, &src[r].row);
+      const QuantizedLinear* w = src[r].w;
+      if (w == nullptr) continue;  // padding row: cols 0, all zero
+      src[r].cols = w->cols;
+      if (fp4) {
+        src[r].codes = w->data + src[r].row * (w->cols / 2);
+        src[r].scales = w->block_scale + src[r].row * (w->cols / 16);
+        GS_RETURN_IF_ERROR(CheckScalesFinite(src[r]));
+      } else {
+        src[r].codes = w->data + src[r].row * w->cols * 2;
+      }
     }
     for (int64_t kb = 0; kb < kblocks; ++kb) {
       const int64_t tk = t * kblocks + kb;
-      for (int lane = 0; lane < 32; ++lane) {
-        for (int s = 0; s < 4; ++s) {
-          for (int j = 0; j < 4; ++j) {
-            const SourceRow& src = row[FragRow(lane, j)];
-            const int64_t c = kb * 64 + 16 * s + FragCol(lane, j);  // even column
-            if (fp4) {
-              codes[(tk * 32 + lane) * 16 + s * 4 + j] = src.Nvfp4Pair(c);
-            } else {
-              src.Bf16Pair(c, codes + ((tk * 4 + s) * 32 + lane) * 16 + j * 4);
+      if (!fp4) {
+        for (int lane = 0; lane < 32; ++lane) {
+          for (int s = 0; s < 4; ++s) {
+            for (int j = 0; j < 4; ++j) {
+              const int64_t c = kb * 64 + 16 * s + FragCol(lane, j);
+              src[FragRow(lane, j)].Bf16Pair(c, codes + ((tk * 4 + s) * 32 + lane) * 16 + j * 4);
             }
           }
         }
+        continue;
       }
-      if (fp4) {
-        for (int q = 0; q < 8; ++q) {
-          for (int j = 0; j < 8; ++j) {
-            const SourceRow& src = row[q + (j >= 4 ? 8 : 0)];
-            scales[(tk * 8 + q) * 8 + j] = src.Scale(kb * 4 + (j & 3));
-          }
+      GroupFold folds[16][4];
+      for (int r = 0; r < 16; ++r) {
+        for (int g = 0; g < 4; ++g) folds[r][g] = FoldGroup(src[r].Scale(kb * 4 + g));
+      }
+      for (int lane = 0; lane < 32; ++lane) {
+        PackNvfp4Lane(src, folds, kb, lane, codes + (tk * 32 + lane) * 16);
+      }
+      for (int q = 0; q < 8; ++q) {
+        for (int j = 0; j < 8; ++j) {
+          scales[(tk * 8 + q) * 8 + j] = folds[q + (j >= 4 ? 8 : 0)][j & 3].q;
         }
       }
     }
   }
+  return Ok();
 }
 
 }  // namespace
@@ -99,25 +158,36 @@ int64_t PackedScaleBytes(WeightFormat format, int64_t rows, int64_t cols) {
   return format == WeightFormat::kNvfp4 ? rows * cols / 16 : 0;
 }
 
-void PackLinear(const QuantizedLinear& w, int64_t padded_cols, uint8_t* codes, uint8_t* scales) {
-  Pack(w.format, w.rows, padded_cols,
-       [&](int64_t n, int64_t* row) {
-         *row = n;
-         return &w;
-       },
-       codes, scales);
+uint8_t Nvfp4ScaleCode(uint8_t e4m3) {
+  const int exp = (e4m3 >> 3) & 0xf, mant = e4m3 & 0x7;
+  if (exp != 0) return static_cast<uint8_t>(((exp + 3) << 3) | mant);
+  // Subnormal m·2^-9, normalised: m = 1 is 2^-9, 2..3 are 2^-8·(1 + (m-2)/2), 4..7 are
+  // 2^-7·(1 + (m-4)/4) (the mantissa field counts eighths).
+  static constexpr uint8_t kSubnormal[8] = {0,           1 << 3,           2 << 3, (2 << 3) | 4,
+                                            3 << 3,      (3 << 3) | 2, (3 << 3) | 4, (3 << 3) | 6};
+  return kSubnormal[mant];
 }
 
-void PackGlu(const QuantizedLinear& gate, const QuantizedLinear& up, int64_t padded_rows,
-             uint8_t* codes, uint8_t* scales) {
-  Pack(gate.format, padded_rows * 2, gate.cols,
-       [&](int64_t n, int64_t* row) -> const QuantizedLinear* {
-         const int64_t tile = n / 16, r = n % 16;
-         *row = tile * 8 + (r % 8);
-         if (*row >= gate.rows) return nullptr;  // padding
-         return r < 8 ? &gate : &up;
-       },
-       codes, scales);
+Status PackLinear(const QuantizedLinear& w, int64_t padded_cols, uint8_t* codes,
+                  uint8_t* scales) {
+  return Pack(w.format, w.rows, padded_cols,
+              [&](int64_t n, int64_t* row) {
+                *row = n;
+                return &w;
+              },
+              codes, scales);
+}
+
+Status PackGlu(const QuantizedLinear& gate, const QuantizedLinear& up, int64_t padded_rows,
+               uint8_t* codes, uint8_t* scales) {
+  return Pack(gate.format, padded_rows * 2, gate.cols,
+              [&](int64_t n, int64_t* row) -> const QuantizedLinear* {
+                const int64_t tile = n / 16, r = n % 16;
+                *row = tile * 8 + (r % 8);
+                if (*row >= gate.rows) return nullptr;  // padding
+                return r < 8 ? &gate : &up;
+              },
+              codes, scales);
 }
 
 }  // namespace gs::cuda

@@ -1,10 +1,7 @@
 // Device helpers shared by the packed W4A16 kernels (nvfp4_gemm.cu for prefill, nvfp4_gemv.cu for
-// decode): streaming loads, the e2m1/e4m3 → bf16 conversions of nvfp4_repack.h's layout, the
+// decode): streaming loads, the code/scale → bf16 conversions of nvfp4_repack.h's layout, the
 // m16n8k16 MMA, GELU_tanh and the epilogue that stores one accumulator pair.
 #pragma once
-
-#include <cuda_fp16.h>
-#include <cuda_fp8.h>
 
 #include "runtime/cuda/kernels.h"
 
@@ -23,23 +20,31 @@ __device__ __forceinline__ uint2 LoadStreaming(const uint2* p) {
   return v;
 }
 
-// Two e2m1 codes (one byte, low nibble first) -> bf16x2 holding e2m1·2^-126 each: the nibble's
-// magnitude bits (e1 e0 m) go to bf16 bits 8..6 (exponent LSBs + mantissa MSB) and its sign to
-// bit 15. Code 1 (0.5) becomes the subnormal 2^-127; code 0 is +0.
-__device__ __forceinline__ uint32_t E2m1PairToBf16x2(uint32_t byte) {
-  const uint32_t lo = ((byte & 0x8u) << 12) | ((byte & 0x7u) << 6);
-  const uint32_t hi = ((byte & 0x80u) << 24) | ((byte & 0x70u) << 18);
-  return lo | hi;
+// x << n for n >= 0, x >> -n otherwise (n is a compile-time constant after unrolling).
+template <int kShift>
+__device__ __forceinline__ uint32_t Shift(uint32_t x) {
+  if constexpr (kShift >= 0) {
+    return x << kShift;
+  } else {
+    return x >> -kShift;
+  }
 }
 
-// e4m3 block scale -> bf16x2 (both halves) of s·2^110; exact (s has 4 significant bits and
-// s·2^110 lies in [2^101, 2^119]). Times a code above: e2m1·s·2^-16, a normal bf16, exact.
-__device__ __forceinline__ uint32_t ScaleToBf16x2(uint32_t byte) {
-  const __half_raw h = __nv_cvt_fp8_to_halfraw(static_cast<__nv_fp8_storage_t>(byte), __NV_E4M3);
-  const float f = __half2float(__half(h)) * 0x1p110f;
-  const __nv_bfloat16 b = __float2bfloat16_rn(f);
-  const uint32_t bits = __bfloat16_as_ushort(b);
-  return bits | (bits << 16);
+// Fragment register a_i of a k16 step from code word `word` (nvfp4_repack.h): the low-half code
+// at bits 4i..4i+3 and the high-half code at 16+4i.. become two bf16 e2m1·2^-126, the magnitude
+// (e1 e0 m) at bf16 bits 8..6 and the sign at bit 15. Code 1 (0.5) becomes the subnormal 2^-127;
+// code 0 is +0.
+template <int kI>
+__device__ __forceinline__ uint32_t CodesToBf16x2(uint32_t word) {
+  return (Shift<6 - 4 * kI>(word) & 0x01C001C0u) | (Shift<12 - 4 * kI>(word) & 0x80008000u);
+}
+
+// Block scale of group kS (byte kS of `four`, a packed q of nvfp4_repack.h) -> bf16x2 of
+// |s|·2^110 in both halves: q is moved to bytes 0 and 2 (selector 4 = a zero byte), then
+// (q << 4) + 0x7180 per half (no carry: q <= 150). Exact; times a code above: e2m1·s·2^-16.
+template <int kS>
+__device__ __forceinline__ uint32_t ScaleToBf16x2(uint32_t four) {
+  return __byte_perm(four, 0u, 0x4040u | (kS * 0x101u)) * 16u + 0x71807180u;
 }
 
 __device__ __forceinline__ uint32_t MulBf16x2(uint32_t a, uint32_t b) {
@@ -76,14 +81,22 @@ struct BlockFrag<PackedFormat::kNvfp4> {
     scales = LoadStreaming(reinterpret_cast<const uint2*>(scale_base) + tk * 8 + lane / 4);
   }
   // A fragment of k16 step s: registers a0..a3 = rows r0, r0+8 of columns c and c+8.
-  __device__ void Step(int s, uint32_t (&a)[4]) const {
-    const uint32_t word = s == 0 ? codes.x : s == 1 ? codes.y : s == 2 ? codes.z : codes.w;
-    const uint32_t s_lo = ScaleToBf16x2((scales.x >> (8 * s)) & 0xffu);  // row r0, group s
-    const uint32_t s_hi = ScaleToBf16x2((scales.y >> (8 * s)) & 0xffu);  // row r0 + 8
-    a[0] = MulBf16x2(E2m1PairToBf16x2(word & 0xffu), s_lo);
-    a[1] = MulBf16x2(E2m1PairToBf16x2((word >> 8) & 0xffu), s_hi);
-    a[2] = MulBf16x2(E2m1PairToBf16x2((word >> 16) & 0xffu), s_lo);
-    a[3] = MulBf16x2(E2m1PairToBf16x2(word >> 24), s_hi);
+  __device__ __forceinline__ void Step(int s, uint32_t (&a)[4]) const {
+    switch (s) {
+      case 0: return StepOf<0>(codes.x, a);
+      case 1: return StepOf<1>(codes.y, a);
+      case 2: return StepOf<2>(codes.z, a);
+      default: return StepOf<3>(codes.w, a);
+    }
+  }
+  template <int kS>
+  __device__ __forceinline__ void StepOf(uint32_t word, uint32_t (&a)[4]) const {
+    const uint32_t s_lo = ScaleToBf16x2<kS>(scales.x);  // row r0, group s
+    const uint32_t s_hi = ScaleToBf16x2<kS>(scales.y);  // row r0 + 8
+    a[0] = MulBf16x2(CodesToBf16x2<0>(word), s_lo);
+    a[1] = MulBf16x2(CodesToBf16x2<1>(word), s_hi);
+    a[2] = MulBf16x2(CodesToBf16x2<2>(word), s_lo);
+    a[3] = MulBf16x2(CodesToBf16x2<3>(word), s_hi);
   }
 };
 
