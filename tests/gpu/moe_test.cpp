@@ -370,6 +370,7 @@ void CheckGroupedExperts(int inter_width) {
     for (int s : seen) ASSERT_EQ(s, 1);
 
     // Both tiled-kernel shapes (1 or 2 weight tiles per warp; decode sizes take split-K anyway).
+    const int default_m_tiles = cuda::PackedGemmMTiles();
     for (int m_tiles : {1, 2}) {
       cuda::SetPackedGemmMTiles(m_tiles);
       inter.Poison();
@@ -407,7 +408,7 @@ void CheckGroupedExperts(int inter_width) {
       EXPECT_LT(err, 1e-2) << "width " << inter_width << " tokens " << t << ", m-tiles "
                            << m_tiles;
     }
-    cuda::SetPackedGemmMTiles(1);
+    cuda::SetPackedGemmMTiles(default_m_tiles);
   }
 }
 

@@ -187,8 +187,12 @@ struct GemmCase {
 
 class PackedGemm : public ::testing::TestWithParam<GemmCase> {
  protected:
-  void SetUp() override { cuda::SetPackedGemmMTiles(GetParam().m_tiles); }
-  void TearDown() override { cuda::SetPackedGemmMTiles(1); }
+  void SetUp() override {
+    default_m_tiles_ = cuda::PackedGemmMTiles();
+    cuda::SetPackedGemmMTiles(GetParam().m_tiles);
+  }
+  void TearDown() override { cuda::SetPackedGemmMTiles(default_m_tiles_); }
+  int default_m_tiles_ = 2;
 };
 
 TEST_P(PackedGemm, GluMatchesCpuAtRealShapes) {
@@ -297,10 +301,11 @@ TEST(PackedGemmExhaustive, EveryCodeTimesEveryScaleIsExact) {
     out.Poison();
     const auto epi = cuda::GemmEpilogue::kStoreF32;
     if (kernel.starts_with("tiled")) {
+      const int default_m_tiles = cuda::PackedGemmMTiles();
       cuda::SetPackedGemmMTiles(kernel == "tiled-2" ? 2 : 1);
       const Status st =
           cuda::LaunchPackedGemm(d.view, rr, dx.get(), cols, out.get(), rows, epi, nullptr);
-      cuda::SetPackedGemmMTiles(1);
+      cuda::SetPackedGemmMTiles(default_m_tiles);
       GS_ASSERT_OK(st);
     } else {
       const auto kind = kernel == "split-K" ? cuda::GemvKind::kSplitK : cuda::GemvKind::kStream;

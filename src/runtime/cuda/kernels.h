@@ -63,7 +63,7 @@ enum class GemmEpilogue {
 Status LaunchPackedGemm(const PackedMatrix& w, const GemmRows& rows, const bf16* x, int x_stride,
                         void* out, int out_stride, GemmEpilogue epilogue, cudaStream_t stream);
 // 16-row weight tiles per warp of the tiled NVFP4 kernel, 1 or 2 (each B fragment then feeds two
-// MMAs). The default comes from GS_GEMM_MTILES (unset: 1); tests set both.
+// MMAs). The default comes from GS_GEMM_MTILES (unset: 2); tests set both.
 int PackedGemmMTiles();
 void SetPackedGemmMTiles(int m_tiles);
 
