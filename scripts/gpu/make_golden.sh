@@ -10,6 +10,14 @@
 #   GOLDEN_NAME=golden_bf16 bash scripts/gpu/make_golden.sh --profile bf16
 #   -> $OUT/golden_bf16.tar.gz + $OUT/make_golden_bf16.log; tar xzf golden_bf16.tar.gz -C tests/data
 #
+# The bf16-conditioned vision set (tests/data/golden_vision_bf16, make_golden_vision.py --profile
+# bf16; CPU only, up to ~7 min; the run fails, and no tarball is made, if no model meets the
+# margins — make_golden_vision_bf16.log says why):
+#   MAKE_GOLDEN_PY=scripts/golden/make_golden_vision.py GOLDEN_NAME=golden_vision_bf16 \
+#       bash scripts/gpu/make_golden.sh --profile bf16
+#   -> $OUT/golden_vision_bf16.tar.gz + $OUT/make_golden_vision_bf16.log;
+#   here: tar xzf golden_vision_bf16.tar.gz -C tests/data
+#
 # MAKE_GOLDEN_PY overrides the script path (e.g. a copy under .device/ that is not committed yet).
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -2,9 +2,12 @@
 // (tests/data/golden_vision/model, a small random model with a 2-layer vision tower): the image
 // soft tokens (vision encoder + projector), the logits of every prompt position within 1e-3
 // relative L2, the greedy continuation, chunked prefill that keeps each image whole, and the
-// attention masks transformers used (bidirectional image spans on sliding layers only).
+// attention masks transformers used (bidirectional image spans on sliding layers only). The same
+// checks run on tests/data/golden_vision_bf16 (make_golden_vision.py --profile bf16) when it is
+// present, plus the margins that set promises (ConditionedSetIsConditioned).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "golden/golden_util.h"
@@ -25,11 +28,11 @@ constexpr double kTolerance = 1e-3;
 
 std::string ModelDir() { return golden::VisionRoot() + "/model"; }
 
-std::unique_ptr<CpuRunner> MakeRunner(int max_tokens) {
-  auto config = LoadModelConfig(ModelDir() + "/bf16");
+std::unique_ptr<CpuRunner> MakeRunner(const std::string& model_dir, int max_tokens) {
+  auto config = LoadModelConfig(model_dir + "/bf16");
   EXPECT_TRUE(config.ok()) << config.error().message;
   if (!config.ok()) return nullptr;
-  auto weights = LoadGemma4Weights(*config, ModelDir() + "/bf16");
+  auto weights = LoadGemma4Weights(*config, model_dir + "/bf16");
   EXPECT_TRUE(weights.ok()) << weights.error().message;
   if (!weights.ok()) return nullptr;
   auto vision = BindVisionWeights(*config, weights->store);
@@ -68,10 +71,13 @@ TEST(VisionGolden, ConfigAndWeights) {
   EXPECT_EQ(vision->std_bias.size(), 48u);
 }
 
-TEST(VisionGolden, ImagePromptsMatchTransformers) {
-  const auto ref = golden::ReadJsonFile(ModelDir() + "/reference.json");
-  const auto masks = golden::ReadJsonFile(ModelDir() + "/masks.json");
-  auto runner = MakeRunner(512);
+// Soft tokens, logits (foundation tolerance), greedy, chunking and masks of every prompt of the
+// set under `root` (tests/data/golden_vision or golden_vision_bf16: the same layout).
+void CheckImagePrompts(const std::string& root) {
+  const std::string model_dir = root + "/model";
+  const auto ref = golden::ReadJsonFile(model_dir + "/reference.json");
+  const auto masks = golden::ReadJsonFile(model_dir + "/masks.json");
+  auto runner = MakeRunner(model_dir, 512);
   ASSERT_TRUE(runner);
   const ModelConfig& config = runner->config();
   const int vocab = config.vocab_size, hidden = config.hidden_size;
@@ -85,13 +91,13 @@ TEST(VisionGolden, ImagePromptsMatchTransformers) {
     ASSERT_EQ(runs.size(), pr["images"].size());
 
     // Vision encoder + projector against transformers' embed_vision output.
-    auto feats = ReadNpyFloat32(ModelDir() + "/" + pr["image_features"].get<std::string>());
+    auto feats = ReadNpyFloat32(model_dir + "/" + pr["image_features"].get<std::string>());
     ASSERT_TRUE(feats.ok()) << feats.error().message;
     GenerateOptions opts;
     size_t row = 0;
     double worst_feat = 0;
     for (size_t i = 0; i < runs.size(); ++i) {
-      const std::string file = golden::VisionRoot() + "/images/" + pr["images"][i].get<std::string>();
+      const std::string file = root + "/images/" + pr["images"][i].get<std::string>();
       auto image = LoadImageFile(file);
       ASSERT_TRUE(image.ok()) << image.error().message;
       auto processed = PreprocessImage(*image, popts);
@@ -110,7 +116,7 @@ TEST(VisionGolden, ImagePromptsMatchTransformers) {
     EXPECT_EQ(static_cast<int64_t>(row), feats->shape[0]);
     EXPECT_LE(worst_feat, kTolerance) << "image soft tokens";
 
-    auto expected = ReadNpyFloat32(ModelDir() + "/" + pr["logits"].get<std::string>());
+    auto expected = ReadNpyFloat32(model_dir + "/" + pr["logits"].get<std::string>());
     ASSERT_TRUE(expected.ok()) << expected.error().message;
     ASSERT_EQ(expected->shape, (std::vector<int64_t>{static_cast<int64_t>(ids.size()), vocab}));
     std::vector<float> whole;
@@ -162,6 +168,65 @@ TEST(VisionGolden, ImagePromptsMatchTransformers) {
   }
 }
 
+TEST(VisionGolden, ImagePromptsMatchTransformers) { CheckImagePrompts(golden::VisionRoot()); }
+
+// The bf16-conditioned set through the same checks (fp32 CPU runner: the foundation tolerance).
+TEST(VisionGolden, ConditionedImagePromptsMatchTransformers) {
+  const std::string root = golden::ConditionedVisionRoot();
+  if (!golden::HasVisionModel(root)) GTEST_SKIP() << golden::NoConditionedVisionMessage(root);
+  CheckImagePrompts(root);
+}
+
+// What the conditioned set promises, checked on its own files: profile bf16, required margins of
+// at least 0.1, and at every position whose token is not the image token a top1 - top2 gap of the
+// saved logits (recomputed here) and a recorded router margin at least those minima.
+TEST(VisionGolden, ConditionedSetIsConditioned) {
+  const std::string root = golden::ConditionedVisionRoot();
+  if (!golden::HasVisionModel(root)) GTEST_SKIP() << golden::NoConditionedVisionMessage(root);
+  const auto ref = golden::ReadJsonFile(root + "/model/reference.json");
+  ASSERT_EQ(ref.value("profile", std::string()), "bf16");
+  const double min_gap = ref["selection"]["min_prompt_logit_gap_required"].get<double>();
+  const double min_router = ref["selection"]["min_router_margin_required"].get<double>();
+  EXPECT_GE(min_gap, 0.1);
+  EXPECT_GE(min_router, 0.1);
+  const int32_t image_token = ref["image_token_id"].get<int32_t>();
+  ASSERT_EQ(ref["prompts"].size(), 2u);
+  for (size_t p = 0; p < ref["prompts"].size(); ++p) {
+    SCOPED_TRACE("prompt " + std::to_string(p));
+    const auto& pr = ref["prompts"][p];
+    EXPECT_EQ(pr["images"].size(), p + 1);
+    const auto ids = pr["ids"].get<std::vector<int32_t>>();
+    const auto certified = golden::CertifiedPositions(ref, pr);
+    ASSERT_EQ(certified.size(), ids.size());
+    const auto gaps = pr["logit_gaps"].get<std::vector<double>>();
+    auto logits = ReadNpyFloat32(root + "/model/" + pr["logits"].get<std::string>());
+    ASSERT_TRUE(logits.ok()) << logits.error().message;
+    ASSERT_EQ(logits->shape.size(), 2u);
+    ASSERT_EQ(logits->shape[0], static_cast<int64_t>(ids.size()));
+    const size_t vocab = static_cast<size_t>(logits->shape[1]);
+    size_t image_certified = 0, images = 0;
+    for (size_t t = 0; t < ids.size(); ++t) {
+      std::vector<float> row(logits->data.begin() + static_cast<std::ptrdiff_t>(t * vocab),
+                             logits->data.begin() + static_cast<std::ptrdiff_t>((t + 1) * vocab));
+      std::partial_sort(row.begin(), row.begin() + 2, row.end(), std::greater<float>());
+      const double gap = static_cast<double>(row[0]) - row[1];
+      EXPECT_NEAR(gap, gaps[t], 1e-4) << "recorded logit gap at position " << t;
+      if (ids[t] == image_token) {
+        ++images;
+        image_certified += certified[t];
+        continue;
+      }
+      EXPECT_TRUE(certified[t]) << "position " << t << " (token " << ids[t] << "): gap " << gap
+                                << ", router margin " << pr["router_margins"][t];
+      EXPECT_GE(gap, min_gap) << "position " << t;
+    }
+    std::printf("  conditioned prompt %zu: %zu tokens, %zu image positions of which %zu meet the "
+                "margins; min text gap %.3f, min text router margin %.3f\n", p, ids.size(), images,
+                image_certified, pr["min_text_logit_gap"].get<double>(),
+                pr["min_text_router_margin"].get<double>());
+  }
+}
+
 // transformers' processor gives a 2000 × 40 picture at budget 70 a 3 × 177 patch grid (checked
 // against preprocess.json here), more than the golden tower's 128-entry position table: its patch
 // embedder's one_hot raises for such positions, so the encoder must refuse the image with the
@@ -173,7 +238,7 @@ TEST(VisionGolden, RejectsGridBeyondPositionTable) {
     if (e["case"] == "rgb_2000x40_70") c = &e;
   }
   ASSERT_NE(c, nullptr) << "preprocess.json lacks rgb_2000x40_70";
-  auto runner = MakeRunner(64);
+  auto runner = MakeRunner(ModelDir(), 64);
   ASSERT_TRUE(runner);
   const int table = runner->config().vision->position_embedding_size;
   ASSERT_EQ(table, 128);
@@ -213,7 +278,7 @@ TEST(VisionGolden, RejectsGridBeyondPositionTable) {
 }
 
 TEST(VisionGolden, ImageErrors) {
-  auto runner = MakeRunner(64);
+  auto runner = MakeRunner(ModelDir(), 64);
   ASSERT_TRUE(runner);
   ProcessedImage bad;
   bad.patches_h = bad.patches_w = 3;

@@ -10,10 +10,14 @@
 //    processor makes them) must be refused.
 //  * RealShapes: the real 27 × 1152 tower (configs/gemma-4-26B-A4B-it) with random weights on a
 //    39 × 60 patch image (260 soft tokens), scratch poisoned before the compared pass.
-//  * GoldenLogits: the golden image prompts through Generate on the CUDA runner (soft tokens from
-//    the CUDA encoder, bidirectional image spans on sliding layers) against transformers' logits:
-//    per position KL < 1e-3 and argmax agreement ≥ 99% (the criteria of golden_cuda_test), for
-//    prefill chunks 0 (whole prompt), 7 and 1 (images stay whole; the rest decode steps).
+//  * GoldenLogits / GoldenLogitsConditioned: the golden image prompts through Generate on the
+//    CUDA runner (soft tokens from the CUDA encoder, bidirectional image spans on sliding layers)
+//    against transformers' logits, for prefill chunks 0 (whole prompt), 7 and 1 (images stay
+//    whole; the rest decode steps). On tests/data/golden_vision_bf16 (a model conditioned like a
+//    trained one, make_golden_vision.py --profile bf16) the strict criterion of golden_cuda_test:
+//    per position KL < 1e-3 and argmax agreement ≥ 99%, at the positions whose reference margins
+//    make them robust to bf16 rounding (all text positions; see GoldenLogitsConditioned). On the
+//    default random set only what a bf16 engine can meet there (median KL, argmax ≥ 95%).
 // Bounds on the encoder are relative L2 over each image's soft tokens (and the worst row): the
 // CUDA encoder rounds GEMM inputs, q/k/v and P to bf16 as a bf16 transformers model does; the
 // CPU reference is fp32 throughout.
@@ -60,6 +64,18 @@ std::string VisionDir() {
     if (std::filesystem::exists(dir)) return dir;
   }
   return golden::VisionRoot();
+}
+
+// The bf16-conditioned set: GS_GOLDEN_VISION_BF16_ROOT, else beside GS_GOLDEN_ROOT, else the
+// source tree.
+std::string ConditionedVisionDir() {
+  if (std::getenv("GS_GOLDEN_VISION_BF16_ROOT") == nullptr) {
+    if (const char* env = std::getenv("GS_GOLDEN_ROOT")) {
+      const std::string dir = std::string(env) + "/../golden_vision_bf16";
+      if (std::filesystem::exists(dir)) return dir;
+    }
+  }
+  return golden::ConditionedVisionRoot();
 }
 
 std::string RealConfigDir() {
@@ -159,11 +175,11 @@ struct GoldenModel {
   VisionWeights vision;
 };
 
-std::unique_ptr<GoldenModel> LoadGolden() {
-  auto config = LoadModelConfig(GoldenModelDir());
+std::unique_ptr<GoldenModel> LoadGolden(const std::string& model_dir = GoldenModelDir()) {
+  auto config = LoadModelConfig(model_dir);
   EXPECT_TRUE(config.ok()) << config.error().message;
   if (!config.ok()) return nullptr;
-  auto weights = LoadGemma4Weights(*config, GoldenModelDir());
+  auto weights = LoadGemma4Weights(*config, model_dir);
   EXPECT_TRUE(weights.ok()) << weights.error().message;
   if (!weights.ok()) return nullptr;
   auto vision = BindVisionWeights(*config, weights->store);
@@ -438,20 +454,81 @@ TEST(VisionCuda, RealShapes) {
 
 // ---- image prompts on the CUDA runner ----
 
-TEST(VisionCuda, GoldenLogits) {
-  GS_REQUIRE_GPU();
-  auto m = LoadGolden();
+// KL(reference ‖ ours) and argmax agreement over a set of positions.
+struct KlStats {
+  size_t count = 0, worst_at = 0, over = 0, same = 0;
+  double worst = 0, median = 0;
+  double agree() const { return count == 0 ? 1.0 : static_cast<double>(same) / count; }
+};
+
+KlStats Summarize(const std::vector<double>& kls, const std::vector<bool>& argmax_same,
+                  const std::vector<bool>& include) {
+  KlStats s;
+  std::vector<double> picked;
+  for (size_t t = 0; t < kls.size(); ++t) {
+    if (!include[t]) continue;
+    if (picked.empty() || kls[t] > s.worst) {
+      s.worst = kls[t];
+      s.worst_at = t;
+    }
+    picked.push_back(kls[t]);
+    s.over += kls[t] >= 1e-3;
+    s.same += argmax_same[t];
+  }
+  s.count = picked.size();
+  if (!picked.empty()) {
+    std::sort(picked.begin(), picked.end());
+    s.median = picked[picked.size() / 2];
+  }
+  return s;
+}
+
+std::string Describe(const KlStats& s) {
+  char buf[200];
+  std::snprintf(buf, sizeof(buf), "worst KL %.2e at position %zu, median %.2e, positions >= 1e-3: "
+                "%zu/%zu, argmax agreement %.3f", s.worst, s.worst_at, s.median, s.over, s.count,
+                s.agree());
+  return buf;
+}
+
+// Every prompt of the set under `dir` through Generate at prefill chunks 0, 7 and 1.
+//  * conditioned == false (tests/data/golden_vision, random model): every line is printed, and
+//    what a bf16 engine can meet there is asserted: median KL < 1e-3 and argmax agreement ≥ 95%.
+//    Its model is a tiny random net whose branches are as large as the residual stream and whose
+//    top1 - top2 logit gaps and router margins go down to ~1e-3 (docs/golden-precision.md): bf16
+//    rounding alone (the CPU bf16 emulation reproduces the GPU there) pushes a few positions past
+//    KL 1e-3 and flips argmaxes with tiny gaps, while the median stays ~1.2e-4 on the H100.
+//  * conditioned == true (tests/data/golden_vision_bf16): the strict criterion, KL < 1e-3 at every
+//    certified position and argmax agreement ≥ 99% over them. Certified = top1 - top2 gap ≥ 0.1
+//    and every router margin ≥ 0.1 in transformers' run (golden::CertifiedPositions): the
+//    generator guarantees it at every position whose token is not the image token (those it
+//    chooses, or rejects the model); image-token positions cannot be chosen (~60 per image, each
+//    failing a margin with probability ~0.5 on a random model), so the uncertified ones, whose
+//    logits are never sampled, are printed and held to the median bound only.
+void RunGoldenLogits(const std::string& dir, bool conditioned) {
+  auto m = LoadGolden(dir + "/model/bf16");
   ASSERT_TRUE(m);
   auto runner = CreateCudaRunner(m->config, m->weights, KvSpecForSingleSequence(512, 4));
   ASSERT_TRUE(runner.ok()) << runner.error().message;
   ASSERT_TRUE((*runner)->supports_vision());
-  const auto ref = golden::ReadJsonFile(VisionDir() + "/model/reference.json");
+  const auto ref = golden::ReadJsonFile(dir + "/model/reference.json");
   ImageProcessorOptions popts;
   popts.max_soft_tokens = ref["max_soft_tokens"];
   const int vocab = m->config.vocab_size;
+  const char* tag = conditioned ? "GOLDEN vision [bf16-conditioned]" : "GOLDEN vision";
   for (size_t p = 0; p < ref["prompts"].size(); ++p) {
     const auto& pr = ref["prompts"][p];
     const std::vector<int32_t> ids = pr["ids"].get<std::vector<int32_t>>();
+    std::vector<bool> certified(ids.size(), true);
+    if (conditioned) {
+      certified = golden::CertifiedPositions(ref, pr);
+      ASSERT_EQ(certified.size(), ids.size()) << "prompt " << p << ": reference.json has no "
+                                                 "per-position logit_gaps / router_margins";
+      for (size_t t = 0; t < ids.size(); ++t) {
+        ASSERT_TRUE(certified[t] || ids[t] == m->config.image_token_id)
+            << "prompt " << p << " position " << t << ": a text position below the margins";
+      }
+    }
     GenerateOptions opts;
     size_t image = 0;
     for (int i = 0; i < static_cast<int>(ids.size()); ++i) {
@@ -460,8 +537,7 @@ TEST(VisionCuda, GoldenLogits) {
         continue;
       }
       ASSERT_LT(image, pr["images"].size());
-      auto rgb = LoadImageFile(VisionDir() + "/images/" +
-                               pr["images"][image++].get<std::string>());
+      auto rgb = LoadImageFile(dir + "/images/" + pr["images"][image++].get<std::string>());
       ASSERT_TRUE(rgb.ok());
       auto img = PreprocessImage(*rgb, popts);
       ASSERT_TRUE(img.ok());
@@ -470,7 +546,7 @@ TEST(VisionCuda, GoldenLogits) {
       opts.images.push_back({i, img->num_soft_tokens, std::move(*soft)});
     }
     ASSERT_EQ(image, pr["images"].size());
-    auto expected = ReadNpyFloat32(VisionDir() + "/model/" + pr["logits"].get<std::string>());
+    auto expected = ReadNpyFloat32(dir + "/model/" + pr["logits"].get<std::string>());
     ASSERT_TRUE(expected.ok()) << expected.error().message;
     for (int chunk : {0, 7, 1}) {
       opts.max_tokens = 0;
@@ -480,28 +556,44 @@ TEST(VisionCuda, GoldenLogits) {
       ASSERT_TRUE(got.ok()) << got.error().message;
       ASSERT_EQ(got->prompt_logits.size(), expected->data.size());
       std::vector<double> kls;
-      size_t same = 0, worst_at = 0;
+      std::vector<bool> same;
       for (size_t t = 0; t < ids.size(); ++t) {
         const float* r = &expected->data[t * vocab];
         const float* o = &got->prompt_logits[t * vocab];
         double kl = gputest::KlDivergence(r, o, vocab);
         if (!(kl == kl)) kl = 1e30;
-        if (kls.empty() || kl > kls[worst_at]) worst_at = t;
         kls.push_back(kl);
-        same += Argmax({r, static_cast<size_t>(vocab)}) == Argmax({o, static_cast<size_t>(vocab)});
+        same.push_back(Argmax({r, static_cast<size_t>(vocab)}) ==
+                       Argmax({o, static_cast<size_t>(vocab)}));
       }
-      std::vector<double> sorted = kls;
-      std::sort(sorted.begin(), sorted.end());
-      const double agree = static_cast<double>(same) / ids.size();
-      const auto over = std::count_if(kls.begin(), kls.end(), [](double k) { return k >= 1e-3; });
-      std::printf("GOLDEN vision p%zu (%zu tokens, %zu images) chunk %d: worst KL %.2e at "
-                  "position %zu, median %.2e, positions >= 1e-3: %td/%zu, argmax agreement "
-                  "%.3f\n", p, ids.size(), pr["images"].size(), chunk, sorted.back(), worst_at,
-                  sorted[sorted.size() / 2], over, ids.size(), agree);
-      EXPECT_LT(sorted.back(), 1e-3) << "prompt " << p << " chunk " << chunk;
-      EXPECT_GE(agree, 0.99) << "prompt " << p << " chunk " << chunk;
+      const KlStats all = Summarize(kls, same, std::vector<bool>(ids.size(), true));
+      const KlStats strict = Summarize(kls, same, certified);
+      std::printf("%s p%zu (%zu tokens, %zu images) chunk %d: %s\n", tag, p, ids.size(),
+                  pr["images"].size(), chunk, Describe(all).c_str());
+      if (conditioned) {
+        std::printf("%s p%zu chunk %d, certified positions only: %s\n", tag, p, chunk,
+                    Describe(strict).c_str());
+        EXPECT_LT(strict.worst, 1e-3) << "prompt " << p << " chunk " << chunk << " position "
+                                      << strict.worst_at;
+        EXPECT_GE(strict.agree(), 0.99) << "prompt " << p << " chunk " << chunk;
+      } else {
+        EXPECT_GE(all.agree(), 0.95) << "prompt " << p << " chunk " << chunk;
+      }
+      EXPECT_LT(all.median, 1e-3) << "prompt " << p << " chunk " << chunk;
     }
   }
+}
+
+TEST(VisionCuda, GoldenLogits) {
+  GS_REQUIRE_GPU();
+  RunGoldenLogits(VisionDir(), /*conditioned=*/false);
+}
+
+TEST(VisionCuda, GoldenLogitsConditioned) {
+  GS_REQUIRE_GPU();
+  const std::string dir = ConditionedVisionDir();
+  if (!golden::HasVisionModel(dir)) GTEST_SKIP() << golden::NoConditionedVisionMessage(dir);
+  RunGoldenLogits(dir, /*conditioned=*/true);
 }
 
 }  // namespace
