@@ -4,7 +4,8 @@
 // 1024, 1025 and 5000; chunks of 1..1100 tokens (longer than the window) continuing a cache;
 // several sequences per batch; with and without the flash-decoding split; BF16 and FP8 (e4m3)
 // KV caches. The past is written by LaunchKvWrite, so the test also checks what the write
-// leaves in the cache (bit-exact for bf16, within e4m3 rounding and amax/448 scales for fp8).
+// leaves in the cache (bit-exact for bf16; for fp8 within e4m3 rounding and amax/448 scales, and
+// byte for byte the host quantizer of fp8_kv_layout.h: byte order and stored scales s · 2^120).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -17,6 +18,7 @@
 
 #include "gpu/gpu_test_util.h"
 #include "runtime/cpu/cpu_attention.h"
+#include "runtime/cuda/fp8_kv_layout.h"
 #include "runtime/cuda/kernels.h"
 
 namespace gs {
@@ -95,11 +97,13 @@ struct DeviceMeta {
   }
 };
 
-// e4m3 round-to-nearest of x/scale, dequantized: |x̂ − x| ≤ 2^-4·|x| for normal codes, and at
-// most half the subnormal step (2^-10·scale) below them; 2^-9·|x| slack covers 1/scale rounding.
-bool WithinE4m3(float got, float want, float scale) {
+// e4m3 round-to-nearest of x/s, dequantized: |x̂ − x| ≤ 2^-4·|x| for normal codes, and at
+// most half the subnormal step (2^-10·s) below them; 2^-9·|x| slack covers 1/s rounding.
+// `stored` is the cache's scale s · 2^120.
+bool WithinE4m3(float got, float want, float stored) {
+  const float s = fp8kv::RealScale(stored);
   return std::fabs(got - want) <= 0.0625f * std::fabs(want) + 0.002f * std::fabs(want) +
-                                      std::ldexp(scale, -10) * 1.01f;
+                                      std::ldexp(s, -10) * 1.01f;
 }
 
 enum class Kernel { kPrefill, kDecode };
@@ -192,7 +196,7 @@ void RunCase(const Case& c, int splits, Kernel kernel, bool fp8, uint64_t seed,
   }
   const auto kc_bytes = kc.Download(), vc_bytes = vc.Download();
   const auto ksc_host = ksc.Download(), vsc_host = vsc.Download();
-  // Element i of cache row r (bf16, or e4m3 · the row's scale).
+  // Element i of cache row r (bf16, or e4m3 · the row's scale in the fp8 layout).
   auto read = [&](const std::vector<uint8_t>& bytes, const std::vector<float>& scales, size_t r,
                   size_t i) -> float {
     if (!fp8) {
@@ -200,9 +204,19 @@ void RunCase(const Case& c, int splits, Kernel kernel, bool fp8, uint64_t seed,
       std::memcpy(&b, bytes.data() + (r * row + i) * 2, 2);
       return Bf16ToFloat(b);
     }
-    return E4m3ToFloat(bytes[r * row + i]) * scales[r * kv + i / d];
+    const size_t h = i / d;
+    return fp8kv::DequantizeHost(bytes.data() + r * row + h * d, scales[r * kv + h],
+                                 static_cast<int>(i % d));
   };
-  int bad_past = 0;
+  // FP8: head h of cache row r holds the host quantizer's codes and stored scale of x[at, at + d).
+  std::vector<uint8_t> host_codes(static_cast<size_t>(d));
+  auto same_as_host = [&](const std::vector<float>& x, const std::vector<uint8_t>& bytes,
+                          const std::vector<float>& scales, size_t at, size_t r, int h) {
+    const float stored = fp8kv::QuantizeRowHost(x.data() + at, d, host_codes.data());
+    return stored == scales[r * kv + h] &&
+           std::memcmp(host_codes.data(), bytes.data() + r * row + h * d, d) == 0;
+  };
+  int bad_past = 0, bad_bytes = 0;
   for (const BatchSequence& ps : past) {
     const BatchSequence& s = seqs[static_cast<size_t>(std::find_if(seqs.begin(), seqs.end(),
         [&](const BatchSequence& x) { return x.slot == ps.slot; }) - seqs.begin())];
@@ -218,13 +232,20 @@ void RunCase(const Case& c, int splits, Kernel kernel, bool fp8, uint64_t seed,
         bad_past += fp8 ? !WithinE4m3(ck[i], pk[src + i], sk) + !WithinE4m3(cv[i], pv[src + i], sv)
                         : (ck[i] != pk[src + i]) + (cv[i] != pv[src + i]);
       }
+      for (int h = 0; h < kv && fp8; ++h) {  // the host twin's bytes and scales, exactly
+        const size_t at = src + static_cast<size_t>(h) * d;
+        bad_bytes += !same_as_host(pk, kc_bytes, ksc_host, at, r, h) +
+                     !same_as_host(pv, vc_bytes, vsc_host, at, r, h);
+      }
       std::copy(pk.begin() + src, pk.begin() + src + row, exact.Key(0, s, p));
       std::copy(pv.begin() + src, pv.begin() + src + row, exact.Value(0, s, p));
     }
   }
   EXPECT_EQ(bad_past, 0) << "cache elements of the past outside the " << (fp8 ? "e4m3" : "exact")
                          << " bound after LaunchKvWrite";
-  if (fp8) {  // scale = the row's amax / 448
+  EXPECT_EQ(bad_bytes, 0) << "FP8 cache rows (codes or stored scales) differ from "
+                             "fp8kv::QuantizeRowHost";
+  if (fp8) {  // real scale = the row's amax / 448 (stored × 2^-120)
     int bad_scale = 0;
     for (const BatchSequence& ps : past) {
       const BatchSequence& s = *std::find_if(seqs.begin(), seqs.end(),
@@ -234,7 +255,8 @@ void RunCase(const Case& c, int splits, Kernel kernel, bool fp8, uint64_t seed,
           const size_t src = static_cast<size_t>(ps.first_token + j) * row + static_cast<size_t>(h) * d;
           float amax = 0;
           for (int i = 0; i < d; ++i) amax = std::max(amax, std::fabs(pk[src + i]));
-          const float got = ksc_host[cache_row(s, ps.start_position + j) * kv + h];
+          const float got =
+              fp8kv::RealScale(ksc_host[cache_row(s, ps.start_position + j) * kv + h]);
           bad_scale += !(std::fabs(got - amax / 448.0f) <= 1e-6f * amax);
         }
       }

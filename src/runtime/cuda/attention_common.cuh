@@ -4,11 +4,10 @@
 #pragma once
 
 #include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#include <cuda_fp8.h>
 
 #include <cstdint>
 
+#include "runtime/cuda/fp8_kv_layout.h"
 #include "runtime/cuda/kernels.h"
 
 namespace gs::cuda::attn {
@@ -143,18 +142,15 @@ __device__ __forceinline__ void CpAsyncWaitAllButOne() {
   asm volatile("cp.async.wait_group 1;\n" ::: "memory");
 }
 
-// 8 e4m3 codes → 8 bf16 (exact: every e4m3 value is a bf16 value).
-__device__ __forceinline__ uint4 E4m3x8ToBf16(uint2 codes) {
-  uint4 out;
-  uint32_t* o = reinterpret_cast<uint32_t*>(&out);
-  const uint16_t* c = reinterpret_cast<const uint16_t*>(&codes);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2(c[i], __NV_E4M3);
-    const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&h));
-    o[i] = PackBf16(f.x, f.y);
-  }
-  return out;
+// 8 e4m3 codes of a cache row in its byte order [v0 v2 v1 v3 | v4 v6 v5 v7] → v0..v7 as bf16,
+// each exactly e4m3 · 2^-120 (the row's stored scale carries the 2^120 back). Per 32-bit word
+// A = [v0 v2 v1 v3], with bf16 bits = ((b & 0x7f) << 4) | ((b & 0x80) << 8) for a code b:
+//   (v0, v1) = ((A << 4) & 0x07F007F0) | ((A << 8) & 0x80008000)
+//   (v2, v3) = ((A >> 4) & 0x07F007F0) | ( A       & 0x80008000)
+// (why these are exact, and the scale convention: fp8_kv_layout.h).
+__device__ __forceinline__ uint4 ExpandE4m3x8ToScaledBf16(uint2 codes) {
+  return make_uint4(fp8kv::Bytes02ToScaledBf16x2(codes.x), fp8kv::Bytes13ToScaledBf16x2(codes.x),
+                    fp8kv::Bytes02ToScaledBf16x2(codes.y), fp8kv::Bytes13ToScaledBf16x2(codes.y));
 }
 
 // ---- K/V tiles ----
@@ -164,15 +160,16 @@ __device__ __forceinline__ uint4 E4m3x8ToBf16(uint2 codes) {
 struct KvSource {
   const bf16* fresh;          // [T, kv, D]
   const void* cache;          // [rows, kv, D], bf16 or e4m3
-  const float* cache_scale;   // [rows, kv] (fp8)
+  const float* cache_scale;   // [rows, kv] (fp8: stored scales s · 2^120)
 };
 
 // Loads keys [k0, k0 + N) of kv head g into a bf16 smem tile [N][D + kPad]; keys past the tile's
 // last key (kend) become zeros, so masked probabilities (0) never meet stale values. bf16 rows go
 // straight to the tile with cp.async; e4m3 rows land in `staging` ([N][D] bytes) and Finish()
 // expands them — each thread converts exactly the chunks it copied, so no barrier is needed
-// between the copy and the expansion. With fp8, `scales` [N] receives each key's dequant scale
-// (1 for fresh rows, 0 past kend), applied by the kernels to scores (K) or probabilities (V).
+// between the copy and the expansion. With fp8, `scales` [N] receives each key's scale (the
+// cache's stored s · 2^120, which undoes the expansion's 2^-120; 1 for fresh rows, 0 past kend),
+// applied by the kernels to scores (K) or probabilities (V).
 // Issue() always commits one cp.async group (possibly empty) so the kernels can count groups.
 template <int D, int N, int kThreads, bool kFp8>
 struct KvTileLoader {
@@ -230,7 +227,7 @@ struct KvTileLoader {
         const int idx = tid + i * kThreads, j = idx / kChunks, c = (idx % kChunks) * 8;
         if (k0 + j >= t.start) continue;
         const uint2 codes = *reinterpret_cast<const uint2*>(staging + j * D + c);
-        *reinterpret_cast<uint4*>(tile + j * (D + kPad) + c) = E4m3x8ToBf16(codes);
+        *reinterpret_cast<uint4*>(tile + j * (D + kPad) + c) = ExpandE4m3x8ToScaledBf16(codes);
       }
     }
   }

@@ -162,7 +162,8 @@ Status LaunchQkvNormRopeKv(const float* qkv, int tokens, int heads, bool k_eq_v,
 // attention.cu (dispatch, split merge), attention_prefill.cu, attention_decode.cu, kv_write.cu
 
 // Element type of the KV cache. FP8 stores e4m3 codes with one fp32 dequant scale per
-// (position, kv head) for K and one for V (scale = amax / 448 of that row, set when it is written).
+// (position, kv head) for K and one for V (s = amax / 448 of that row, set when it is written),
+// in the byte order and with the stored scale s · 2^120 of fp8_kv_layout.h.
 enum class KvDtype { kBf16, kFp8E4m3 };
 
 // Per-step sequence metadata on the device (see cuda_runner.cpp for how it is built).
@@ -202,7 +203,8 @@ struct AttentionLayer {
   // sliding: [slots·window, kv, d]; global: [blocks·block_size, kv, d]; bf16 or e4m3 elements.
   void* k_cache = nullptr;
   void* v_cache = nullptr;
-  // FP8 only: [cache rows, kv] fp32 dequant scales (value = e4m3 · scale).
+  // FP8 only: [cache rows, kv] fp32 stored scales S = s · 2^120 (value = e4m3 · s; the tile
+  // loader's bf16 expansion is e4m3 · 2^-120, see fp8_kv_layout.h).
   float* k_scale = nullptr;
   float* v_scale = nullptr;
 };
@@ -219,7 +221,8 @@ Status LaunchAttention(const AttentionLayer& layer, const AttentionMeta& meta, c
 
 // Appends the chunk's k/v to the cache (for a ring, only the last `window` positions of each
 // sequence's chunk, so a chunk longer than the window keeps exactly the newest window). FP8:
-// per (token, kv head) scale = amax / 448, codes = e4m3(x / scale) (round to nearest, saturating).
+// per (token, kv head) s = amax / 448 (clamped to [2^-126, 2^7]), codes = e4m3(x / s) (round to
+// nearest, saturating) in the byte order of fp8_kv_layout.h, stored scale s · 2^120.
 Status LaunchKvWrite(const AttentionLayer& layer, const AttentionMeta& meta, const bf16* k,
                      const bf16* v, int tokens, cudaStream_t stream);
 

@@ -1,15 +1,15 @@
 // Device helpers shared by the kernels that append K/V rows to the cache (kv_write.cu, and the
 // decode fusion of the qk-norm/RoPE kernel in norm_rope.cu): where a position's row lives, which
-// positions a ring keeps, and the FP8 row scale.
+// positions a ring keeps, and the FP8 row quantization (byte order and scales: fp8_kv_layout.h).
 #pragma once
 
+#include <cuda_bf16.h>
 #include <cuda_fp8.h>
 
+#include "runtime/cuda/fp8_kv_layout.h"
 #include "runtime/cuda/kernels.h"
 
 namespace gs::cuda::kv {
-
-constexpr float kE4m3Max = 448.0f;
 
 // Cache row of position p of sequence s: ring slot·W + p mod W, or block_table[p / B]·B + p mod B.
 __device__ __forceinline__ int64_t WriteRow(const AttentionLayer& L, const AttentionMeta& meta,
@@ -37,10 +37,23 @@ __device__ __forceinline__ float BlockMax(float x, float* scratch) {
   return m;
 }
 
-// The dequant scale of an FP8 row whose largest |element| is amax (a zero row keeps scale 1: its
-// codes are all zero either way).
-__device__ __forceinline__ float RowScale(float amax) {
-  return amax > 0.0f ? amax / kE4m3Max : 1.0f;
+// 8 consecutive values of a row (bf16, as loaded in 16 B) times inv = 1 / s → their e4m3 codes
+// in the cache's byte order [v0 v2 v1 v3 | v4 v6 v5 v7] (round to nearest even, saturating at
+// ±448). fp8kv::QuantizeE4m3x8Host is the host twin.
+__device__ __forceinline__ uint2 QuantizeE4m3x8(uint4 raw, float inv) {
+  const __nv_bfloat162* x = reinterpret_cast<const __nv_bfloat162*>(&raw);
+  float f[8];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 p = __bfloat1622float2(x[i]);
+    f[2 * i] = p.x * inv;
+    f[2 * i + 1] = p.y * inv;
+  }
+  // Each cvt packs its first value in the low byte: (v0, v2) and (v1, v3) make [v0 v2 v1 v3].
+  auto pair = [&](int a, int b) -> uint32_t {
+    return __nv_cvt_float2_to_fp8x2(make_float2(f[a], f[b]), __NV_SATFINITE, __NV_E4M3);
+  };
+  return make_uint2(pair(0, 2) | pair(1, 3) << 16, pair(4, 6) | pair(5, 7) << 16);
 }
 
 }  // namespace gs::cuda::kv

@@ -1,5 +1,6 @@
 // Appends a step's K/V rows to the KV cache (ring for sliding layers, paged blocks for global
-// layers), as bf16 or as e4m3 with a per-(token, kv head) scale.
+// layers), as bf16 or as e4m3 with a per-(token, kv head) scale (byte order and scale convention:
+// fp8_kv_layout.h).
 //
 // Why a per-row scale (amax / 448) rather than vLLM's default static scale of 1.0: Gemma 4's K is
 // RMS-normed with a learned weight and V is RMS-normed without one, so values are O(1) but their
@@ -43,22 +44,6 @@ __global__ void KvWriteBf16Kernel(AttentionLayer L, AttentionMeta meta, const bf
   }
 }
 
-// Quantizes 8 values of one row (at src + c) into dst + c with 1/scale.
-__device__ __forceinline__ void StoreE4m3x8(const bf16* src, uint8_t* dst, float inv) {
-  const uint4 raw = *reinterpret_cast<const uint4*>(src);
-  const __nv_bfloat162* x = reinterpret_cast<const __nv_bfloat162*>(&raw);
-  uint2 codes;
-  uint16_t* c = reinterpret_cast<uint16_t*>(&codes);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    float2 f = __bfloat1622float2(x[i]);
-    f.x *= inv;
-    f.y *= inv;
-    c[i] = __nv_cvt_float2_to_fp8x2(f, __NV_SATFINITE, __NV_E4M3);
-  }
-  *reinterpret_cast<uint2*>(dst) = codes;
-}
-
 // Block = (token, kv head); thread = 8 elements of the K and V rows.
 __global__ void KvWriteFp8Kernel(AttentionLayer L, AttentionMeta meta, const bf16* __restrict__ k,
                                  const bf16* __restrict__ v) {
@@ -85,18 +70,21 @@ __global__ void KvWriteFp8Kernel(AttentionLayer L, AttentionMeta meta, const bf1
   }
   kmax = BlockMax(kmax, scratch[0]);
   vmax = BlockMax(vmax, scratch[1]);
-  const float ks = kv::RowScale(kmax), vs = kv::RowScale(vmax);
+  const float ks = fp8kv::RowScale(kmax), vs = fp8kv::RowScale(vmax);
+  const float k_inv = 1.0f / ks, v_inv = 1.0f / vs;
   const int64_t row = WriteRow(L, meta, s, p);
   const int64_t dst = (row * L.kv_heads + g) * d;
   uint8_t* kc = static_cast<uint8_t*>(L.k_cache);
   uint8_t* vc = static_cast<uint8_t*>(L.v_cache);
   for (int c = threadIdx.x * 8; c < d; c += blockDim.x * 8) {
-    StoreE4m3x8(k + src + c, kc + dst + c, 1.0f / ks);
-    StoreE4m3x8(v + src + c, vc + dst + c, 1.0f / vs);
+    *reinterpret_cast<uint2*>(kc + dst + c) =
+        kv::QuantizeE4m3x8(*reinterpret_cast<const uint4*>(k + src + c), k_inv);
+    *reinterpret_cast<uint2*>(vc + dst + c) =
+        kv::QuantizeE4m3x8(*reinterpret_cast<const uint4*>(v + src + c), v_inv);
   }
-  if (threadIdx.x == 0) {
-    L.k_scale[row * L.kv_heads + g] = ks;
-    L.v_scale[row * L.kv_heads + g] = vs;
+  if (threadIdx.x == 0) {  // stored as s · 2^120 (fp8_kv_layout.h)
+    L.k_scale[row * L.kv_heads + g] = fp8kv::StoredScale(ks);
+    L.v_scale[row * L.kv_heads + g] = fp8kv::StoredScale(vs);
   }
 }
 

@@ -1,7 +1,5 @@
 // RMSNorms (Gemma 4: x·w, no 1 + w; fp32 inside, reference gemma4 §3.1) and the attention input
 // preparation: per-head q/k/v norms and rotate-half RoPE (default and proportional, §3.4).
-#include <cuda_fp8.h>
-
 #include "runtime/cuda/kernels.h"
 #include "runtime/cuda/kv_store.cuh"
 #include "runtime/cuda/launch.cuh"
@@ -83,8 +81,10 @@ __global__ void PostAttentionKernel(float* __restrict__ h, const float* __restri
 
 // Appends row `row` (bf16 [d], this block's own output) of token t as kv head `kv_head` of K
 // (kv_head < kv_heads) or V (kv_head − kv_heads) to the cache, as KvWrite{Bf16,Fp8}Kernel does.
-// Each thread rereads only the pairs (i, i + d/2) it wrote itself, so no barrier is needed
-// before. Uniform over the block (BlockMax has barriers).
+// bf16: each thread rereads only the pairs (i, i + d/2) it wrote itself, so no barrier is needed
+// before. fp8: each thread quantizes 8 consecutive values (kv::QuantizeE4m3x8, the cache's byte
+// order), written by other threads — BlockMax's barrier orders those writes before the reads.
+// Uniform over the block (BlockMax has barriers).
 __device__ void AppendToCache(const AttentionLayer& L, const AttentionMeta& meta, int t,
                               int kv_head, const bf16* row, float* max_scratch) {
   const bool is_v = kv_head >= L.kv_heads;
@@ -106,15 +106,14 @@ __device__ void AppendToCache(const AttentionLayer& L, const AttentionMeta& meta
     const float a = fabsf(__bfloat162float(row[i])), b = fabsf(__bfloat162float(row[i + half]));
     amax = fmaxf(amax, fmaxf(a, b));
   }
-  const float scale = kv::RowScale(kv::BlockMax(amax, max_scratch)), inv = 1.0f / scale;
+  const float scale = fp8kv::RowScale(kv::BlockMax(amax, max_scratch)), inv = 1.0f / scale;
   uint8_t* cache = static_cast<uint8_t*>(is_v ? L.v_cache : L.k_cache) + at;
-  for (int i = threadIdx.x; i < half; i += blockDim.x) {
-    for (const int j : {i, i + half}) {
-      cache[j] = __nv_cvt_float_to_fp8(__bfloat162float(row[j]) * inv, __NV_SATFINITE, __NV_E4M3);
-    }
+  for (int c = threadIdx.x * 8; c < d; c += blockDim.x * 8) {
+    *reinterpret_cast<uint2*>(cache + c) =
+        kv::QuantizeE4m3x8(*reinterpret_cast<const uint4*>(row + c), inv);
   }
-  if (threadIdx.x == 0) {
-    (is_v ? L.v_scale : L.k_scale)[(at / d)] = scale;
+  if (threadIdx.x == 0) {  // stored as s · 2^120 (fp8_kv_layout.h)
+    (is_v ? L.v_scale : L.k_scale)[(at / d)] = fp8kv::StoredScale(scale);
   }
 }
 
@@ -235,6 +234,9 @@ Status LaunchQkvNormRopeKv(const float* qkv, int tokens, int heads, bool k_eq_v,
   if (d % 2 != 0) return MakeError("LaunchQkvNormRopeKv: odd head_dim ", d);
   if (layer.kv_dtype == KvDtype::kFp8E4m3 && (!layer.k_scale || !layer.v_scale)) {
     return MakeError("LaunchQkvNormRopeKv: FP8 cache without scales");
+  }
+  if (layer.kv_dtype == KvDtype::kFp8E4m3 && d % 8 != 0) {  // whole groups of the byte order
+    return MakeError("LaunchQkvNormRopeKv: FP8 cache with head_dim ", d, " (not a multiple of 8)");
   }
   const dim3 grid(tokens, heads + 2 * layer.kv_heads);
   const int threads = std::min(256, std::max(32, (d / 2 + 31) / 32 * 32));
