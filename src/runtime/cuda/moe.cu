@@ -209,9 +209,26 @@ __global__ void __launch_bounds__(1024)
              active_count, cnt);
 }
 
-// Decode: top-k of every token (warp w takes tokens w, w + 32, …), then the grouping, in one
-// block. __syncthreads() makes the block's global writes of the top-k ids visible to the
-// grouping threads.
+// Top-k of every token (warp w of the block takes tokens w, w + warps, …), then the grouping, by
+// one block. `smem` holds [warps][experts] floats, reused as 2·experts ints; __syncthreads()
+// makes the block's global writes of the top-k ids visible to the grouping threads.
+__device__ void SelectAndGroup(const float* __restrict__ logits, int tokens, int experts,
+                               int top_k, const float* __restrict__ per_expert_scale,
+                               const int* valid_tokens, int* topk_ids,
+                               float* __restrict__ topk_weights, int* offsets, int* entries,
+                               int* active, int* active_count, float* smem) {
+  const int warp = threadIdx.x / 32;
+  for (int t = warp; t < tokens; t += blockDim.x / 32) {
+    TopkOneToken(logits, t, experts, top_k, per_expert_scale, smem + warp * experts, topk_ids,
+                 topk_weights);
+  }
+  __syncthreads();
+  GroupSlots(topk_ids, tokens * top_k, top_k, valid_tokens, experts, offsets, entries, active,
+             active_count, reinterpret_cast<int*>(smem));
+}
+
+// Up to kFusedSelectTokens tokens (logits from the GEMV or cuBLASLt): SelectAndGroup in one
+// 1024-thread block.
 __global__ void __launch_bounds__(1024)
     RouterSelectKernel(const float* __restrict__ logits, int tokens, int experts, int top_k,
                        const float* __restrict__ per_expert_scale, const int* valid_tokens,
@@ -220,14 +237,8 @@ __global__ void __launch_bounds__(1024)
   extern __shared__ float sel_smem[];  // [32 warps][experts] floats, reused as 2·experts ints
   GridDependencyWait();  // PDL (launch.cuh)
   TriggerDependents();   // one block
-  const int warp = threadIdx.x / 32;
-  for (int t = warp; t < tokens; t += blockDim.x / 32) {
-    TopkOneToken(logits, t, experts, top_k, per_expert_scale, sel_smem + warp * experts, topk_ids,
-                 topk_weights);
-  }
-  __syncthreads();
-  GroupSlots(topk_ids, tokens * top_k, top_k, valid_tokens, experts, offsets, entries, active,
-             active_count, reinterpret_cast<int*>(sel_smem));
+  SelectAndGroup(logits, tokens, experts, top_k, per_expert_scale, valid_tokens, topk_ids,
+                 topk_weights, offsets, entries, active, active_count, sel_smem);
 }
 
 // Decode router in one launch: RouterGemvKernel's blocks, then the last block to finish runs
@@ -249,14 +260,8 @@ __global__ void __launch_bounds__(128)
   __syncthreads();
   if (!last) return;
   __threadfence();  // acquire side: the other blocks' logits, counted before us, are visible
-  const int warp = threadIdx.x / 32;
-  for (int t = warp; t < tokens; t += blockDim.x / 32) {
-    TopkOneToken(logits, t, experts, top_k, per_expert_scale, dec_smem + warp * experts, topk_ids,
-                 topk_weights);
-  }
-  __syncthreads();
-  GroupSlots(topk_ids, tokens * top_k, top_k, valid_tokens, experts, offsets, entries, active,
-             active_count, reinterpret_cast<int*>(dec_smem));
+  SelectAndGroup(logits, tokens, experts, top_k, per_expert_scale, valid_tokens, topk_ids,
+                 topk_weights, offsets, entries, active, active_count, dec_smem);
   if (threadIdx.x == 0) *done = 0;  // every block has counted: ready for the next launch
 }
 
