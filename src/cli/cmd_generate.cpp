@@ -78,10 +78,10 @@ int RunGenerate(int argc, char** argv) {
       ->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_flag("--ignore-eos", ignore_eos, "keep generating past end-of-sequence tokens");
   app.add_option("--image", image_files,
-                 "image file (PNG, JPEG, GIF; repeatable). Each replaces the next image "
+                 "image file (PNG, JPEG, GIF, WebP; repeatable). Each replaces the next image "
                  "placeholder id (config image_token_id, 258880 = <|image|> for Gemma 4) in "
                  "--prompt-ids with <|image> + n x <|image|> + <image|>; without placeholders "
-                 "the images are appended to the prompt. CPU only.");
+                 "the images are appended to the prompt. Both devices.");
   app.add_option("--max-soft-tokens", max_soft_tokens,
                  "image token budget per image: 70, 140, 280, 560 or 1120 (default: the "
                  "config's default_output_length, 280)");
