@@ -43,6 +43,17 @@ struct MoeFixture {
     q.global_scale = std::uniform_real_distribution<float>(0.001f, 0.004f)(rng);
   }
 
+  // The router weights on the GPU widened to fp32, as the runner holds them (LaunchBf16ToF32).
+  void UploadRouterF32(DeviceArray<float>& router) const {
+    DeviceArray<bf16> router_bf16;
+    std::vector<bf16> rb(router_bytes.size() / 2);
+    std::memcpy(static_cast<void*>(rb.data()), router_bytes.data(), router_bytes.size());
+    router_bf16.Upload(rb);
+    router.Resize(static_cast<size_t>(kExperts) * kHidden);
+    GS_ASSERT_OK(cuda::LaunchBf16ToF32(router_bf16.get(), static_cast<int64_t>(router.size()),
+                                       router.get(), nullptr));
+  }
+
   explicit MoeFixture(uint64_t seed, int inter = kInter) {
     std::mt19937_64 rng(seed);
     config.hidden_size = kHidden;
@@ -103,15 +114,8 @@ TEST(Moe, RouterMatchesCpu) {
   MoeFixture f(1);
   ThreadPool pool(0);
   std::mt19937_64 rng(2);
-  DeviceArray<bf16> router_bf16;
-  {
-    std::vector<bf16> rb(f.router_bytes.size() / 2);
-    std::memcpy(static_cast<void*>(rb.data()), f.router_bytes.data(), f.router_bytes.size());
-    router_bf16.Upload(rb);
-  }
-  DeviceArray<float> router(static_cast<size_t>(kExperts) * kHidden);
-  GS_ASSERT_OK(cuda::LaunchBf16ToF32(router_bf16.get(), static_cast<int64_t>(router.size()),
-                                     router.get(), nullptr));
+  DeviceArray<float> router;
+  ASSERT_NO_FATAL_FAILURE(f.UploadRouterF32(router));
   cuda::Bf16Gemm gemm;
   GS_ASSERT_OK(gemm.Init());
   DeviceArray<float> scale, pes, ones;
@@ -190,15 +194,8 @@ TEST(Moe, RouterDecodeEqualsTwoLaunches) {
   GS_REQUIRE_GPU();
   MoeFixture f(1);
   std::mt19937_64 rng(5);
-  DeviceArray<bf16> router_bf16;
-  {
-    std::vector<bf16> rb(f.router_bytes.size() / 2);
-    std::memcpy(static_cast<void*>(rb.data()), f.router_bytes.data(), f.router_bytes.size());
-    router_bf16.Upload(rb);
-  }
-  DeviceArray<float> router(static_cast<size_t>(kExperts) * kHidden);
-  GS_ASSERT_OK(cuda::LaunchBf16ToF32(router_bf16.get(), static_cast<int64_t>(router.size()),
-                                     router.get(), nullptr));
+  DeviceArray<float> router;
+  ASSERT_NO_FATAL_FAILURE(f.UploadRouterF32(router));
   DeviceArray<float> pes;
   pes.Upload(f.w.per_expert_scale);
   DeviceArray<int> done;
