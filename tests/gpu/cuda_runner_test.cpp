@@ -436,15 +436,7 @@ TEST(CudaRunnerDemo, GraphDecodeIdenticalToEager) {
   ASSERT_TRUE(eager.ok()) << eager.error().message;
   ASSERT_TRUE(graph.ok()) << graph.error().message;
   const int vocab = demo.config.vocab_size;
-  auto seq = [](int s, int first, int count, int start) {
-    BatchSequence b;
-    b.slot = s;
-    b.first_token = first;
-    b.num_tokens = count;
-    b.start_position = start;
-    for (int i = 0; i < 8; ++i) b.block_table.push_back(s * 8 + i);
-    return b;
-  };
+  const auto seq = gputest::SlotSequence;
   for (int batch : {1, 3, 4}) {
     SCOPED_TRACE(::testing::Message() << "batch " << batch);
     Batch pre;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/kl_divergence.h"
+#include "runtime/batch.h"
 #include "runtime/cuda/cuda_runner.h"
 #include "util/numeric_formats.h"
 
@@ -133,5 +134,17 @@ inline double WorstRowRelL2(const std::vector<float>& got, const std::vector<flo
 
 // KL(p ‖ q) of two logit rows (tests/common/kl_divergence.h).
 using testutil::KlDivergence;
+
+// One sequence of a test Batch in KV slot `slot`: tokens [first, first + count) of the batch at
+// positions start…, with the 8 global blocks slot·8 … slot·8 + 7 (each slot its own blocks).
+inline BatchSequence SlotSequence(int slot, int first, int count, int start) {
+  BatchSequence b;
+  b.slot = slot;
+  b.first_token = first;
+  b.num_tokens = count;
+  b.start_position = start;
+  for (int i = 0; i < 8; ++i) b.block_table.push_back(slot * 8 + i);
+  return b;
+}
 
 }  // namespace gs::gputest

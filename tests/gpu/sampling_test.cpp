@@ -362,15 +362,7 @@ TEST(GpuSampling, RunnerForwardSampleEagerAndGraph) {
   ASSERT_TRUE(eager.ok()) << eager.error().message;
   ASSERT_TRUE(graph.ok()) << graph.error().message;
   const int vocab = config->vocab_size;
-  auto seq = [](int s, int first, int count, int start) {
-    BatchSequence b;
-    b.slot = s;
-    b.first_token = first;
-    b.num_tokens = count;
-    b.start_position = start;
-    for (int i = 0; i < 8; ++i) b.block_table.push_back(s * 8 + i);
-    return b;
-  };
+  const auto seq = gputest::SlotSequence;
   Batch pre;
   std::mt19937_64 rng(5);
   std::uniform_int_distribution<int> tok(3, vocab - 1);
