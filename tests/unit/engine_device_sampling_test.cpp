@@ -104,9 +104,7 @@ class EngineDeviceSampling : public ::testing::Test {
   }
 
   std::vector<test::SeqResult> Run(const Request& r) {
-    auto h = engine_->Submit(r);
-    EXPECT_TRUE(h.ok()) << h.error().message;
-    return h.ok() ? ReadAll(*h, r.n) : std::vector<test::SeqResult>(static_cast<size_t>(r.n));
+    return test::SubmitAndReadAll(*engine_, r);
   }
 
   Request Plain(int max_tokens, uint64_t seed) {

@@ -46,9 +46,7 @@ class EngineSampling : public ::testing::Test {
   }
 
   std::vector<test::SeqResult> Run(const Request& r) {
-    auto h = engine_->Submit(r);
-    EXPECT_TRUE(h.ok()) << h.error().message;
-    return h.ok() ? ReadAll(*h, r.n) : std::vector<test::SeqResult>(static_cast<size_t>(r.n));
+    return test::SubmitAndReadAll(*engine_, r);
   }
 
   std::vector<int32_t> Prompt(int n) { return test::RandomPrompt(rng_, n, vocab_); }

@@ -160,6 +160,13 @@ inline std::vector<SeqResult> ReadAll(const RequestHandle& h, int n,
   return out;
 }
 
+// Submits `r` and reads all its sequences (empty results, and a test failure, if refused).
+inline std::vector<SeqResult> SubmitAndReadAll(Engine& engine, const Request& r) {
+  auto h = engine.Submit(r);
+  EXPECT_TRUE(h.ok()) << h.error().message;
+  return h.ok() ? ReadAll(*h, r.n) : std::vector<SeqResult>(static_cast<size_t>(r.n));
+}
+
 inline std::vector<int32_t> RandomPrompt(std::mt19937& rng, int length, int vocab) {
   // Ids 3.. keep clear of pad/eos/bos so a prompt never contains a stop token by accident.
   std::uniform_int_distribution<int32_t> id(3, vocab - 1);
