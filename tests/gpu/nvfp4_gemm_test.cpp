@@ -9,6 +9,7 @@
 #include <random>
 #include <string>
 
+#include "common/exhaustive_nvfp4.h"
 #include "gpu/gpu_test_util.h"
 #include "runtime/cpu/cpu_ops.h"
 #include "runtime/cuda/kernels.h"
@@ -266,25 +267,7 @@ TEST(PackedGemmExhaustive, EveryCodeTimesEveryScaleIsExact) {
   GS_REQUIRE_GPU();
   const int rows = 16, cols = 4096;  // 16 rows × 256 scale groups = every scale byte 16 times
   OwnedLinear w;
-  w.data.resize(rows * cols / 2);
-  w.scales.resize(rows * cols / 16);
-  for (int r = 0; r < rows; ++r) {
-    for (int g = 0; g < cols / 16; ++g) {
-      uint8_t s = static_cast<uint8_t>((g + 17 * r) & 0xff);
-      if (E4m3IsNan(s)) s = 0x00;
-      w.scales[static_cast<size_t>(r * cols / 16 + g)] = s;
-    }
-    for (int j = 0; j < cols / 2; ++j) {
-      w.data[static_cast<size_t>(r * cols / 2 + j)] = static_cast<uint8_t>((j * 7 + r * 3) & 0xff);
-    }
-  }
-  w.q.name = "exhaustive";
-  w.q.format = WeightFormat::kNvfp4;
-  w.q.rows = rows;
-  w.q.cols = cols;
-  w.q.data = w.data.data();
-  w.q.block_scale = w.scales.data();
-  w.q.global_scale = 1.0f;
+  w.q = test::ExhaustiveNvfp4(rows, cols, /*nan_stand_in=*/0x00, w.data, w.scales);
   DevicePackedMatrix d;
   ASSERT_NO_FATAL_FAILURE(Upload({&w.q}, false, d));
   // Token t is the one-hot e_t, so out[t, n] = w[n, t].

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "common/exhaustive_nvfp4.h"
 #include "runtime/cuda/nvfp4_repack.h"
 #include "util/numeric_formats.h"
 
@@ -194,23 +195,7 @@ TEST(Nvfp4Repack, GluInterleavesGateAndUpInEightRowHalves) {
 TEST(Nvfp4Repack, EveryCodeUnderEveryScale) {
   const int64_t rows = 16, cols = 4096;
   OwnedNvfp4 w;
-  w.codes.resize(static_cast<size_t>(rows * cols / 2));
-  w.scales.resize(static_cast<size_t>(rows * cols / 16));
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t g = 0; g < cols / 16; ++g) {
-      const auto s = static_cast<uint8_t>((g + 17 * r) & 0xff);
-      w.scales[static_cast<size_t>(r * cols / 16 + g)] = E4m3IsNan(s) ? 0x80 : s;
-    }
-    for (int64_t j = 0; j < cols / 2; ++j) {
-      w.codes[static_cast<size_t>(r * cols / 2 + j)] = static_cast<uint8_t>((j * 7 + r * 3) & 0xff);
-    }
-  }
-  w.q.name = "exhaustive";
-  w.q.format = WeightFormat::kNvfp4;
-  w.q.rows = rows;
-  w.q.cols = cols;
-  w.q.data = w.codes.data();
-  w.q.block_scale = w.scales.data();
+  w.q = test::ExhaustiveNvfp4(rows, cols, /*nan_stand_in=*/0x80, w.codes, w.scales);
   std::vector<uint8_t> codes(static_cast<size_t>(rows * cols / 2)), scales(w.scales.size());
   ASSERT_TRUE(cuda::PackLinear(w.q, codes.data(), scales.data()).ok());
   const auto got = Unpack(codes, scales, rows, cols);
