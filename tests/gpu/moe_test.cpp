@@ -366,10 +366,13 @@ void CheckGroupedExperts(int inter_width) {
     ASSERT_EQ(listed, n_active);
     for (int s : seen) ASSERT_EQ(s, 1);
 
-    // Both tiled-kernel shapes (1 or 2 weight tiles per warp; decode sizes take split-K anyway).
+    // Both tiled-kernel shapes (1 or 2 weight tiles per warp) with the split-K decode kernel's
+    // own choice of warps per tile, then (the same tiled shape) each forced split.
     const int default_m_tiles = cuda::PackedGemmMTiles();
-    for (int m_tiles : {1, 2}) {
+    for (auto [m_tiles, split] : {std::pair{1, 0}, std::pair{2, 0}, std::pair{2, 1},
+                                  std::pair{2, 2}, std::pair{2, 4}, std::pair{2, 8}}) {
       cuda::SetPackedGemmMTiles(m_tiles);
+      cuda::SetGemvSplit(split);
       inter.Poison();
       slot_out.Poison();
       cuda::GemmRows rows;
@@ -400,12 +403,13 @@ void CheckGroupedExperts(int inter_width) {
       }
       // The GPU rounds the GLU output to bf16 before the down projection.
       const double err = gputest::WorstRowRelL2(got, want, kHidden);
-      std::printf("MOE experts width %d (packed %d), %d tokens, m-tiles %d: worst row rel-L2 "
-                  "%.2e\n", inter_width, static_cast<int>(kPacked), t, m_tiles, err);
+      std::printf("MOE experts width %d (packed %d), %d tokens, m-tiles %d, split %d: worst row "
+                  "rel-L2 %.2e\n", inter_width, static_cast<int>(kPacked), t, m_tiles, split, err);
       EXPECT_LT(err, 1e-2) << "width " << inter_width << " tokens " << t << ", m-tiles "
-                           << m_tiles;
+                           << m_tiles << ", split " << split;
     }
     cuda::SetPackedGemmMTiles(default_m_tiles);
+    cuda::SetGemvSplit(0);
   }
 }
 

@@ -180,6 +180,9 @@ TEST(PackedRepack, PaddingEqualsZeroExtendedMatrix) {
   EXPECT_FALSE(cuda::CheckPackable(fp4_odd.q, false, 16, 64).ok());
 }
 
+// The split-K decode kernel's warps per tile: its own choice (0), then each forced.
+constexpr int kSplits[] = {0, 1, 2, 4, 8};
+
 // NVFP4 with 1 or 2 weight tiles per warp in the tiled kernel (SetPackedGemmMTiles), or BF16.
 struct GemmCase {
   bool fp4;
@@ -210,16 +213,20 @@ TEST_P(PackedGemm, GluMatchesCpuAtRealShapes) {
       const auto x = gputest::RandomBf16Values(static_cast<size_t>(m) * hidden, 1.0f, rng);
       DeviceArray<bf16> dx;
       dx.Upload(gputest::ToBf16(x));
-      DeviceArray<bf16> out(static_cast<size_t>(m) * inter);
-      out.Poison();
-      cuda::GemmRows rows;
-      rows.m = m;
-      GS_ASSERT_OK(cuda::LaunchPackedGemm(d.view, rows, dx.get(), hidden, out.get(), inter,
-                                          cuda::GemmEpilogue::kGluBf16, nullptr));
-      const auto got = gputest::FromBf16(out.Download());
       const auto want = Glu(gate.q, up.q, x, m, pool);
-      const double err = gputest::WorstRowRelL2(got, want, inter);
-      EXPECT_LT(err, 1e-2) << "inter " << inter << " tokens " << m;
+      for (int split : kSplits) {  // the decode kernel's warps per tile (0: its own choice)
+        cuda::SetGemvSplit(split);
+        DeviceArray<bf16> out(static_cast<size_t>(m) * inter);
+        out.Poison();
+        cuda::GemmRows rows;
+        rows.m = m;
+        GS_ASSERT_OK(cuda::LaunchPackedGemm(d.view, rows, dx.get(), hidden, out.get(), inter,
+                                            cuda::GemmEpilogue::kGluBf16, nullptr));
+        const auto got = gputest::FromBf16(out.Download());
+        const double err = gputest::WorstRowRelL2(got, want, inter);
+        EXPECT_LT(err, 1e-2) << "inter " << inter << " tokens " << m << " split " << split;
+      }
+      cuda::SetGemvSplit(0);
     }
   }
 }
@@ -237,17 +244,21 @@ TEST_P(PackedGemm, StoreMatchesCpuAtRealShapes) {
       const auto x = gputest::RandomBf16Values(static_cast<size_t>(m) * k, 1.0f, rng);
       DeviceArray<bf16> dx;
       dx.Upload(gputest::ToBf16(x));
-      DeviceArray<float> out(static_cast<size_t>(m) * n);
-      out.Poison();
-      cuda::GemmRows rows;
-      rows.m = m;
-      GS_ASSERT_OK(cuda::LaunchPackedGemm(d.view, rows, dx.get(), k, out.get(), n,
-                                          cuda::GemmEpilogue::kStoreF32, nullptr));
       std::vector<float> want(static_cast<size_t>(m) * n);
       cpu::Linear(w.q, x.data(), m, want.data(), pool);
-      const double err = gputest::WorstRowRelL2(out.Download(), want, n);
-      // Same bf16 inputs, exact weights, fp32 accumulation: only summation order differs.
-      EXPECT_LT(err, 1e-5) << "[" << n << ", " << k << "] tokens " << m;
+      for (int split : kSplits) {
+        cuda::SetGemvSplit(split);
+        DeviceArray<float> out(static_cast<size_t>(m) * n);
+        out.Poison();
+        cuda::GemmRows rows;
+        rows.m = m;
+        GS_ASSERT_OK(cuda::LaunchPackedGemm(d.view, rows, dx.get(), k, out.get(), n,
+                                            cuda::GemmEpilogue::kStoreF32, nullptr));
+        const double err = gputest::WorstRowRelL2(out.Download(), want, n);
+        // Same bf16 inputs, exact weights, fp32 accumulation: only summation order differs.
+        EXPECT_LT(err, 1e-5) << "[" << n << ", " << k << "] tokens " << m << " split " << split;
+      }
+      cuda::SetGemvSplit(0);
     }
   }
 }

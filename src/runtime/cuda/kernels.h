@@ -66,9 +66,13 @@ Status LaunchPackedGemm(const PackedMatrix& w, const GemmRows& rows, const bf16*
 // MMAs). The default comes from GS_GEMM_MTILES (unset: 2); tests set both.
 int PackedGemmMTiles();
 void SetPackedGemmMTiles(int m_tiles);
+// Warps per 16-row tile of the split-K decode kernel: 1, 2, 4 or 8, or 0 = chosen per launch
+// from the grid size (the default; GS_GEMV_SPLIT sets it at startup). For tests and benchmarks.
+int GemvSplit();
+void SetGemvSplit(int warps_per_tile);
 
-// nvfp4_gemv.cu: the decode paths (NVFP4 only). kSplitK: one block of 8 warps per (bank, tile),
-// split over K, weights in registers. kStream: a persistent grid streaming (bank, tile) items
+// nvfp4_gemv.cu: the decode paths (NVFP4 only). kSplitK: blocks of 8 warps over (bank, 8/split
+// tiles), each tile split over K between `split` warps (GemvSplit), weights in registers. kStream: a persistent grid streaming (bank, tile) items
 // through shared-memory stages with cp.async.
 enum class GemvKind { kSplitK, kStream };
 Status LaunchPackedGemv(const PackedMatrix& w, const GemmRows& rows, const bf16* x, int x_stride,

@@ -185,33 +185,24 @@ __global__ void __launch_bounds__(kWarps * 32)
 
 #pragma unroll
     for (int mt = 0; mt < kMTiles; ++mt) {
-      if (!has_tile[mt]) continue;
-#pragma unroll
-      for (int nt = 0; nt < kNTiles; ++nt) {
-        if (nt >= nt_active) break;
-#pragma unroll
-        for (int j = 0; j < 2; ++j) {
-          const int t = nt * 8 + 2 * (lane % 4) + j;  // token column of acc[nt][j] and [j + 2]
-          if (t >= mc) continue;
-          const int e = r_begin + c0 + t;
-          const int out_row = rows.entries != nullptr ? rows.entries[e] : e;
-          packed::StorePair<kEpi>(w, rows, bank, tile0 + mt, lane / 4, out_row, acc[mt][nt][j],
-                                  acc[mt][nt][j + 2], out, out_stride);
-        }
+      if (has_tile[mt]) {
+        packed::StoreTile<kEpi, kNTiles>(w, rows, bank, tile0 + mt, r_begin + c0, mc, acc[mt], out,
+                                         out_stride);
       }
     }
   }
 }
 
-// Which decode kernel serves a product, if any (none: the tiled kernel). GS_GEMV_POLICY (1-6)
-// selects among the policies compared in docs/benchmarks.md; the default (6) is the measured
-// best: split-K for ≤ 8 rows, and for expert banks up to 64 tokens per step (each expert then
-// sees a few tokens, the split-K kernel loops over them in 8-token passes; at 128 the tiled
-// kernel wins); the cp.async streaming kernel lost everywhere and is kept for comparison.
+// Which decode kernel serves a product, if any (none: the tiled kernel). GS_GEMV_POLICY (1-7)
+// selects among the policies compared in docs/benchmarks.md; the default (7) is the measured
+// best: the split-K kernel up to 64 tokens per step, for the dense MLP (32 tokens per pass) and
+// the expert banks (each expert then sees a few tokens, looped over in 8-token passes; at 128
+// the tiled kernel wins); the cp.async streaming kernel lost everywhere and is kept for
+// comparison.
 std::optional<GemvKind> DecodeGemvKind(const PackedMatrix& w, const GemmRows& rows) {
   static const int policy = [] {
     const char* env = std::getenv("GS_GEMV_POLICY");
-    return env != nullptr ? std::atoi(env) : 6;
+    return env != nullptr ? std::atoi(env) : 7;
   }();
   const bool experts = rows.offsets != nullptr;
   switch (policy) {
@@ -232,8 +223,11 @@ std::optional<GemvKind> DecodeGemvKind(const PackedMatrix& w, const GemmRows& ro
     case 1:
       if (rows.m <= 8) return GemvKind::kSplitK;
       break;
-    default:  // 6: measured best on H100 (docs/benchmarks.md, scripts/gpu/gemv_policies.sh)
+    case 6:  // the default until the split kernel chose its warps per tile (session 4)
       if (rows.m <= 8 || (experts && rows.m <= 64)) return GemvKind::kSplitK;
+      break;
+    default:  // 7: measured best on H100 (docs/benchmarks.md, scripts/gpu/gemv_policies.sh)
+      if (rows.m <= 64) return GemvKind::kSplitK;
       break;
   }
   return std::nullopt;

@@ -16,6 +16,9 @@
 // every warp of the block reads the same few x rows). The 8 partial accumulators are summed in
 // shared memory in warp order (deterministic), then the epilogue of packed_fragments.cuh.
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <type_traits>
 
 #include "runtime/cuda/kernels.h"
 #include "runtime/cuda/launch.cuh"
@@ -215,36 +218,62 @@ Status Launch(const PackedMatrix& w, const GemmRows& rows, const bf16* x, int x_
                       x_stride, out, out_stride);
 }
 
-// Small-batch variant (decode): split-K across the warps of a block, so that even a single
-// token keeps many weight loads in flight (each warp streams every kSplit-th k-block of the same
-// 16-row tile, up to kDepth k-blocks loaded before the first is used).
+// Small-batch variant (decode): each 16-row tile is split over the k-blocks of kSplit warps, so
+// that even a single token keeps many weight loads in flight (each warp streams every kSplit-th
+// k-block of its tile, up to kDepth k-blocks loaded before the first is used).
 //
-// Block (kSplit warps) = one 16-row tile of bank `active[blockIdx.y]`; tokens in chunks of
-// 8·NT (NT mma n-tiles; empty n-tiles of a chunk are skipped). The x operand is read straight
-// from global memory (L1-cached: the block's warps read each x row once between them). The
-// partial accumulators of the warps are summed in shared memory in warp order (deterministic),
-// then the epilogue of PackedGemmKernel is applied.
+// Block (8 warps) = 8/kSplit consecutive 16-row tiles of bank `active[blockIdx.y]`, kSplit warps
+// per tile; tokens in chunks of 8·NT (NT mma n-tiles; empty n-tiles of a chunk are skipped). The
+// x operand is read straight from global memory (L1-cached: the block's warps read the same x
+// rows). With kSplit > 1 the partial accumulators of a tile's warps are summed in shared memory
+// in warp order (deterministic); with kSplit = 1 each warp owns whole tiles and stores directly.
+// The launcher picks kSplit (ChooseSplit): few banks (batch 1: 8 experts) need a wider split to
+// fill the SMs, many banks (batch 32: ~110 experts) are better served by fewer, longer warps per
+// tile, which spend less time in the cross-warp reduction and run 4× fewer blocks.
 constexpr int kDepth = 6;
+constexpr int kWarpsPerBlock = 8;
 
-template <GemmEpilogue kEpi, int NT>
-__global__ void __launch_bounds__(kSplit * 32)
+template <GemmEpilogue kEpi, int NT, int kSplit>
+__global__ void __launch_bounds__(kWarpsPerBlock * 32)
     PackedGemvSplitKernel(PackedMatrix w, GemmRows rows, const bf16* __restrict__ x, int x_stride,
                           void* __restrict__ out, int out_stride, bool one_wave) {
-  __shared__ float red[kSplit][NT * 4][32];
+  constexpr int kTilesPerBlock = kWarpsPerBlock / kSplit;
+  __shared__ float red[kSplit > 1 ? kWarpsPerBlock : 1][NT * 4][32];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int tile = blockIdx.x, kblocks = w.cols / 64;
-  const int64_t tile_kb = static_cast<int64_t>(tile) * kblocks;
-  const int my_kbs = warp < kblocks ? (kblocks - warp + kSplit - 1) / kSplit : 0;
-  // The weights could be loaded before the PDL wait (launch.cuh) only for a single matrix (a
-  // bank's id comes from the router): tried for the dense MLP, it cost registers and made the
-  // expert kernels slower (H100, batch 32) while the dense products run on a side stream anyway.
+  const int slice = warp % kSplit;  // this warp's share of the tile's k-blocks
+  const int tile = blockIdx.x * kTilesPerBlock + warp / kSplit;
+  const bool has_tile = tile < w.rows / 16;
+  const int kblocks = w.cols / 64;
+  const int64_t tile_kb = static_cast<int64_t>(has_tile ? tile : 0) * kblocks;
+  const int my_kbs =
+      has_tile && slice < kblocks ? (kblocks - slice + kSplit - 1) / kSplit : 0;
+  const uint8_t* code_base = w.codes;
+  const uint8_t* scale_base = w.scales;
+  // The weights of k-blocks i0 .. i0 + kDepth - 1 of this warp's share.
+  packed::BlockFrag<PackedFormat::kNvfp4> frag[kDepth];
+  auto load_round = [&](int i0) {
+#pragma unroll
+    for (int i = 0; i < kDepth; ++i) {
+      if (i0 + i < my_kbs) {
+        frag[i].Load(code_base, scale_base, tile_kb + slice + (i0 + i) * kSplit, lane);
+      }
+    }
+  };
+  // A single matrix (the dense MLP) is a constant: its first weights are loaded before the PDL
+  // wait (launch.cuh), while the previous kernel finishes. A bank's id comes from the router, so
+  // expert weights are loaded right after reading it, before the token lists.
+  const bool fixed = rows.active == nullptr;
+  if (fixed) load_round(0);
   GridDependencyWait();
   if (one_wave) TriggerDependents();
 
   int bank = 0;
-  if (rows.active != nullptr) {
+  if (!fixed) {
     if (static_cast<int>(blockIdx.y) >= *rows.active_count) return;
     bank = rows.active[blockIdx.y];
+    code_base += bank * w.bank_code_bytes;
+    scale_base += bank * w.bank_scale_bytes;
+    load_round(0);
   }
   int r_begin = 0, r_end = rows.m;
   if (rows.offsets != nullptr) {
@@ -253,8 +282,6 @@ __global__ void __launch_bounds__(kSplit * 32)
   }
   const int n_rows = r_end - r_begin;
   if (n_rows <= 0) return;
-  const uint8_t* code_base = w.codes + bank * w.bank_code_bytes;
-  const uint8_t* scale_base = w.scales + bank * w.bank_scale_bytes;
 
   for (int c0 = 0; c0 < n_rows; c0 += 8 * NT) {
     const int mc = min(8 * NT, n_rows - c0);
@@ -276,17 +303,11 @@ __global__ void __launch_bounds__(kSplit * 32)
     for (int i = 0; i < NT; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
 
     for (int i0 = 0; i0 < my_kbs; i0 += kDepth) {
-      packed::BlockFrag<PackedFormat::kNvfp4> frag[kDepth];
-#pragma unroll
-      for (int i = 0; i < kDepth; ++i) {
-        if (i0 + i < my_kbs) {
-          frag[i].Load(code_base, scale_base, tile_kb + warp + (i0 + i) * kSplit, lane);
-        }
-      }
+      if (i0 > 0 || c0 > 0) load_round(i0);  // the first round was loaded above
 #pragma unroll
       for (int i = 0; i < kDepth; ++i) {
         if (i0 + i >= my_kbs) break;
-        const int kcol = (warp + (i0 + i) * kSplit) * 64;
+        const int kcol = (slice + (i0 + i) * kSplit) * 64;
         uint32_t b[NT][4][2];
 #pragma unroll
         for (int nt = 0; nt < NT; ++nt) {
@@ -312,44 +333,115 @@ __global__ void __launch_bounds__(kSplit * 32)
       }
     }
 
+    if constexpr (kSplit == 1) {
+      if (has_tile) packed::StoreTile<kEpi, NT>(w, rows, bank, tile, r_begin + c0, mc, acc, out,
+                                                out_stride);
+    } else {
 #pragma unroll
-    for (int nt = 0; nt < NT; ++nt) {
+      for (int nt = 0; nt < NT; ++nt) {
 #pragma unroll
-      for (int j = 0; j < 4; ++j) red[warp][nt * 4 + j][lane] = acc[nt][j];
-    }
-    __syncthreads();
-    // Thread = (n-tile, column pair j, lane): sums the warps' partials in order.
-    for (int i = threadIdx.x; i < nt_active * 2 * 32; i += blockDim.x) {
-      const int nt = i / 64, j = (i / 32) % 2, ln = i % 32;
-      const int t = nt * 8 + 2 * (ln % 4) + j;
-      float lo = 0.0f, hi = 0.0f;  // acc[nt][j] and acc[nt][j + 2]
-#pragma unroll
-      for (int wp = 0; wp < kSplit; ++wp) {
-        lo += red[wp][nt * 4 + j][ln];
-        hi += red[wp][nt * 4 + j + 2][ln];
+        for (int j = 0; j < 4; ++j) red[warp][nt * 4 + j][lane] = acc[nt][j];
       }
-      if (t >= mc) continue;
-      const int e = r_begin + c0 + t;
-      const int out_row = rows.entries != nullptr ? rows.entries[e] : e;
-      packed::StorePair<kEpi>(w, rows, bank, tile, ln / 4, out_row, lo, hi, out, out_stride);
+      __syncthreads();
+      // Thread = (tile of the block, n-tile, column pair j, lane): sums the tile's warps' partials
+      // in order.
+      const int per_tile = nt_active * 2 * 32;
+      for (int i = threadIdx.x; i < kTilesPerBlock * per_tile; i += blockDim.x) {
+        const int tb = i / per_tile, nt = i % per_tile / 64, j = (i / 32) % 2, ln = i % 32;
+        const int my_tile = blockIdx.x * kTilesPerBlock + tb;
+        const int t = nt * 8 + 2 * (ln % 4) + j;
+        if (my_tile >= w.rows / 16 || t >= mc) continue;
+        float lo = 0.0f, hi = 0.0f;  // acc[nt][j] and acc[nt][j + 2]
+#pragma unroll
+        for (int sl = 0; sl < kSplit; ++sl) {
+          lo += red[tb * kSplit + sl][nt * 4 + j][ln];
+          hi += red[tb * kSplit + sl][nt * 4 + j + 2][ln];
+        }
+        const int e = r_begin + c0 + t;
+        const int out_row = rows.entries != nullptr ? rows.entries[e] : e;
+        packed::StorePair<kEpi>(w, rows, bank, my_tile, ln / 4, out_row, lo, hi, out, out_stride);
+      }
+      __syncthreads();  // red is rewritten by the next chunk
     }
-    __syncthreads();  // red is rewritten by the next chunk
   }
 }
 
+template <GemmEpilogue kEpi, int NT, int kSplit>
+Status LaunchSplitWith(const PackedMatrix& w, const GemmRows& rows, const bf16* x, int x_stride,
+                       void* out, int out_stride, cudaStream_t stream) {
+  constexpr int kTilesPerBlock = kWarpsPerBlock / kSplit;
+  const int tiles = w.rows / 16;
+  const dim3 grid((tiles + kTilesPerBlock - 1) / kTilesPerBlock, std::max(rows.max_active, 1));
+  auto kernel = PackedGemvSplitKernel<kEpi, NT, kSplit>;
+  static const int resident = ResidentBlocks(kernel, kWarpsPerBlock * 32, 0);
+  const bool one_wave = static_cast<int64_t>(grid.x) * grid.y <= resident;
+  return LaunchKernel("PackedGemvSplitKernel", kernel, grid, kWarpsPerBlock * 32, 0, stream, w,
+                      rows, x, x_stride, out, out_stride, one_wave);
+}
+
+std::atomic<int> g_gemv_split{-1};  // -1: not chosen yet (GS_GEMV_SPLIT on first use)
+
+// Warps per tile, measured on the H100 (docs/benchmarks.md, session 4; GS_GEMV_SPLIT forces one):
+// - expert banks: 2, or 4 when a split of 2 gives fewer blocks than half the device's resident
+//   blocks (batch 1: 8 experts). One warp per tile was slower at every batch (a 44-k-block chain
+//   per warp), 8 slower too (two waves of short blocks, each paying the routing-table reads).
+// - a single matrix (the dense MLP, on the side stream beside the router and the experts): 2,
+//   whose small grid leaves the SMs to the experts (8 cost 14% of batch-32 throughput).
+int ChooseSplit(const PackedMatrix& w, const GemmRows& rows) {
+  if (const int forced = GemvSplit(); forced != 0) return forced;
+  if (rows.active == nullptr) return 2;
+  static const int wave = std::max(
+      ResidentBlocks(PackedGemvSplitKernel<GemmEpilogue::kGluBf16, 1, 2>, kWarpsPerBlock * 32, 0),
+      DeviceSmCount());
+  const int64_t tiles = w.rows / 16, banks = std::max(rows.max_active, 1);
+  for (int split : {2, 4}) {
+    const int per_block = kWarpsPerBlock / split;
+    if (2 * (tiles + per_block - 1) / per_block * banks >= wave) return split;
+  }
+  return 8;
+}
+
+// Token n-tiles per pass: a single matrix (dense MLP) sees every token, so up to 32 tokens go in
+// one pass over its weights; an expert sees a few tokens of the step (8 per pass).
 template <GemmEpilogue kEpi>
 Status LaunchSplit(const PackedMatrix& w, const GemmRows& rows, const bf16* x, int x_stride,
                    void* out, int out_stride, cudaStream_t stream) {
-  const dim3 grid(w.rows / 16, std::max(rows.max_active, 1));
-  auto kernel = PackedGemvSplitKernel<kEpi, 1>;
-  static const int resident = ResidentBlocks(kernel, kSplit * 32, 0);
-  const bool one_wave = static_cast<int64_t>(grid.x) * grid.y <= resident;
-  return LaunchKernel("PackedGemvSplitKernel", kernel, grid, kSplit * 32, 0, stream, w, rows, x,
-                      x_stride, out, out_stride, one_wave);
+  const int split = ChooseSplit(w, rows);
+  const bool wide = rows.offsets == nullptr && rows.m > 8;
+  auto go = [&](auto nt_tag, auto split_tag) {
+    return LaunchSplitWith<kEpi, decltype(nt_tag)::value, decltype(split_tag)::value>(
+        w, rows, x, x_stride, out, out_stride, stream);
+  };
+  using One = std::integral_constant<int, 1>;
+  using Four = std::integral_constant<int, 4>;
+  switch (split) {
+    case 1: return wide ? go(Four{}, One{}) : go(One{}, One{});
+    case 2: return wide ? go(Four{}, std::integral_constant<int, 2>{})
+                        : go(One{}, std::integral_constant<int, 2>{});
+    case 4: return wide ? go(Four{}, std::integral_constant<int, 4>{})
+                        : go(One{}, std::integral_constant<int, 4>{});
+    default: return wide ? go(Four{}, std::integral_constant<int, 8>{})
+                         : go(One{}, std::integral_constant<int, 8>{});
+  }
 }
 
-
 }  // namespace
+
+int GemvSplit() {
+  int v = g_gemv_split.load(std::memory_order_relaxed);
+  if (v < 0) {
+    const char* env = std::getenv("GS_GEMV_SPLIT");
+    v = env != nullptr ? std::atoi(env) : 0;
+    if (v != 1 && v != 2 && v != 4 && v != 8) v = 0;
+    g_gemv_split.store(v, std::memory_order_relaxed);
+  }
+  return v;
+}
+
+void SetGemvSplit(int warps_per_tile) {
+  const int v = warps_per_tile;
+  g_gemv_split.store(v == 1 || v == 2 || v == 4 || v == 8 ? v : 0, std::memory_order_relaxed);
+}
 
 Status LaunchPackedGemv(const PackedMatrix& w, const GemmRows& rows, const bf16* x, int x_stride,
                         void* out, int out_stride, GemmEpilogue epilogue, GemvKind kind,

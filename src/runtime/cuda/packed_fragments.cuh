@@ -138,4 +138,26 @@ __device__ __forceinline__ void StorePair(const PackedMatrix& w, const GemmRows&
   }
 }
 
+// Stores a warp's accumulators of one 16-row tile for the chunk of `mc` token rows starting at
+// entry `first` (acc[nt] = n-tile nt, the mma C layout: lane ℓ holds columns 2(ℓ%4), +1 of rows
+// ℓ/4 and ℓ/4 + 8).
+template <GemmEpilogue kEpi, int NT>
+__device__ __forceinline__ void StoreTile(const PackedMatrix& w, const GemmRows& rows, int bank,
+                                          int tile, int first, int mc, const float (&acc)[NT][4],
+                                          void* out, int out_stride) {
+  const int lane = threadIdx.x % 32;
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt) {
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      const int t = nt * 8 + 2 * (lane % 4) + j;  // token column of acc[nt][j] and [j + 2]
+      if (t >= mc) continue;
+      const int e = first + t;
+      const int out_row = rows.entries != nullptr ? rows.entries[e] : e;
+      StorePair<kEpi>(w, rows, bank, tile, lane / 4, out_row, acc[nt][j], acc[nt][j + 2], out,
+                      out_stride);
+    }
+  }
+}
+
 }  // namespace gs::cuda::packed
