@@ -561,7 +561,7 @@ TEST(Ops, SoftcapArgmaxReplaysInGraph) {
   DeviceArray<int> ids(rows);
   ids.Poison();
   cudaStream_t stream = nullptr;
-  GS_CUDA_ASSERT(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  GS_CUDA_ASSERT(cudaStreamCreate(&stream));  // blocking: ordered with Poison()'s memsets
   GS_CUDA_ASSERT(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
   const auto st = cuda::LaunchSoftcapArgmax(dl.get(), rows, vocab, 0.0f, ids.get(),
                                             runner.scratch.get(), runner.scratch.size(), stream);
