@@ -451,12 +451,13 @@ struct SoftcapArgmaxRunner {
 // Random rows with planted features: a clear winner (row 0), a tie at many places spread over
 // the row — across any chunking — (lowest wins), the last element, a tie created by the softcap
 // (two huge values saturate to the cap), NaNs beside a winner, all NaN, all equal, all -inf.
-std::vector<float> ArgmaxRows(int rows, int vocab, std::mt19937_64& rng) {
+// Row r gets feature (first_kind + r) % 8.
+std::vector<float> ArgmaxRows(int rows, int vocab, int first_kind, std::mt19937_64& rng) {
   auto logits = Normal(static_cast<size_t>(rows) * vocab, 20.0f, rng);
   for (int r = 0; r < rows; ++r) {
     float* row = logits.data() + static_cast<size_t>(r) * vocab;
     const int n = vocab;
-    switch (r % 8) {
+    switch ((first_kind + r) % 8) {
       case 0: row[(7 + 31 * r) % n] = 500.0f; break;
       case 1:
         for (int i = n - 1 - r % 5; i >= 0; i -= 1 + n / 7) row[i] = 900.0f;
@@ -488,63 +489,66 @@ std::vector<float> ArgmaxRows(int rows, int vocab, std::mt19937_64& rng) {
 }
 
 // The fused softcap + argmax against the elementwise LaunchSoftcap (bit-identical values), the
-// CPU softcap (close) and the reference argmax of the softcapped values, for the real vocab and
-// odd sizes, decode to prefill row counts; without a cap (argmax only, logits untouched) too.
-// Two runs are bit-identical and leave the scratch counters at 0.
+// CPU softcap (close) and the reference argmax of the softcapped values; without a cap (argmax
+// only, logits untouched) too. Two runs are bit-identical and leave the scratch counters at 0.
+void CheckSoftcapArgmax(int vocab, int rows, int first, std::mt19937_64& rng) {
+  SCOPED_TRACE(::testing::Message() << "vocab " << vocab << " rows " << rows << " first kind "
+                                    << first);
+  const auto logits = ArgmaxRows(rows, vocab, first, rng);
+  SoftcapArgmaxRunner runner(rows);
+  DeviceArray<float> fused, plain;
+  for (float cap : {30.0f, 0.0f}) {
+    SCOPED_TRACE(::testing::Message() << "cap " << cap);
+    fused.Upload(logits);
+    const auto ids = runner.Run(fused.get(), vocab, cap);
+    const auto capped = fused.Download();
+    if (cap > 0.0f) {
+      plain.Upload(logits);
+      GS_ASSERT_OK(
+          cuda::LaunchSoftcap(plain.get(), static_cast<int64_t>(rows) * vocab, cap, nullptr));
+      ASSERT_EQ(Bits(capped), Bits(plain.Download())) << "softcap differs from LaunchSoftcap";
+      std::vector<float> want = logits;
+      cpu::Softcap(want, cap);
+      for (size_t i = 0; i < want.size(); ++i) {
+        if (std::isnan(want[i])) {
+          ASSERT_TRUE(std::isnan(capped[i])) << i;
+        } else {
+          ASSERT_NEAR(capped[i], want[i], 1e-5f * cap) << i;
+        }
+      }
+    } else {
+      ASSERT_EQ(Bits(capped), Bits(logits)) << "no cap: the logits must stay untouched";
+    }
+    for (int r = 0; r < rows; ++r) {
+      ASSERT_EQ(ids[r], ReferenceArgmax(capped.data() + static_cast<size_t>(r) * vocab, vocab))
+          << "row " << r;
+    }
+    // The planted rows' ids, known without any softcap arithmetic.
+    for (int r = 0; r < rows && vocab >= 1000; ++r) {
+      int want = -1;
+      switch ((first + r) % 8) {
+        case 2: want = vocab - 1; break;
+        case 3: want = cap > 0.0f ? vocab / 2 - vocab / 3 : vocab / 2; break;
+        case 5: case 6: case 7: want = 0; break;  // all NaN, all equal, all -inf
+        default: continue;
+      }
+      EXPECT_EQ(ids[r], want) << "row " << r;
+    }
+    EXPECT_TRUE(runner.CountersZero());
+    fused.Upload(logits);
+    EXPECT_EQ(runner.Run(fused.get(), vocab, cap), ids) << "not deterministic";
+    EXPECT_EQ(Bits(fused.Download()), Bits(capped)) << "not deterministic";
+  }
+}
+
+// The real vocab and odd sizes, decode to prefill row counts; few rows again with other
+// features, so that each row count meets all eight kinds of row.
 TEST(Ops, SoftcapArgmaxMatchesSoftcapThenArgmax) {
   GS_REQUIRE_GPU();
   std::mt19937_64 rng(4);
   for (int vocab : {262144, 1, 1000, 262143}) {
     for (int rows : {1, 3, 32, 129}) {
-      if (static_cast<int64_t>(vocab) * rows > int64_t{40} << 20) continue;
-      SCOPED_TRACE(::testing::Message() << "vocab " << vocab << " rows " << rows);
-      const auto logits = ArgmaxRows(rows, vocab, rng);
-      SoftcapArgmaxRunner runner(rows);
-      DeviceArray<float> fused, plain;
-      for (float cap : {30.0f, 0.0f}) {
-        SCOPED_TRACE(::testing::Message() << "cap " << cap);
-        fused.Upload(logits);
-        const auto ids = runner.Run(fused.get(), vocab, cap);
-        const auto capped = fused.Download();
-        if (cap > 0.0f) {
-          plain.Upload(logits);
-          GS_ASSERT_OK(cuda::LaunchSoftcap(plain.get(), static_cast<int64_t>(rows) * vocab, cap,
-                                           nullptr));
-          ASSERT_EQ(Bits(capped), Bits(plain.Download())) << "softcap differs from LaunchSoftcap";
-          std::vector<float> want = logits;
-          cpu::Softcap(want, cap);
-          for (size_t i = 0; i < want.size(); ++i) {
-            if (std::isnan(want[i])) {
-              ASSERT_TRUE(std::isnan(capped[i])) << i;
-            } else {
-              ASSERT_NEAR(capped[i], want[i], 1e-5f * cap) << i;
-            }
-          }
-        } else {
-          ASSERT_EQ(Bits(capped), Bits(logits)) << "no cap: the logits must stay untouched";
-        }
-        for (int r = 0; r < rows; ++r) {
-          const float* row = capped.data() + static_cast<size_t>(r) * vocab;
-          ASSERT_EQ(ids[r], ReferenceArgmax(row, vocab)) << "row " << r;
-        }
-        // Planted rows, where the CPU's own softcap gives the same order.
-        if (vocab >= 1000) {
-          for (int r = 0; r < rows; ++r) {
-            int want = -1;
-            switch (r % 8) {
-              case 2: want = vocab - 1; break;
-              case 3: want = cap > 0.0f ? vocab / 2 - vocab / 3 : vocab / 2; break;
-              case 5: case 6: case 7: want = 0; break;  // all NaN, all equal, all -inf
-              default: continue;
-            }
-            EXPECT_EQ(ids[r], want) << "row " << r;
-          }
-        }
-        EXPECT_TRUE(runner.CountersZero());
-        fused.Upload(logits);
-        EXPECT_EQ(runner.Run(fused.get(), vocab, cap), ids) << "not deterministic";
-        EXPECT_EQ(Bits(fused.Download()), Bits(capped)) << "not deterministic";
-      }
+      for (int first = 0; first < 8; first += rows) CheckSoftcapArgmax(vocab, rows, first, rng);
     }
   }
 }
@@ -554,7 +558,7 @@ TEST(Ops, SoftcapArgmaxReplaysInGraph) {
   GS_REQUIRE_GPU();
   std::mt19937_64 rng(14);
   const int rows = 3, vocab = 262144;
-  const auto logits = ArgmaxRows(rows, vocab, rng);
+  const auto logits = ArgmaxRows(rows, vocab, 0, rng);
   DeviceArray<float> dl;
   dl.Upload(logits);
   SoftcapArgmaxRunner runner(rows);
