@@ -1,6 +1,7 @@
 // The MoE kernels (moe.cu + the banked packed GEMM) against the CPU runner's cpu::Route and
 // cpu::RunExperts at the real 26B-A4B shapes (128 experts, top-8, 704 wide, hidden 2816), and the
-// feed-forward combine against the reference formula.
+// feed-forward combine against the reference formula at decode and prefill token counts and the
+// real and test models' widths.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -423,59 +424,130 @@ TEST(Moe, GroupedExpertsOfPaddedWidthMatchCpu) {
   CheckGroupedExperts(96);
 }
 
+std::vector<uint32_t> Bits(const std::vector<float>& v) {
+  std::vector<uint32_t> out(v.size());
+  std::memcpy(out.data(), v.data(), v.size() * sizeof(float));
+  return out;
+}
+
+std::vector<uint16_t> Bits(const std::vector<bf16>& v) {
+  std::vector<uint16_t> out;
+  for (const bf16& x : v) out.push_back(__nv_bfloat16_raw(x).x);
+  return out;
+}
+
+// The combine of t tokens at width H against the reference formula (kernels.h) on the CPU ops;
+// with_next: the fused next-layer input norm (x_next), else x_next stays untouched. Two runs
+// give the same bits.
+void CheckFfnCombine(int t, int H, int top_k, bool with_moe, bool with_next, std::mt19937_64& rng) {
+  SCOPED_TRACE(::testing::Message() << "tokens " << t << " hidden " << H << " top_k " << top_k
+                                    << " moe " << with_moe << " next " << with_next);
+  std::normal_distribution<float> dist(0.0f, 2.0f);
+  std::uniform_real_distribution<float> around_one(0.5f, 1.5f);
+  auto fill = [&](size_t n) {
+    std::vector<float> v(n);
+    for (float& x : v) x = dist(rng);
+    return v;
+  };
+  auto norm_w = [&] {
+    std::vector<float> v(static_cast<size_t>(H));
+    for (float& x : v) x = around_one(rng);
+    return v;
+  };
+  const size_t n = static_cast<size_t>(t) * H;
+  const auto h = fill(n), dense = fill(n), slots = fill(n * top_k);
+  const auto p1 = norm_w(), p2 = norm_w(), p = norm_w(), next = norm_w();
+  const float scalar = 0.7f;
+  std::vector<float> want = h;
+  for (int i = 0; i < t; ++i) {
+    std::vector<float> d(dense.begin() + static_cast<std::ptrdiff_t>(i) * H,
+                         dense.begin() + static_cast<std::ptrdiff_t>(i + 1) * H);
+    if (with_moe) {
+      std::vector<float> m(static_cast<size_t>(H), 0.0f);
+      for (int j = 0; j < top_k; ++j) {
+        for (int c = 0; c < H; ++c) m[c] += slots[(static_cast<size_t>(i) * top_k + j) * H + c];
+      }
+      cpu::RmsNorm(d.data(), 1, H, p1, 1e-6f);
+      cpu::RmsNorm(m.data(), 1, H, p2, 1e-6f);
+      for (int c = 0; c < H; ++c) d[c] += m[c];
+    }
+    cpu::RmsNorm(d.data(), 1, H, p, 1e-6f);
+    for (int c = 0; c < H; ++c) {
+      float& o = want[static_cast<size_t>(i) * H + c];
+      o = (o + d[c]) * scalar;
+    }
+  }
+  DeviceArray<float> dh, dd, ds, d1, d2, dp, dn;
+  dd.Upload(dense);
+  ds.Upload(slots);
+  d1.Upload(p1);
+  d2.Upload(p2);
+  dp.Upload(p);
+  dn.Upload(next);
+  DeviceArray<bf16> x_next(n);
+  auto run = [&] {
+    dh.Upload(h);
+    x_next.Poison();
+    EXPECT_TRUE(cuda::LaunchFfnCombine(dh.get(), dd.get(), with_moe ? ds.get() : nullptr, top_k,
+                                       t, H, d1.get(), d2.get(), dp.get(), scalar, 1e-6f,
+                                       with_next ? dn.get() : nullptr,
+                                       with_next ? x_next.get() : nullptr, nullptr)
+                    .ok());
+  };
+  run();
+  const auto got_h = dh.Download();
+  const auto got_x = x_next.Download();
+  EXPECT_LT(gputest::WorstRowRelL2(got_h, want, H), 1e-5);
+  if (with_next) {
+    // The next layer's input norm, fused: bf16(rms(h) ⊙ next).
+    std::vector<float> want_x = want;
+    cpu::RmsNorm(want_x.data(), t, H, next, 1e-6f);
+    EXPECT_LT(gputest::WorstRowRelL2(gputest::FromBf16(got_x), want_x, H), 4e-3);
+  } else {
+    for (uint16_t b : Bits(got_x)) ASSERT_EQ(b, 0xffff);
+  }
+  run();
+  EXPECT_EQ(Bits(dh.Download()), Bits(got_h)) << "not deterministic";
+  EXPECT_EQ(Bits(x_next.Download()), Bits(got_x)) << "not deterministic";
+}
+
+// Decode to prefill token counts; the real hidden size, the test models' (64, 96), a width that
+// is not a multiple of 4 and one too wide for the register-resident MoE form (4000); top-k 8, 2
+// and 10 (more slots than the register-resident form sums); the last layer (no x_next). In the
+// register-resident form where the shape allows it, and in the generic form forced.
 TEST(Moe, FfnCombineMatchesReference) {
   GS_REQUIRE_GPU();
   std::mt19937_64 rng(5);
-  std::normal_distribution<float> dist(0.0f, 2.0f);
-  std::uniform_real_distribution<float> around_one(0.5f, 1.5f);
-  for (bool with_moe : {true, false}) {
-    const int t = 17;
-    auto fill = [&](size_t n) { std::vector<float> v(n); for (float& x : v) x = dist(rng); return v; };
-    auto norm_w = [&] { std::vector<float> v(kHidden); for (float& x : v) x = around_one(rng); return v; };
-    const auto h = fill(static_cast<size_t>(t) * kHidden), dense = fill(h.size());
-    const auto slots = fill(h.size() * kTopK);
-    const auto p1 = norm_w(), p2 = norm_w(), p = norm_w();
-    const float scalar = 0.7f;
-    std::vector<float> want = h;
-    for (int i = 0; i < t; ++i) {
-      std::vector<float> d(dense.begin() + i * kHidden, dense.begin() + (i + 1) * kHidden);
-      if (with_moe) {
-        std::vector<float> m(kHidden, 0.0f);
-        for (int j = 0; j < kTopK; ++j) {
-          for (int c = 0; c < kHidden; ++c) m[c] += slots[(static_cast<size_t>(i) * kTopK + j) * kHidden + c];
-        }
-        cpu::RmsNorm(d.data(), 1, kHidden, p1, 1e-6f);
-        cpu::RmsNorm(m.data(), 1, kHidden, p2, 1e-6f);
-        for (int c = 0; c < kHidden; ++c) d[c] += m[c];
-      }
-      cpu::RmsNorm(d.data(), 1, kHidden, p, 1e-6f);
-      for (int c = 0; c < kHidden; ++c) {
-        float& o = want[static_cast<size_t>(i) * kHidden + c];
-        o = (o + d[c]) * scalar;
+  for (bool generic : {false, true}) {
+    SCOPED_TRACE(generic ? "generic form" : "default form");
+    cuda::SetRowKernelsGeneric(generic);
+    for (int H : {kHidden, 96, 64, 94, 4000}) {
+      for (int t : {1, 3, 17, 64, 129}) {
+        for (bool with_moe : {true, false}) CheckFfnCombine(t, H, kTopK, with_moe, true, rng);
       }
     }
-    DeviceArray<float> dh, dd, ds, d1, d2, dp;
-    dh.Upload(h);
-    dd.Upload(dense);
-    ds.Upload(slots);
-    d1.Upload(p1);
-    d2.Upload(p2);
-    dp.Upload(p);
-    const auto next = norm_w();
-    DeviceArray<float> dn;
-    dn.Upload(next);
-    DeviceArray<bf16> x_next(h.size());
-    x_next.Poison();
-    GS_ASSERT_OK(cuda::LaunchFfnCombine(dh.get(), dd.get(), with_moe ? ds.get() : nullptr, kTopK, t,
-                                        kHidden, d1.get(), d2.get(), dp.get(), scalar, 1e-6f,
-                                        dn.get(), x_next.get(), nullptr));
-    EXPECT_LT(gputest::WorstRowRelL2(dh.Download(), want, kHidden), 1e-5) << "moe " << with_moe;
-    // The next layer's input norm, fused: bf16(rms(h) ⊙ next).
-    std::vector<float> want_x = want;
-    cpu::RmsNorm(want_x.data(), t, kHidden, next, 1e-6f);
-    EXPECT_LT(gputest::WorstRowRelL2(gputest::FromBf16(x_next.Download()), want_x, kHidden), 4e-3)
-        << "moe " << with_moe;
+    for (int H : {kHidden, 96}) {
+      CheckFfnCombine(3, H, 2, true, true, rng);
+      CheckFfnCombine(3, H, 10, true, true, rng);
+      CheckFfnCombine(17, H, kTopK, true, false, rng);
+      CheckFfnCombine(17, H, kTopK, false, false, rng);
+    }
   }
+  cuda::SetRowKernelsGeneric(false);
+}
+
+TEST(Moe, FfnCombineRejectsBadArguments) {
+  GS_REQUIRE_GPU();
+  DeviceArray<float> f(64);
+  DeviceArray<bf16> b(64);
+  const auto next = cuda::LaunchFfnCombine(f.get(), f.get(), nullptr, 1, 1, 64, nullptr, nullptr,
+                                           f.get(), 1.0f, 1e-6f, nullptr, b.get(), nullptr);
+  ASSERT_FALSE(next.ok());
+  EXPECT_NE(next.error().message.find("next_norm"), std::string::npos) << next.error().message;
+  const auto moe = cuda::LaunchFfnCombine(f.get(), f.get(), f.get(), 0, 1, 64, f.get(), f.get(),
+                                          f.get(), 1.0f, 1e-6f, nullptr, nullptr, nullptr);
+  ASSERT_FALSE(moe.ok());
+  EXPECT_NE(moe.error().message.find("top_k"), std::string::npos) << moe.error().message;
 }
 
 }  // namespace

@@ -33,6 +33,7 @@ struct Scratch {
   DeviceBuffer router_in, router_logits, topk_ids, topk_w, offsets, entries, active;
   DeviceBuffer inter_moe, slot_out, partial;
   DeviceBuffer x_logits, logits, argmax, meta;
+  DeviceBuffer argmax_scratch;  // LaunchSoftcapArgmax's counters (kept at 0) and partials
   // ForwardSample's (outside the decode graphs: growing them needs no recapture).
   DeviceBuffer sample_params, sample_ids, sample_logprobs;
 };
@@ -377,6 +378,13 @@ Status CudaRunner::Impl::EnsureScratch(int T, int R) {
   GS_RETURN_IF_ERROR(Grow(s.x_logits, static_cast<size_t>(R) * H * 2, "final norm"));
   GS_RETURN_IF_ERROR(Grow(s.logits, static_cast<size_t>(R) * c.vocab_size * 4, "logits"));
   GS_RETURN_IF_ERROR(Grow(s.argmax, static_cast<size_t>(R) * 4, "argmax"));
+  const size_t argmax_scratch = cuda::SoftcapArgmaxScratchBytes(R);
+  if (argmax_scratch > s.argmax_scratch.bytes()) {
+    GS_RETURN_IF_ERROR(Grow(s.argmax_scratch, argmax_scratch, "argmax scratch"));
+    // Its row counters start at 0; every launch leaves them at 0.
+    GS_CUDA_RETURN_IF_ERROR(
+        cudaMemsetAsync(s.argmax_scratch.get(), 0, s.argmax_scratch.bytes(), stream));
+  }
   return Ok();
 }
 
@@ -529,7 +537,8 @@ Status CudaRunner::Impl::Feedforward(int l, int T) {
                                 stream);
 }
 
-// Final norm of the requested rows, tied lm_head (fp32 out), softcap.
+// Final norm of the requested rows, tied lm_head (fp32 out), then softcap (in place: sampling and
+// Forward read the logits after the step) and greedy argmax in one pass.
 Status CudaRunner::Impl::Logits(const Batch& b) {
   const int R = static_cast<int>(b.logits_indices.size()), H = config.hidden_size;
   GS_RETURN_IF_ERROR(cuda::LaunchRmsNorm(Ptr<float>(s.h), d_logit_rows, R, H,
@@ -538,8 +547,10 @@ Status CudaRunner::Impl::Logits(const Batch& b) {
                                          Ptr<bf16>(s.x_logits), stream));
   GS_RETURN_IF_ERROR(gemm.Run(Ptr<bf16>(s.x_logits), R, H, model.embed.get<bf16>(),
                               config.vocab_size, s.logits.get(), true, 1.0f, stream));
-  return cuda::LaunchSoftcap(Ptr<float>(s.logits), static_cast<int64_t>(R) * config.vocab_size,
-                             static_cast<float>(config.final_logit_softcapping), stream);
+  return cuda::LaunchSoftcapArgmax(Ptr<float>(s.logits), R, config.vocab_size,
+                                   static_cast<float>(config.final_logit_softcapping),
+                                   Ptr<int>(s.argmax), s.argmax_scratch.get(),
+                                   s.argmax_scratch.bytes(), stream);
 }
 
 // Every kernel of one step, embedding to greedy argmax, on `stream` (capturable).
@@ -561,9 +572,7 @@ Status CudaRunner::Impl::Kernels(const Batch& b) {
   }
   // A prefill chunk that ends before any sequence's last prompt token wants no logits.
   if (b.logits_indices.empty()) return Ok();
-  GS_RETURN_IF_ERROR(Logits(b));
-  return cuda::LaunchArgmax(s.logits.get<float>(), Rows(b), config.vocab_size,
-                            s.argmax.get<int>(), stream);
+  return Logits(b);
 }
 
 namespace {

@@ -6,6 +6,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <cstddef>
 #include <cstdint>
 
 #include "runtime/cuda/cuda_check.h"
@@ -19,6 +20,9 @@ using bf16 = __nv_bfloat16;
 int DeviceSmCount();
 // Threads of a one-block-per-row kernel over `rows` rows (norm_rope.cu).
 int RowThreads(int rows);
+// Tests and benchmarks: run the loop-based generic form of the row kernels (LaunchRmsNorm,
+// LaunchPostAttention, LaunchFfnCombine) for every width, instead of the register-resident one.
+void SetRowKernelsGeneric(bool generic);
 
 // ---------------------------------------------------------------------------------------------
 // nvfp4_gemm.cu: W4A16 (and packed-BF16) GEMM y = x · Wᵀ over one matrix or a bank of equally
@@ -237,10 +241,19 @@ Status LaunchEmbed(const int* ids, int tokens, const bf16* table, int hidden, fl
 
 // ---------------------------------------------------------------------------------------------
 // sampling.cu
-// x = cap · tanh(x / cap) in place (cap > 0).
+// x = cap · tanh(x / cap) in place (cap > 0): the element-wise form (the runner uses the fused
+// LaunchSoftcapArgmax; the tests check the fused values against this one bit for bit).
 Status LaunchSoftcap(float* logits, int64_t n, float cap, cudaStream_t stream);
-// out[r] = index of the largest logit of row r (lowest index on ties).
-Status LaunchArgmax(const float* logits, int rows, int vocab, int* out, cudaStream_t stream);
+// Greedy selection fused with the final-logit softcap, one pass over the logits: when cap > 0,
+// logits = cap · tanh(logits / cap) in place (bit-identical to LaunchSoftcap); then out[r] = index
+// of the largest (softcapped) logit of row r, lowest index on ties, NaN never selected (a row of
+// NaN gives 0). Each row is split over several blocks when there are few rows. `scratch`
+// (16-byte aligned, ≥ SoftcapArgmaxScratchBytes(rows)) holds per-row counters and partial
+// results: zero it once after allocating it; every launch leaves the counters at 0 again (graph
+// replays reuse them). Launches sharing one scratch must not run concurrently. rows ≤ 65535.
+size_t SoftcapArgmaxScratchBytes(int rows);
+Status LaunchSoftcapArgmax(float* logits, int rows, int vocab, float cap, int* out, void* scratch,
+                           size_t scratch_bytes, cudaStream_t stream);
 
 // One row's token selection (runtime/model_runner.h GpuSamplingParams, laid out for the device).
 struct SampleRowParams {

@@ -6,6 +6,7 @@
 
 #include "runtime/cuda/kernels.h"
 #include "runtime/cuda/launch.cuh"
+#include "runtime/cuda/row_common.cuh"
 
 namespace gs::cuda {
 namespace {
@@ -265,44 +266,142 @@ __global__ void __launch_bounds__(128)
   if (threadIdx.x == 0) *done = 0;  // every block has counted: ready for the next launch
 }
 
-// One block per token; rows staged in shared memory (2 × hidden floats).
-__global__ void FfnCombineKernel(float* __restrict__ h, const float* __restrict__ dense,
-                                 const float* __restrict__ slot_out, int top_k, int hidden,
-                                 const float* __restrict__ post1, const float* __restrict__ post2,
-                                 const float* __restrict__ post, float layer_scalar, float eps,
-                                 const float* __restrict__ next_norm, bf16* __restrict__ x_next) {
-  extern __shared__ __align__(16) float buf[];  // f [hidden], m [hidden]
+// The most top-k slots the register-resident combine sums (Gemma 4: 8); more take the generic one.
+constexpr int kCombineMaxTopK = 8;
+// Float4 rows a register-resident combine thread holds per vec: dense, h, post, next_norm, and
+// with MoE also post1, post2 and the kCombineMaxTopK slot rows.
+constexpr int CombineRows(bool moe) { return moe ? 6 + kCombineMaxTopK : 4; }
+
+// One block per token, register-resident (row_common.cuh): the weight rows are loaded before the
+// PDL wait, then dense, h and the top_k slot rows in one batch of independent loads; three block
+// reductions (rms of dense and moe together, rms(f), rms(h)) and the stores, all from registers.
+template <int kVec, bool kMoe>
+__global__ void __launch_bounds__(row::MaxThreads(CombineRows(kMoe), kVec))
+    FfnCombineKernel(float* __restrict__ h, const float* __restrict__ dense,
+                     const float* __restrict__ slot_out, int top_k, int hidden,
+                     const float* __restrict__ post1, const float* __restrict__ post2,
+                     const float* __restrict__ post, float layer_scalar, float eps,
+                     const float* __restrict__ next_norm, bf16* __restrict__ x_next) {
+  __shared__ float2 scratch_dm[32];
+  __shared__ float scratch_f[32], scratch_h[32];
+  const int n4 = hidden / 4;
+  float4 wp[kVec], wn[kVec], w1[kVec], w2[kVec];
+  row::LoadConst<kVec>(post, n4, wp);
+  if (x_next != nullptr) {
+    row::LoadConst<kVec>(next_norm, n4, wn);
+  } else {
+    row::Fill<kVec>(wn, 0.0f);  // unused
+  }
+  if constexpr (kMoe) {
+    row::LoadConst<kVec>(post1, n4, w1);
+    row::LoadConst<kVec>(post2, n4, w2);
+  }
+  GridDependencyWait();  // PDL (launch.cuh): dense, slot_out and h are activations
+  TriggerDependentsIfOneWave();
+  const int64_t t = blockIdx.x;
+  float* hr = h + t * hidden;
+  float4 f[kVec], hv[kVec];
+  row::Load<kVec>(dense + t * hidden, n4, f);
+  row::Load<kVec>(hr, n4, hv);
+  if constexpr (kMoe) {
+    float4 s[kCombineMaxTopK][kVec];
+#pragma unroll
+    for (int j = 0; j < kCombineMaxTopK; ++j) {
+      if (j < top_k) {
+        row::Load<kVec>(slot_out + (t * top_k + j) * hidden, n4, s[j]);
+      } else {
+        row::Fill<kVec>(s[j], 0.0f);
+      }
+    }
+    // moe = Σ_j slot_j in slot order (fixed: deterministic), from 0 as the generic form.
+    float4 m[kVec];
+    row::Fill<kVec>(m, 0.0f);
+#pragma unroll
+    for (int j = 0; j < kCombineMaxTopK; ++j) {
+      if (j >= top_k) break;
+#pragma unroll
+      for (int v = 0; v < kVec; ++v) {
+        m[v].x += s[j][v].x;
+        m[v].y += s[j][v].y;
+        m[v].z += s[j][v].z;
+        m[v].w += s[j][v].w;
+      }
+    }
+    const float2 ss = row::BlockSum2(
+        make_float2(row::SumSquares<kVec>(f), row::SumSquares<kVec>(m)), scratch_dm);
+    const float inv_d = rsqrtf(ss.x / hidden + eps), inv_m = rsqrtf(ss.y / hidden + eps);
+#pragma unroll
+    for (int v = 0; v < kVec; ++v) {
+      f[v].x = f[v].x * inv_d * w1[v].x + m[v].x * inv_m * w2[v].x;
+      f[v].y = f[v].y * inv_d * w1[v].y + m[v].y * inv_m * w2[v].y;
+      f[v].z = f[v].z * inv_d * w1[v].z + m[v].z * inv_m * w2[v].z;
+      f[v].w = f[v].w * inv_d * w1[v].w + m[v].w * inv_m * w2[v].w;
+    }
+  }
+  const float inv = rsqrtf(row::BlockSum(row::SumSquares<kVec>(f), scratch_f) / hidden + eps);
+#pragma unroll
+  for (int v = 0; v < kVec; ++v) {
+    hv[v].x = (hv[v].x + f[v].x * inv * wp[v].x) * layer_scalar;
+    hv[v].y = (hv[v].y + f[v].y * inv * wp[v].y) * layer_scalar;
+    hv[v].z = (hv[v].z + f[v].z * inv * wp[v].z) * layer_scalar;
+    hv[v].w = (hv[v].w + f[v].w * inv * wp[v].w) * layer_scalar;
+    if (row::Owns(v, n4)) row::Store(hr, v, hv[v]);
+  }
+  if (x_next == nullptr) return;
+  const float inv_next =
+      rsqrtf(row::BlockSum(row::SumSquares<kVec>(hv), scratch_h) / hidden + eps);
+#pragma unroll
+  for (int v = 0; v < kVec; ++v) {
+    if (!row::Owns(v, n4)) continue;
+    row::StoreBf16(x_next + t * hidden, v,
+                   make_float4(hv[v].x * inv_next * wn[v].x, hv[v].y * inv_next * wn[v].y,
+                               hv[v].z * inv_next * wn[v].z, hv[v].w * inv_next * wn[v].w));
+  }
+}
+
+// FfnCombineKernel for any width and top_k: loops over global memory, recomputing the MoE sum
+// and f in each pass instead of staging them.
+__global__ void FfnCombineGenericKernel(float* __restrict__ h, const float* __restrict__ dense,
+                                        const float* __restrict__ slot_out, int top_k, int hidden,
+                                        const float* __restrict__ post1,
+                                        const float* __restrict__ post2,
+                                        const float* __restrict__ post, float layer_scalar,
+                                        float eps, const float* __restrict__ next_norm,
+                                        bf16* __restrict__ x_next) {
   __shared__ float scratch[32];
   GridDependencyWait();  // PDL (launch.cuh)
   TriggerDependentsIfOneWave();
-  float* f = buf;
-  float* m = buf + hidden;
   const int64_t t = blockIdx.x;
   const float* d = dense + t * hidden;
-  if (slot_out == nullptr) {
-    for (int c = threadIdx.x; c < hidden; c += blockDim.x) f[c] = d[c];
-  } else {
+  auto moe = [&](int c) {
+    float s = 0.0f;
+    for (int j = 0; j < top_k; ++j) s += slot_out[(t * top_k + j) * hidden + c];
+    return s;
+  };
+  float inv_d = 0.0f, inv_m = 0.0f;
+  if (slot_out != nullptr) {
     float ssd = 0.0f, ssm = 0.0f;
     for (int c = threadIdx.x; c < hidden; c += blockDim.x) {
-      float s = 0.0f;
-      for (int j = 0; j < top_k; ++j) s += slot_out[(t * top_k + j) * hidden + c];
-      m[c] = s;
+      const float m = moe(c);
       ssd += d[c] * d[c];
-      ssm += s * s;
+      ssm += m * m;
     }
-    const float inv_d = rsqrtf(BlockSum(ssd, scratch) / hidden + eps);
-    const float inv_m = rsqrtf(BlockSum(ssm, scratch) / hidden + eps);
-    for (int c = threadIdx.x; c < hidden; c += blockDim.x) {
-      f[c] = d[c] * inv_d * post1[c] + m[c] * inv_m * post2[c];
-    }
+    inv_d = rsqrtf(BlockSum(ssd, scratch) / hidden + eps);
+    inv_m = rsqrtf(BlockSum(ssm, scratch) / hidden + eps);
   }
+  auto f = [&](int c) {
+    return slot_out == nullptr ? d[c] : d[c] * inv_d * post1[c] + moe(c) * inv_m * post2[c];
+  };
   float ss = 0.0f;
-  for (int c = threadIdx.x; c < hidden; c += blockDim.x) ss += f[c] * f[c];
+  for (int c = threadIdx.x; c < hidden; c += blockDim.x) {
+    const float v = f(c);
+    ss += v * v;
+  }
   const float inv = rsqrtf(BlockSum(ss, scratch) / hidden + eps);
   float* hr = h + t * hidden;
   float ss_next = 0.0f;
   for (int c = threadIdx.x; c < hidden; c += blockDim.x) {
-    const float v = (hr[c] + f[c] * inv * post[c]) * layer_scalar;
+    const float v = (hr[c] + f(c) * inv * post[c]) * layer_scalar;
     hr[c] = v;  // each thread rereads only its own columns below
     ss_next += v * v;
   }
@@ -384,14 +483,41 @@ Status LaunchFfnCombine(float* h, const float* dense, const float* slot_out, int
                         float layer_scalar, float eps, const float* next_norm, bf16* x_next,
                         cudaStream_t stream) {
   if (tokens <= 0) return Ok();
-  const size_t smem = sizeof(float) * 2 * hidden;
-  if (smem > 48 * 1024) return MakeError("LaunchFfnCombine: hidden ", hidden, " too large");
+  if (hidden <= 0) return MakeError("LaunchFfnCombine: hidden ", hidden, " must be > 0");
   if (x_next != nullptr && next_norm == nullptr) {
     return MakeError("LaunchFfnCombine: x_next needs next_norm");
   }
-  return LaunchKernel("FfnCombineKernel", FfnCombineKernel, tokens, RowThreads(tokens), smem,
-                      stream, h, dense, slot_out, top_k, hidden, post1, post2, post, layer_scalar,
-                      eps, next_norm, x_next);
+  const bool moe = slot_out != nullptr;
+  if (moe && (top_k <= 0 || post1 == nullptr || post2 == nullptr)) {
+    return MakeError("LaunchFfnCombine: MoE combine with top_k ", top_k, " needs post1 and post2");
+  }
+  // MoE: at most 2 float4s per thread (3 × 14 rows no longer stay in registers).
+  const row::Shape shape =
+      row::ShapeFor(hidden, CombineRows(moe), moe ? 2 : row::kMaxVec, h, dense, slot_out, post1,
+                    post2, post, next_norm, x_next);
+  auto launch = [&](auto kernel) {
+    return LaunchKernel("FfnCombineKernel", kernel, tokens, shape.threads, 0, stream, h, dense,
+                        slot_out, top_k, hidden, post1, post2, post, layer_scalar, eps, next_norm,
+                        x_next);
+  };
+  if (moe && top_k <= kCombineMaxTopK) {
+    switch (shape.vec) {
+      case 1: return launch(FfnCombineKernel<1, true>);
+      case 2: return launch(FfnCombineKernel<2, true>);
+      default: break;
+    }
+  } else if (!moe) {
+    switch (shape.vec) {
+      case 1: return launch(FfnCombineKernel<1, false>);
+      case 2: return launch(FfnCombineKernel<2, false>);
+      case 3: return launch(FfnCombineKernel<3, false>);
+      case 4: return launch(FfnCombineKernel<4, false>);
+      default: break;
+    }
+  }
+  return LaunchKernel("FfnCombineGenericKernel", FfnCombineGenericKernel, tokens,
+                      RowThreads(tokens), 0, stream, h, dense, slot_out, top_k, hidden, post1,
+                      post2, post, layer_scalar, eps, next_norm, x_next);
 }
 
 }  // namespace gs::cuda

@@ -3,6 +3,7 @@
 #include "runtime/cuda/kernels.h"
 #include "runtime/cuda/kv_store.cuh"
 #include "runtime/cuda/launch.cuh"
+#include "runtime/cuda/row_common.cuh"
 
 namespace gs::cuda {
 namespace {
@@ -25,9 +26,39 @@ __device__ float BlockSum(float v, float* scratch) {
 }
 
 // out[i] = bf16(x_r · (mean(x_r²) + eps)^-½ · w), r = row_index[i] or i. One block per row.
-__global__ void RmsNormKernel(const float* __restrict__ x, const int* __restrict__ row_index,
-                              int width, const float* __restrict__ w, float eps,
-                              bf16* __restrict__ out) {
+// Register-resident (row_common.cuh): the weights are loaded before the PDL wait (launch.cuh).
+template <int kVec>
+__global__ void __launch_bounds__(row::MaxThreads(2, kVec))
+    RmsNormKernel(const float* __restrict__ x, const int* __restrict__ row_index, int width,
+                  const float* __restrict__ w, float eps, bf16* __restrict__ out) {
+  __shared__ float scratch[32];
+  const int n4 = width / 4;
+  float4 wv[kVec];
+  if (w != nullptr) {
+    row::LoadConst<kVec>(w, n4, wv);
+  } else {
+    row::Fill<kVec>(wv, 1.0f);  // unused
+  }
+  GridDependencyWait();  // x and row_index come from earlier kernels / copies
+  TriggerDependentsIfOneWave();
+  const int64_t r = row_index != nullptr ? row_index[blockIdx.x] : blockIdx.x;
+  float4 xv[kVec];
+  row::Load<kVec>(x + r * width, n4, xv);
+  const float inv = rsqrtf(row::BlockSum(row::SumSquares<kVec>(xv), scratch) / width + eps);
+  bf16* o = out + static_cast<int64_t>(blockIdx.x) * width;
+#pragma unroll
+  for (int j = 0; j < kVec; ++j) {
+    if (!row::Owns(j, n4)) continue;
+    float4 v = make_float4(xv[j].x * inv, xv[j].y * inv, xv[j].z * inv, xv[j].w * inv);
+    if (w != nullptr) v = make_float4(v.x * wv[j].x, v.y * wv[j].y, v.z * wv[j].z, v.w * wv[j].w);
+    row::StoreBf16(o, j, v);
+  }
+}
+
+// RmsNormKernel for any width: loops over global memory (two passes).
+__global__ void RmsNormGenericKernel(const float* __restrict__ x, const int* __restrict__ row_index,
+                                     int width, const float* __restrict__ w, float eps,
+                                     bf16* __restrict__ out) {
   __shared__ float scratch[32];
   GridDependencyWait();  // PDL (launch.cuh): x and row_index come from earlier kernels / copies
   TriggerDependentsIfOneWave();
@@ -46,14 +77,76 @@ __global__ void RmsNormKernel(const float* __restrict__ x, const int* __restrict
 // h1 = h + a · rms(a)⁻¹ · w_post_attn (fp32 residual, in place), then the two FFN inputs
 // x_dense = bf16(rms(h1) · w_pre_ffn), x_moe = bf16(rms(h1) · w_pre_ffn_2) and the router input
 // rms(h1) · (router_scale · H^-½) in fp32 (the router's own scale-free norm of the same h1).
-// One block per token.
-__global__ void PostAttentionKernel(float* __restrict__ h, const float* __restrict__ attn,
-                                    int hidden, const float* __restrict__ post_attn,
-                                    const float* __restrict__ pre_ffn,
-                                    const float* __restrict__ pre_ffn_2,
-                                    const float* __restrict__ router_scale, float eps,
-                                    bf16* __restrict__ x_dense, bf16* __restrict__ x_moe,
-                                    float* __restrict__ router_in) {
+// One block per token, register-resident (row_common.cuh): the four weight rows are loaded
+// before the PDL wait, a and h after it, then two block reductions (rms(a), rms(h1)) and the
+// stores, all from registers.
+template <int kVec>
+__global__ void __launch_bounds__(row::MaxThreads(6, kVec))
+    PostAttentionKernel(float* __restrict__ h, const float* __restrict__ attn, int hidden,
+                        const float* __restrict__ post_attn, const float* __restrict__ pre_ffn,
+                        const float* __restrict__ pre_ffn_2,
+                        const float* __restrict__ router_scale, float eps,
+                        bf16* __restrict__ x_dense, bf16* __restrict__ x_moe,
+                        float* __restrict__ router_in) {
+  __shared__ float scratch_a[32], scratch_h[32];
+  const int n4 = hidden / 4;
+  float4 wpa[kVec], wpf[kVec], wp2[kVec], wrs[kVec];
+  row::LoadConst<kVec>(post_attn, n4, wpa);
+  row::LoadConst<kVec>(pre_ffn, n4, wpf);
+  if (x_moe != nullptr) {
+    row::LoadConst<kVec>(pre_ffn_2, n4, wp2);
+  } else {
+    row::Fill<kVec>(wp2, 0.0f);  // unused
+  }
+  if (router_in != nullptr) {
+    row::LoadConst<kVec>(router_scale, n4, wrs);
+  } else {
+    row::Fill<kVec>(wrs, 0.0f);  // unused
+  }
+  GridDependencyWait();  // PDL (launch.cuh): h and attn are activations
+  TriggerDependentsIfOneWave();
+  const int64_t t = blockIdx.x;
+  float* hr = h + t * hidden;
+  float4 a[kVec], v[kVec];
+  row::Load<kVec>(attn + t * hidden, n4, a);
+  row::Load<kVec>(hr, n4, v);
+  const float inv_a = rsqrtf(row::BlockSum(row::SumSquares<kVec>(a), scratch_a) / hidden + eps);
+#pragma unroll
+  for (int j = 0; j < kVec; ++j) {
+    v[j].x = v[j].x + a[j].x * inv_a * wpa[j].x;
+    v[j].y = v[j].y + a[j].y * inv_a * wpa[j].y;
+    v[j].z = v[j].z + a[j].z * inv_a * wpa[j].z;
+    v[j].w = v[j].w + a[j].w * inv_a * wpa[j].w;
+    if (row::Owns(j, n4)) row::Store(hr, j, v[j]);
+  }
+  const float inv_h = rsqrtf(row::BlockSum(row::SumSquares<kVec>(v), scratch_h) / hidden + eps);
+  const float root = rsqrtf(static_cast<float>(hidden));
+#pragma unroll
+  for (int j = 0; j < kVec; ++j) {
+    if (!row::Owns(j, n4)) continue;
+    const float4 n = make_float4(v[j].x * inv_h, v[j].y * inv_h, v[j].z * inv_h, v[j].w * inv_h);
+    row::StoreBf16(x_dense + t * hidden, j,
+                   make_float4(n.x * wpf[j].x, n.y * wpf[j].y, n.z * wpf[j].z, n.w * wpf[j].w));
+    if (x_moe != nullptr) {
+      row::StoreBf16(x_moe + t * hidden, j,
+                     make_float4(n.x * wp2[j].x, n.y * wp2[j].y, n.z * wp2[j].z, n.w * wp2[j].w));
+    }
+    if (router_in != nullptr) {
+      row::Store(router_in + t * hidden, j,
+                 make_float4(n.x * (wrs[j].x * root), n.y * (wrs[j].y * root),
+                             n.z * (wrs[j].z * root), n.w * (wrs[j].w * root)));
+    }
+  }
+}
+
+// PostAttentionKernel for any width: loops over global memory (three passes).
+__global__ void PostAttentionGenericKernel(float* __restrict__ h, const float* __restrict__ attn,
+                                           int hidden, const float* __restrict__ post_attn,
+                                           const float* __restrict__ pre_ffn,
+                                           const float* __restrict__ pre_ffn_2,
+                                           const float* __restrict__ router_scale, float eps,
+                                           bf16* __restrict__ x_dense, bf16* __restrict__ x_moe,
+                                           float* __restrict__ router_in) {
   __shared__ float scratch[32];
   GridDependencyWait();  // PDL (launch.cuh)
   TriggerDependentsIfOneWave();
@@ -192,11 +285,31 @@ int RowThreads(int rows) {
   return rows <= 64 ? 1024 : 256;
 }
 
+namespace {
+bool force_generic_rows = false;
+}  // namespace
+
+bool row::ForcedGeneric() { return force_generic_rows; }
+void SetRowKernelsGeneric(bool generic) { force_generic_rows = generic; }
+
 Status LaunchRmsNorm(const float* x, const int* row_index, int rows, int width, const float* w,
                      float eps, bf16* out, cudaStream_t stream) {
   if (rows <= 0) return Ok();
-  return LaunchKernel("RmsNormKernel", RmsNormKernel, rows, RowThreads(rows), 0, stream, x,
-                      row_index, width, w, eps, out);
+  if (width <= 0) return MakeError("LaunchRmsNorm: width ", width, " must be > 0");
+  const row::Shape shape = row::ShapeFor(width, 2, row::kMaxVec, x, w, out);
+  auto launch = [&](auto kernel) {
+    return LaunchKernel("RmsNormKernel", kernel, rows, shape.threads, 0, stream, x, row_index,
+                        width, w, eps, out);
+  };
+  switch (shape.vec) {
+    case 1: return launch(RmsNormKernel<1>);
+    case 2: return launch(RmsNormKernel<2>);
+    case 3: return launch(RmsNormKernel<3>);
+    case 4: return launch(RmsNormKernel<4>);
+    default:
+      return LaunchKernel("RmsNormGenericKernel", RmsNormGenericKernel, rows, RowThreads(rows), 0,
+                          stream, x, row_index, width, w, eps, out);
+  }
 }
 
 Status LaunchPostAttention(float* h, const float* attn, int tokens, int hidden,
@@ -204,12 +317,30 @@ Status LaunchPostAttention(float* h, const float* attn, int tokens, int hidden,
                            const float* router_scale, float eps, bf16* x_dense, bf16* x_moe,
                            float* router_in, cudaStream_t stream) {
   if (tokens <= 0) return Ok();
+  if (hidden <= 0) return MakeError("LaunchPostAttention: hidden ", hidden, " must be > 0");
   if (router_in != nullptr && router_scale == nullptr) {
     return MakeError("LaunchPostAttention: router_in needs router_scale");
   }
-  return LaunchKernel("PostAttentionKernel", PostAttentionKernel, tokens, RowThreads(tokens), 0,
-                      stream, h, attn, hidden, post_attn, pre_ffn, pre_ffn_2, router_scale, eps,
-                      x_dense, x_moe, router_in);
+  if (x_moe != nullptr && pre_ffn_2 == nullptr) {
+    return MakeError("LaunchPostAttention: x_moe needs pre_ffn_2");
+  }
+  const row::Shape shape = row::ShapeFor(hidden, 6, row::kMaxVec, h, attn, post_attn, pre_ffn,
+                                    pre_ffn_2, router_scale, x_dense, x_moe, router_in);
+  auto launch = [&](auto kernel) {
+    return LaunchKernel("PostAttentionKernel", kernel, tokens, shape.threads, 0, stream, h, attn,
+                        hidden, post_attn, pre_ffn, pre_ffn_2, router_scale, eps, x_dense, x_moe,
+                        router_in);
+  };
+  switch (shape.vec) {
+    case 1: return launch(PostAttentionKernel<1>);
+    case 2: return launch(PostAttentionKernel<2>);
+    case 3: return launch(PostAttentionKernel<3>);
+    case 4: return launch(PostAttentionKernel<4>);
+    default:
+      return LaunchKernel("PostAttentionGenericKernel", PostAttentionGenericKernel, tokens,
+                          RowThreads(tokens), 0, stream, h, attn, hidden, post_attn, pre_ffn,
+                          pre_ffn_2, router_scale, eps, x_dense, x_moe, router_in);
+  }
 }
 
 Status LaunchQkvNormRope(const float* qkv, int tokens, int heads, int kv_heads, int head_dim,

@@ -8,6 +8,7 @@
 // result never depends on scheduling). The draw is Gumbel-max over the kept set with noise hashed
 // from (seed, step, index).
 #include <cfloat>
+#include <algorithm>
 #include <climits>
 
 #include "runtime/cuda/kernels.h"
@@ -34,31 +35,120 @@ __device__ __forceinline__ void Better(float& v, int& i, float ov, int oi) {
   }
 }
 
-// One block per row: per-thread best (value, lowest index), then warp and block reductions.
-// NaN never wins (comparisons with NaN are false).
-__global__ void ArgmaxKernel(const float* __restrict__ logits, int vocab, int* __restrict__ out) {
-  __shared__ float sv[32];
-  __shared__ int si[32];
-  GridDependencyWait();  // PDL (launch.cuh)
-  TriggerDependentsIfOneWave();
-  const float* row = logits + static_cast<int64_t>(blockIdx.x) * vocab;
-  float best = -INFINITY;
-  int best_i = INT_MAX;
-  for (int i = threadIdx.x; i < vocab; i += blockDim.x) Better(best, best_i, row[i], i);
+// Greedy selection over [rows, vocab] logits, fused with the softcap: grid (chunks, rows). Block
+// (c, r) softcaps chunk c of row r in place (cap > 0) and reduces it to its best (value, lowest
+// index), which it publishes in `partials`; the block that counts last in the row's counter
+// (__threadfence() before counting, as RouterDecodeKernel) reduces the row's partials, writes the
+// id and resets the counter for the next launch or graph replay. A row of one chunk writes its
+// id directly. NaN never wins (comparisons with NaN are false); a row without a winner (all NaN)
+// gives 0. The (value, lowest index) maximum is exact and order-free: the result never depends
+// on the chunking or on scheduling.
+constexpr int kArgmaxThreads = 256;
+constexpr int kArgmaxMaxChunks = 256;  // per row: the partials' row stride
+
+struct ArgmaxPartial {
+  float value;
+  int index;
+};
+
+// The (value, lowest index) maximum over the block, valid in thread 0. `sv`/`si`: 32 each.
+__device__ __forceinline__ void BlockBest(float& v, int& i, float* sv, int* si) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) {
-    Better(best, best_i, __shfl_xor_sync(0xffffffffu, best, o),
-           __shfl_xor_sync(0xffffffffu, best_i, o));
+    Better(v, i, __shfl_xor_sync(0xffffffffu, v, o), __shfl_xor_sync(0xffffffffu, i, o));
   }
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   if (lane == 0) {
-    sv[warp] = best;
-    si[warp] = best_i;
+    sv[warp] = v;
+    si[warp] = i;
   }
   __syncthreads();
+  if (warp == 0) {
+    const bool has = lane < static_cast<int>(blockDim.x / 32);
+    v = has ? sv[lane] : -INFINITY;
+    i = has ? si[lane] : INT_MAX;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+      Better(v, i, __shfl_xor_sync(0xffffffffu, v, o), __shfl_xor_sync(0xffffffffu, i, o));
+    }
+  }
+}
+
+// SoftcapKernel's formula exactly (bit-identical results).
+__device__ __forceinline__ float Cap(float x, float cap, float inv) { return cap * tanhf(x * inv); }
+
+__global__ void __launch_bounds__(kArgmaxThreads)
+    SoftcapArgmaxKernel(float* __restrict__ logits, int vocab, float cap, int chunk4,
+                        int* __restrict__ out, int* __restrict__ counters,
+                        ArgmaxPartial* __restrict__ partials, bool trigger) {
+  __shared__ float sv[32];
+  __shared__ int si[32];
+  __shared__ bool last;
+  GridDependencyWait();  // PDL (launch.cuh): the logits come from the lm_head GEMM
+  if (trigger) TriggerDependents();
+  const int r = blockIdx.y, c = blockIdx.x, chunks = gridDim.x;
+  const bool capped = cap > 0.0f;
+  const float inv = 1.0f / cap;
+  float* row = logits + static_cast<int64_t>(r) * vocab;
+  // The row as an unaligned head (< 4 floats), 16-byte aligned float4s, and a tail (< 4).
+  const int head = min(static_cast<int>((16 - (reinterpret_cast<uintptr_t>(row) & 15)) / 4 & 3),
+                       vocab);
+  const int n4 = (vocab - head) / 4, tail = head + 4 * n4;
+  float4* body = reinterpret_cast<float4*>(row + head);
+  float best = -INFINITY;
+  int best_i = INT_MAX;
+  const int q1 = min(c * chunk4 + chunk4, n4);
+#pragma unroll 4
+  for (int q = c * chunk4 + threadIdx.x; q < q1; q += kArgmaxThreads) {
+    float4 x = body[q];
+    if (capped) {
+      x = make_float4(Cap(x.x, cap, inv), Cap(x.y, cap, inv), Cap(x.z, cap, inv),
+                      Cap(x.w, cap, inv));
+      body[q] = x;
+    }
+    const int i = head + 4 * q;
+    Better(best, best_i, x.x, i);
+    Better(best, best_i, x.y, i + 1);
+    Better(best, best_i, x.z, i + 2);
+    Better(best, best_i, x.w, i + 3);
+  }
+  if (c == 0) {  // the head and the tail: at most 3 floats each
+    const int i = threadIdx.x < head ? threadIdx.x : tail + threadIdx.x - head;
+    if (threadIdx.x < head + (vocab - tail)) {
+      float x = row[i];
+      if (capped) {
+        x = Cap(x, cap, inv);
+        row[i] = x;
+      }
+      Better(best, best_i, x, i);
+    }
+  }
+  BlockBest(best, best_i, sv, si);
+  if (chunks == 1) {
+    if (threadIdx.x == 0) out[r] = best_i == INT_MAX ? 0 : best_i;
+    return;
+  }
+  ArgmaxPartial* row_partials = partials + static_cast<int64_t>(r) * kArgmaxMaxChunks;
   if (threadIdx.x == 0) {
-    for (int w = 1; w < static_cast<int>(blockDim.x / 32); ++w) Better(best, best_i, sv[w], si[w]);
-    out[blockIdx.x] = best_i == INT_MAX ? 0 : best_i;
+    row_partials[c] = ArgmaxPartial{best, best_i};
+    __threadfence();  // the partial is visible device-wide before the block counts
+    last = atomicAdd(counters + r, 1) == chunks - 1;
+  }
+  __syncthreads();
+  if (!last) return;
+  __threadfence();  // acquire side: the row's other partials, counted before us, are visible
+  best = -INFINITY;
+  best_i = INT_MAX;
+  for (int k = threadIdx.x; k < chunks; k += kArgmaxThreads) {
+    // L2 reads (__ldcg): other blocks wrote them during this grid.
+    const float v = __ldcg(&row_partials[k].value);
+    const int i = __ldcg(&row_partials[k].index);
+    Better(best, best_i, v, i);
+  }
+  BlockBest(best, best_i, sv, si);  // sv/si reuse: the barrier after `last` ordered the reads
+  if (threadIdx.x == 0) {
+    out[r] = best_i == INT_MAX ? 0 : best_i;
+    counters[r] = 0;  // every block of the row has counted: ready for the next launch
   }
 }
 
@@ -351,9 +441,42 @@ Status LaunchSoftcap(float* logits, int64_t n, float cap, cudaStream_t stream) {
   return LaunchKernel("SoftcapKernel", SoftcapKernel, blocks, 256, 0, stream, logits, n, cap);
 }
 
-Status LaunchArgmax(const float* logits, int rows, int vocab, int* out, cudaStream_t stream) {
+size_t SoftcapArgmaxScratchBytes(int rows) {
+  const size_t r = static_cast<size_t>(rows > 0 ? rows : 0);
+  return (r * sizeof(int) + 15) / 16 * 16 + r * kArgmaxMaxChunks * sizeof(ArgmaxPartial);
+}
+
+Status LaunchSoftcapArgmax(float* logits, int rows, int vocab, float cap, int* out, void* scratch,
+                           size_t scratch_bytes, cudaStream_t stream) {
   if (rows <= 0) return Ok();
-  return LaunchKernel("ArgmaxKernel", ArgmaxKernel, rows, 1024, 0, stream, logits, vocab, out);
+  if (vocab <= 0) return MakeError("LaunchSoftcapArgmax: vocab ", vocab, " must be > 0");
+  if (rows > 65535) return MakeError("LaunchSoftcapArgmax: ", rows, " rows (at most 65535)");
+  if ((reinterpret_cast<uintptr_t>(logits) & 3) != 0) {
+    return MakeError("LaunchSoftcapArgmax: logits not 4-byte aligned");
+  }
+  const size_t need = SoftcapArgmaxScratchBytes(rows);
+  if (scratch == nullptr || scratch_bytes < need ||
+      (reinterpret_cast<uintptr_t>(scratch) & 15) != 0) {
+    return MakeError("LaunchSoftcapArgmax: scratch of ", scratch_bytes, " bytes at ", scratch,
+                     " for ", rows, " rows (needs ", need, " bytes, 16-byte aligned)");
+  }
+  // About two blocks per SM over all rows (few rows: many chunks each, so a decode step reads its
+  // 1 MB rows with the whole GPU), at least one float4 per thread, ≤ kArgmaxMaxChunks.
+  const int n4 = vocab / 4;
+  const int sms = DeviceSmCount();
+  int chunks = std::clamp((2 * sms + rows - 1) / rows, 1, kArgmaxMaxChunks);
+  chunks = std::min(chunks, std::max(1, (n4 + kArgmaxThreads - 1) / kArgmaxThreads));
+  const int chunk4 = std::max(1, (n4 + chunks - 1) / chunks);
+  chunks = std::max(1, (n4 + chunk4 - 1) / chunk4);
+  // The early trigger (launch.cuh rule 3) only when the grid is resident at once.
+  static const int resident = ResidentBlocks(SoftcapArgmaxKernel, kArgmaxThreads, 0);
+  const bool trigger = static_cast<int64_t>(chunks) * rows <= resident;
+  int* counters = static_cast<int*>(scratch);
+  auto* partials = reinterpret_cast<ArgmaxPartial*>(static_cast<char*>(scratch) +
+                                                    (static_cast<size_t>(rows) * 4 + 15) / 16 * 16);
+  return LaunchKernel("SoftcapArgmaxKernel", SoftcapArgmaxKernel, dim3(chunks, rows),
+                      kArgmaxThreads, 0, stream, logits, vocab, cap, chunk4, out, counters,
+                      partials, trigger);
 }
 
 Status LaunchSample(const float* logits, int rows, int vocab, const SampleRowParams* params,
