@@ -7,11 +7,13 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "cli/commands.h"
+#include "util/status.h"
 #if GS_HAVE_CUDA
 #include "runtime/cuda/bf16_gemm.h"
 #include "runtime/cuda/cuda_runner.h"

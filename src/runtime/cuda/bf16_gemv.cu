@@ -80,8 +80,14 @@ __device__ __forceinline__ void StoreSum(const GemvArgs& a, int tile, int chunk,
   if (token < a.m && row < a.n) a.out[static_cast<int64_t>(token) * a.n + row] = v;
 }
 
+// Resident blocks per SM asked of ptxas: the most each instantiation reaches without spilling
+// (sm_90a, CUDA 13.0: 70, 76, 113 and 157 registers for NT = 1, 2, 4, 8; one more block for NT 4
+// or 8 spills). More resident blocks: more splits in a one-wave grid, more loads in flight.
 template <int NT>
-__global__ void __launch_bounds__(kThreads) Bf16GemvKernel(GemvArgs a) {
+constexpr int kMinBlocks = NT == 1 ? 7 : NT == 2 ? 6 : NT == 4 ? 4 : 3;
+
+template <int NT>
+__global__ void __launch_bounds__(kThreads, kMinBlocks<NT>) Bf16GemvKernel(GemvArgs a) {
   __shared__ float red[kWarps][NT * 4][32];
   __shared__ bool last;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
