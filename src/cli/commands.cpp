@@ -18,6 +18,7 @@ int RunChatTemplate(int argc, char** argv);
 int RunServe(int argc, char** argv);
 int RunBenchServe(int argc, char** argv);
 int RunKvCapacity(int argc, char** argv);
+int RunBenchGemv(int argc, char** argv);
 
 const std::vector<Command>& AllCommands() {
   static const std::vector<Command> commands = {
@@ -36,6 +37,7 @@ const std::vector<Command>& AllCommands() {
       {"serve", "OpenAI-compatible HTTP server (flags as vllm serve)", RunServe},
       {"bench-serve", "load-test a running server (as vllm bench serve)", RunBenchServe},
       {"kv-capacity", "sequences that fit in a KV budget with gemmaserve's KV layout", RunKvCapacity},
+      {"bench-gemv", "decode BF16 products: cuBLASLt vs the streaming GEMV (GPU)", RunBenchGemv},
   };
   return commands;
 }

@@ -1,8 +1,17 @@
 #include "runtime/cuda/bf16_gemm.h"
 
+#include <cstdint>
+
+#include "runtime/cuda/kernels.h"
+
 namespace gs::cuda {
 namespace {
 constexpr size_t kWorkspaceBytes = 32u << 20;
+// (chunk, tile) cells a split GEMV may have: splits are used only for grids of a few waves,
+// far below this (the device holds ~1000 blocks).
+constexpr int kGemvCounters = 16384;
+
+bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 }  // namespace
 
 Bf16Gemm::~Bf16Gemm() {
@@ -17,7 +26,10 @@ Bf16Gemm::~Bf16Gemm() {
 
 Status Bf16Gemm::Init() {
   GS_CUBLAS_RETURN_IF_ERROR(cublasLtCreate(&handle_));
-  return workspace_.Allocate(kWorkspaceBytes, "cuBLASLt workspace");
+  GS_RETURN_IF_ERROR(workspace_.Allocate(kWorkspaceBytes, "cuBLASLt workspace"));
+  GS_RETURN_IF_ERROR(gemv_counters_.Allocate(kGemvCounters * sizeof(int), "BF16 GEMV counters"));
+  GS_CUDA_RETURN_IF_ERROR(cudaMemset(gemv_counters_.get(), 0, gemv_counters_.bytes()));
+  return Ok();
 }
 
 // cuBLAS is column-major: the row-major out[M, N] is the column-major outᵀ [N, M] = W·xᵀ, with
@@ -77,6 +89,14 @@ Status Bf16Gemm::Launch(const void* x, int m, int k, const void* w, int n, void*
 
 Status Bf16Gemm::Run(const __nv_bfloat16* x, int m, int k, const __nv_bfloat16* w, int n,
                      void* out, bool out_f32, float alpha, cudaStream_t stream) {
+  if (out_f32 && alpha == 1.0f && Bf16GemvServes(m, n, k) && Aligned16(x) && Aligned16(w)) {
+    Bf16GemvWorkspace ws;
+    ws.partials = workspace_.get<float>();
+    ws.partial_bytes = workspace_.bytes();
+    ws.counters = gemv_counters_.get<int>();
+    ws.num_counters = static_cast<int>(gemv_counters_.bytes() / sizeof(int));
+    return LaunchBf16Gemv(x, m, k, w, n, static_cast<float*>(out), ws, stream);
+  }
   return Launch(x, m, k, w, n, out, out_f32 ? Types::kBf16InF32Out : Types::kBf16InBf16Out, alpha,
                 stream);
 }

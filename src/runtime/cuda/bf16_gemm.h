@@ -2,6 +2,11 @@
 // accumulation and fp32 or bf16 output (attention projections, the tied lm_head), or all fp32
 // (the router: CUBLAS_COMPUTE_32F, true fp32 FMAs, no TF32). Plans (descriptors + the
 // heuristic's algorithm) are cached per shape and type.
+//
+// Decode sizes of the BF16 → fp32 product (alpha 1, Bf16GemvServes: M <= 32 by default) run our
+// own weight-streaming kernel instead (LaunchBf16Gemv, bf16_gemv.cu): cuBLASLt reaches only
+// 1.5-2.3 TB/s at M = 1 and, as an ordinary launch, breaks the PDL chain. GS_BF16_GEMV=0 keeps
+// everything on cuBLASLt; GS_BF16_GEMV_MAX_M=<n> moves the threshold (kernels.h).
 #pragma once
 
 #include <cublasLt.h>
@@ -41,7 +46,10 @@ class Bf16Gemm {
                 float alpha, cudaStream_t stream);
 
   cublasLtHandle_t handle_ = nullptr;
+  // cuBLASLt's workspace, also the GEMV's split partials: both are used only by kernels of the
+  // same stream, one after the other.
   DeviceBuffer workspace_;
+  DeviceBuffer gemv_counters_;  // the GEMV's per-tile counters, zero between launches
   std::map<std::tuple<int, int, int, Types>, Plan> plans_;
 };
 

@@ -84,6 +84,40 @@ Status LaunchPackedGemv(const PackedMatrix& w, const GemmRows& rows, const bf16*
                         cudaStream_t stream);
 
 // ---------------------------------------------------------------------------------------------
+// bf16_gemv.cu: decode-size BF16 products out[M, N] fp32 = x[M, K] · W[N, K]ᵀ on the weights as
+// stored for cuBLASLt (row-major [N, K], not repacked), streamed at memory bandwidth with mma.sync
+// and launched with PDL. Bf16Gemm::Run (bf16_gemm.cpp) dispatches to it when Bf16GemvServes().
+
+// Scratch of the blocks that split one 16-row tile's K range: `partials` holds the partial sums
+// of one launch (too small: fewer splits), `counters` (one per tile and 64-token chunk) must be
+// zero before the first launch and are left zero by every launch, so graph replays reuse them.
+// Launches sharing a workspace must be ordered (one stream). An empty workspace: no split.
+struct Bf16GemvWorkspace {
+  float* partials = nullptr;
+  size_t partial_bytes = 0;
+  int* counters = nullptr;
+  int num_counters = 0;
+};
+
+// Any M >= 0 (tokens in chunks of 64), N >= 1, K a positive multiple of 8, x and w 16-byte
+// aligned (rows then are too); anything else is an error naming the shape. Results are
+// bit-identical run to run (fixed-order reductions, no atomics on the output). `splits`: blocks
+// per tile along K (tests and tuning; more than the workspace holds is an error); 0 = chosen
+// from the shape and the occupancy, or GS_BF16_GEMV_SPLITS=<n> (read once, a tuning switch).
+Status LaunchBf16Gemv(const bf16* x, int m, int k, const bf16* w, int n, float* out,
+                      const Bf16GemvWorkspace& ws, cudaStream_t stream, int splits = 0);
+
+// The k-split blocks LaunchBf16Gemv(splits = 0) uses for this shape and workspace (1: none),
+// for benchmarks and tests.
+int Bf16GemvSplits(int m, int n, int k, const Bf16GemvWorkspace& ws);
+
+// Policy of Bf16Gemm::Run (fp32 output, alpha 1): the GEMV serves M <= max_m (default 32) with
+// K a multiple of 8. From the environment on first use: GS_BF16_GEMV=0 turns it off,
+// GS_BF16_GEMV_MAX_M=<n> sets max_m. SetBf16GemvPolicy overrides both (tests, benchmarks).
+bool Bf16GemvServes(int m, int n, int k);
+void SetBf16GemvPolicy(bool enabled, int max_m);
+
+// ---------------------------------------------------------------------------------------------
 // moe.cu
 
 // Router logits of up to 8 tokens (decode), fp32: logits[t, e] = x[t] · w[e] with w fp32
