@@ -519,6 +519,7 @@ Status LaunchDtype(const AttentionLayer& L, const AttentionMeta& m, const bf16* 
 }  // namespace
 
 int DecodeTileRows() { return kR; }
+int AttentionDecodeKeyTile() { return kN; }
 
 size_t DecodePartialFloats(int head_dim, int num_tiles, int kv_heads, int splits) {
   return static_cast<size_t>(num_tiles) * kv_heads * splits * (kR * head_dim + 2 * kR);

@@ -106,7 +106,7 @@ struct CudaRunner::Impl {
   Status CheckBatch(const Batch& b) const;
   Status UploadMeta(const Batch& b, int valid_tokens);
   Status EnsureScratch(int tokens, int logit_rows);
-  int AttentionSplits(int tiles, int kv_heads, int head_dim, bool decode) const;
+  int AttentionSplits(int tiles, int kv_heads, int head_dim, int window, bool decode) const;
   Status Attention(int l);
   Status Feedforward(int l, int tokens);
   Status Step(const Batch& b);
@@ -405,14 +405,21 @@ Status CudaRunner::Impl::EnsureScratch(int T, int R) {
 // others exit at once), so eager and graph steps of one shape run the same split and sum in the
 // same order. Decode merges in the block of its last split, which reads every used split's
 // 8 × head_dim fp32 partials: at most 256 KB of them (16 splits at head_dim 512, 32 at 256), or
-// that one block's reads would outlast what the extra splits save.
-int CudaRunner::Impl::AttentionSplits(int tiles, int kv_heads, int head_dim, bool decode) const {
+// that one block's reads would outlast what the extra splits save. A sliding layer's query tile
+// (≤ 8 tokens) sees < window + 8 keys: more splits than those cover would never run.
+int CudaRunner::Impl::AttentionSplits(int tiles, int kv_heads, int head_dim, int window,
+                                      bool decode) const {
   const int blocks = tiles * kv_heads;
   if (decode && blocks > kSplitCounters) return 1;
   if (decode && ForcedDecodeSplits() > 0) return ForcedDecodeSplits();
   const int sms = cuda::DeviceSmCount();
   if (blocks >= sms) return 1;
-  const int cap = decode ? std::clamp(256 * 1024 / (8 * head_dim * 4), 1, 32) : 32;
+  int cap = 32;
+  if (decode) {
+    const int key_tile = cuda::AttentionDecodeKeyTile();
+    cap = std::clamp(256 * 1024 / (8 * head_dim * 4), 1, cap);
+    if (window > 0) cap = std::min(cap, (window + 8 + key_tile - 1) / key_tile + 1);
+  }
   return std::clamp((2 * sms + blocks - 1) / blocks, 1, cap);
 }
 
@@ -465,7 +472,7 @@ Status CudaRunner::Impl::Attention(int l) {
   }
   const bool decode_tiles =
       tile_size == cuda::AttentionTileTokens(config.num_heads / lc.num_kv_heads, true);
-  const int splits = AttentionSplits(m.num_tiles, al.kv_heads, d, decode_tiles);
+  const int splits = AttentionSplits(m.num_tiles, al.kv_heads, d, al.window, decode_tiles);
   float* partial = nullptr;
   if (splits > 1) {
     const size_t need = cuda::AttentionPartialFloats(al, m, T, splits);

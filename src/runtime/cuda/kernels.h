@@ -194,6 +194,9 @@ struct AttentionMeta {
 // the decode kernel, whose tile is 8 rows = tokens × group; otherwise the prefill kernel's 64
 // rows. group (heads / kv_heads) must be 1, 2, 4 or 8.
 int AttentionTileTokens(int group, bool decode);
+// Keys per smem tile of the decode kernel: each of its splits takes at least one such tile, so a
+// query tile with K visible keys uses at most ceil(K / this) splits.
+int AttentionDecodeKeyTile();
 
 struct AttentionLayer {
   int heads = 0, kv_heads = 0, head_dim = 0;
