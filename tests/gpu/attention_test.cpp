@@ -114,18 +114,22 @@ bool WithinE4m3(float got, float want, float stored) {
 enum class Kernel { kPrefill, kDecode };
 
 // The decode kernel merges its splits in the last block of each (tile, kv head), found through
-// counters that each launch must leave at zero. Launches the attention of `first` (already
-// launched into `first_out`, whose result is `want`) again at once, then as a graph captured on
-// a stream and replayed twice: every result must have the same bits, and the counters must be
-// zero after all of them.
+// counters that each launch must leave at zero. Runs `launch` (whose first result is `want`)
+// twice more back to back (PDL lets the second start before the first ends), then as a graph
+// captured on a stream and replayed twice: every result must have the same bits, and the
+// counters must be zero after all of them.
 void ExpectRepeatable(const std::function<Status(bf16* out, cudaStream_t stream)>& launch,
                       const std::vector<bf16>& want, const DeviceArray<int>& counters) {
-  DeviceArray<bf16> again(want.size());
+  DeviceArray<bf16> again(want.size()), again2(want.size());
   again.Poison();
-  GS_ASSERT_OK(launch(again.get(), nullptr));  // right behind the first launch
-  const auto again_host = again.Download();
-  EXPECT_EQ(std::memcmp(again_host.data(), want.data(), want.size() * sizeof(bf16)), 0)
-      << "a second launch right after the first gave other bits";
+  again2.Poison();
+  GS_ASSERT_OK(launch(again.get(), nullptr));
+  GS_ASSERT_OK(launch(again2.get(), nullptr));  // right behind the other, no sync between
+  for (const DeviceArray<bf16>* a : {&again, &again2}) {
+    const auto host = a->Download();
+    EXPECT_EQ(std::memcmp(host.data(), want.data(), want.size() * sizeof(bf16)), 0)
+        << (a == &again ? "a second" : "a third") << " launch gave other bits than the first";
+  }
 
   cudaStream_t stream = nullptr;
   GS_CUDA_ASSERT(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
