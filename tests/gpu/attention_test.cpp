@@ -1,17 +1,22 @@
 // The attention kernels (prefill and decode) against the CPU runner's AttendAndCache at the real
 // 26B-A4B shapes: sliding layers (16 q heads, 8 kv heads × 256, window 1024, ring cache) and
-// global layers (2 kv heads × 512, paged cache through a shuffled block table); contexts 1, 1023,
-// 1024, 1025 and 5000; chunks of 1..1100 tokens (longer than the window) continuing a cache;
-// several sequences per batch; with and without the flash-decoding split; BF16 and FP8 (e4m3)
-// KV caches. The past is written by LaunchKvWrite, so the test also checks what the write
-// leaves in the cache (bit-exact for bf16; for fp8 within e4m3 rounding and amax/448 scales, and
-// byte for byte the host quantizer of fp8_kv_layout.h: byte order and stored scales s · 2^120).
+// global layers (2 kv heads × 512, paged cache through a shuffled block table); contexts 1, 63,
+// 64, 65, 1023, 1024, 1025 and 5000 (around the decode kernel's 64-key tiles and the window);
+// chunks of 1..1100 tokens (longer than the window) continuing a cache; batches of 1, 3 and 32
+// sequences; with and without the flash-decoding split (for decode up to 32 splits, merged in
+// the kernel's last split block through counters that every launch must leave at zero: each
+// decode launch is repeated at once, eagerly and as a CUDA graph replayed twice, and must give
+// the same bits); BF16 and FP8 (e4m3) KV caches. The past is written by LaunchKvWrite, so the
+// test also checks what the write leaves in the cache (bit-exact for bf16; for fp8 within e4m3
+// rounding and amax/448 scales, and byte for byte the host quantizer of fp8_kv_layout.h: byte
+// order and stored scales s · 2^120).
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <numeric>
 #include <random>
 #include <string>
@@ -107,6 +112,49 @@ bool WithinE4m3(float got, float want, float stored) {
 }
 
 enum class Kernel { kPrefill, kDecode };
+
+// The decode kernel merges its splits in the last block of each (tile, kv head), found through
+// counters that each launch must leave at zero. Runs `launch` (whose first result is `want`)
+// twice more back to back (PDL lets the second start before the first ends), then as a graph
+// captured on a stream and replayed twice: every result must have the same bits, and the
+// counters must be zero after all of them.
+void ExpectRepeatable(const std::function<Status(bf16* out, cudaStream_t stream)>& launch,
+                      const std::vector<bf16>& want, const DeviceArray<int>& counters) {
+  DeviceArray<bf16> again(want.size()), again2(want.size());
+  again.Poison();
+  again2.Poison();
+  GS_ASSERT_OK(launch(again.get(), nullptr));
+  GS_ASSERT_OK(launch(again2.get(), nullptr));  // right behind the other, no sync between
+  for (const DeviceArray<bf16>* a : {&again, &again2}) {
+    const auto host = a->Download();
+    EXPECT_EQ(std::memcmp(host.data(), want.data(), want.size() * sizeof(bf16)), 0)
+        << (a == &again ? "a second" : "a third") << " launch gave other bits than the first";
+  }
+
+  cudaStream_t stream = nullptr;
+  GS_CUDA_ASSERT(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  GS_CUDA_ASSERT(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  const Status captured = launch(again.get(), stream);
+  GS_CUDA_ASSERT(cudaStreamEndCapture(stream, &graph));
+  GS_ASSERT_OK(captured);
+  GS_CUDA_ASSERT(cudaGraphInstantiate(&exec, graph, 0));
+  for (int replay = 0; replay < 2; ++replay) {
+    GS_CUDA_ASSERT(cudaMemsetAsync(again.get(), 0xff, want.size() * sizeof(bf16), stream));
+    GS_CUDA_ASSERT(cudaGraphLaunch(exec, stream));
+    GS_CUDA_ASSERT(cudaStreamSynchronize(stream));
+    const auto replay_host = again.Download();
+    EXPECT_EQ(std::memcmp(replay_host.data(), want.data(), want.size() * sizeof(bf16)), 0)
+        << "graph replay " << replay << " gave other bits than the eager launch";
+  }
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  cudaStreamDestroy(stream);
+  const auto left = counters.Download();
+  EXPECT_EQ(std::count(left.begin(), left.end(), 0), static_cast<std::ptrdiff_t>(left.size()))
+      << "split counters not left at zero";
+}
 
 // With fp8, appends each output row's relative L2 error against unquantized K/V to *fp8_rows.
 void RunCase(const Case& c, int splits, Kernel kernel, bool fp8, uint64_t seed,
@@ -273,13 +321,22 @@ void RunCase(const Case& c, int splits, Kernel kernel, bool fp8, uint64_t seed,
   dq.Upload(gputest::ToBf16(q));
   dk.Upload(gputest::ToBf16(k));
   dv.Upload(gputest::ToBf16(v));
-  DeviceArray<float> partial(splits > 1 ? static_cast<size_t>(splits) * T * kHeads * (d + 2) : 1);
+  DeviceArray<float> partial(
+      std::max<size_t>(1, cuda::AttentionPartialFloats(layer, dm.meta, T, splits)));
+  DeviceArray<int> counters(static_cast<size_t>(dm.meta.num_tiles) * kv);
+  GS_CUDA_ASSERT(cudaMemset(counters.get(), 0, counters.size() * sizeof(int)));
   out.Poison();
   partial.Poison();
-  GS_ASSERT_OK(cuda::LaunchAttention(layer, dm.meta, dq.get(), dk.get(), dv.get(), T, splits,
-                                     splits > 1 ? partial.get() : nullptr, out.get(), nullptr));
+  auto launch = [&](bf16* dst, cudaStream_t stream) {
+    return cuda::LaunchAttention(layer, dm.meta, dq.get(), dk.get(), dv.get(), T, splits,
+                                 splits > 1 ? partial.get() : nullptr, counters.get(), dst,
+                                 stream);
+  };
+  GS_ASSERT_OK(launch(out.get(), nullptr));
+  const auto got_bf16 = out.Download();
+  if (kernel == Kernel::kDecode) ExpectRepeatable(launch, got_bf16, counters);
   GS_ASSERT_OK(cuda::LaunchKvWrite(layer, dm.meta, dk.get(), dv.get(), T, nullptr));
-  const auto got = gputest::FromBf16(out.Download());
+  const auto got = gputest::FromBf16(got_bf16);
 
   std::vector<float> want(got.size()), want_exact(got.size());
   ThreadPool tp(0);
@@ -327,10 +384,13 @@ void RunCase(const Case& c, int splits, Kernel kernel, bool fp8, uint64_t seed,
   EXPECT_EQ(mismatches, 0) << "K/V cache elements differ from the CPU cache after the write";
 }
 
+// Decode contexts: around the decode kernel's 64-key tiles, the window, and long.
+constexpr int kContexts[] = {1, 63, 64, 65, 1023, 1024, 1025, 5000};
+
 std::vector<Case> Cases(bool sliding) {
   std::vector<Case> out;
-  // Single sequences: decode at contexts 1, 1023, 1024, 1025, 5000 and chunks of odd sizes.
-  for (int context : {1, 1023, 1024, 1025, 5000}) out.push_back({sliding, {{context - 1, 1}}});
+  // Single sequences: decode at each context, and chunks of odd sizes.
+  for (int context : kContexts) out.push_back({sliding, {{context - 1, 1}}});
   out.push_back({sliding, {{0, 3}}});
   out.push_back({sliding, {{1020, 3}}});  // ≤ 4 tokens: the decode kernel's tile on sliding
   out.push_back({sliding, {{0, 17}}});
@@ -341,8 +401,13 @@ std::vector<Case> Cases(bool sliding) {
     out.push_back({sliding, {{0, 1100}}});     // chunk longer than the window
     out.push_back({sliding, {{2000, 1100}}});  // ... with a full ring before it
   }
-  // Several sequences in one batch: decode at different contexts, and mixed chunks.
+  // Several sequences in one batch: decode at different contexts (3 and 32 sequences, every
+  // context in each), and mixed chunks.
   out.push_back({sliding, {{0, 1}, {1023, 1}, {4999, 1}}});
+  out.push_back({sliding, {{62, 1}, {63, 1}, {64, 1}}});
+  Case b32{sliding, {}};
+  for (int i = 0; i < 32; ++i) b32.seqs.push_back({kContexts[(i * 3) % 8] - 1, 1});
+  out.push_back(b32);
   out.push_back({sliding, {{1000, 17}, {0, 3}, {1030, 1}}});
   // The demo model's geometry (window 32), chunks shorter and longer than the window.
   for (SeqSpec s : {SeqSpec{0, 7}, SeqSpec{0, 33}, SeqSpec{0, 100}, SeqSpec{40, 1}, SeqSpec{40, 9}}) {
@@ -383,7 +448,8 @@ struct Param {
 class Attention : public ::testing::TestWithParam<Param> {};
 
 // Every case through the prefill kernel, and through the decode kernel where its tiles fit
-// (≤ 8 query rows: the runner's choice), each with and without the flash-decoding split.
+// (≤ 8 query rows: the runner's choice), each with and without the flash-decoding split (decode:
+// 3 splits, uneven over the key tiles, and 32, the most the runner uses).
 TEST_P(Attention, MatchesCpuReference) {
   GS_REQUIRE_GPU();
   const Param param = GetParam();
@@ -395,7 +461,9 @@ TEST_P(Attention, MatchesCpuReference) {
     for (const SeqSpec& s : c.seqs) longest = std::max(longest, s.count);
     for (Kernel kernel : {Kernel::kPrefill, Kernel::kDecode}) {
       if (kernel == Kernel::kDecode && longest > cuda::AttentionTileTokens(group, true)) continue;
-      for (int splits : {1, 4}) {
+      const std::vector<int> split_counts =
+          kernel == Kernel::kDecode ? std::vector<int>{1, 3, 32} : std::vector<int>{1, 4};
+      for (int splits : split_counts) {
         SCOPED_TRACE(::testing::Message()
                      << "first sequence start " << c.seqs[0].start << " count " << c.seqs[0].count
                      << ", " << c.seqs.size() << " sequences, splits " << splits << ", "

@@ -3,7 +3,7 @@
 // KV cache per DESIGN §3: global layers in paged blocks through each sequence's block table,
 // sliding layers in a ring of `window` positions per KV slot. This file picks the kernel
 // (attention_decode.cu for tiles of ≤ 8 query rows, attention_prefill.cu otherwise) and merges
-// the flash-decoding splits.
+// the prefill kernel's flash-decoding splits (the decode kernel merges its own).
 #include <algorithm>
 
 #include "runtime/cuda/attention_internal.h"
@@ -13,7 +13,7 @@
 namespace gs::cuda {
 namespace {
 
-// Merges the splits of one (token, head): M = max m_z, w_z = e^(m_z − M),
+// Merges the prefill kernel's splits of one (token, head): M = max m_z, w_z = e^(m_z − M),
 // o = Σ w_z o_z / Σ w_z l_z.
 __global__ void AttentionMergeKernel(const float* __restrict__ partial, int splits, int tokens,
                                      int heads, int d, bf16* __restrict__ out) {
@@ -49,9 +49,25 @@ int AttentionTileTokens(int group, bool decode) {
   return (decode ? DecodeTileRows() : PrefillTileRows()) / group;
 }
 
+// Decode when the tile size is the decode kernel's for this group (LaunchAttention checks that
+// it is one of the two).
+bool IsDecodeTile(const AttentionLayer& layer, const AttentionMeta& meta) {
+  return layer.kv_heads > 0 && layer.heads % layer.kv_heads == 0 &&
+         meta.tile_tokens == AttentionTileTokens(layer.heads / layer.kv_heads, true);
+}
+
+size_t AttentionPartialFloats(const AttentionLayer& layer, const AttentionMeta& meta, int tokens,
+                              int splits) {
+  if (splits <= 1) return 0;
+  if (IsDecodeTile(layer, meta)) {
+    return DecodePartialFloats(layer.head_dim, meta.num_tiles, layer.kv_heads, splits);
+  }
+  return static_cast<size_t>(splits) * tokens * layer.heads * (layer.head_dim + 2);
+}
+
 Status LaunchAttention(const AttentionLayer& layer, const AttentionMeta& meta, const bf16* q,
                        const bf16* k, const bf16* v, int tokens, int splits, float* partial,
-                       bf16* out, cudaStream_t stream) {
+                       int* counters, bf16* out, cudaStream_t stream) {
   if (tokens <= 0 || meta.num_tiles <= 0) return Ok();
   if (layer.kv_heads <= 0 || layer.heads % layer.kv_heads != 0 ||
       !GroupSupported(layer.heads / layer.kv_heads)) {
@@ -59,7 +75,7 @@ Status LaunchAttention(const AttentionLayer& layer, const AttentionMeta& meta, c
                      " must be 1, 2, 4 or 8");
   }
   const int group = layer.heads / layer.kv_heads;
-  const bool decode = meta.tile_tokens == AttentionTileTokens(group, true);
+  const bool decode = IsDecodeTile(layer, meta);
   if (!decode && meta.tile_tokens != AttentionTileTokens(group, false)) {
     return MakeError("LaunchAttention: tile_tokens ", meta.tile_tokens, " is neither ",
                      AttentionTileTokens(group, true), " (decode) nor ",
@@ -71,13 +87,17 @@ Status LaunchAttention(const AttentionLayer& layer, const AttentionMeta& meta, c
   if (splits < 1 || (splits > 1 && partial == nullptr)) {
     return MakeError("LaunchAttention: bad split count ", splits);
   }
+  if (decode && splits > 1 && counters == nullptr) {
+    return MakeError("LaunchAttention: decode with ", splits, " splits needs the split counters");
+  }
   if (layer.kv_dtype == KvDtype::kFp8E4m3 && (!layer.k_scale || !layer.v_scale)) {
     return MakeError("LaunchAttention: FP8 KV cache without scales");
   }
-  GS_RETURN_IF_ERROR(decode ? LaunchDecodeAttention(layer, meta, q, k, v, tokens, splits, partial,
-                                                    out, stream)
-                            : LaunchPrefillAttention(layer, meta, q, k, v, tokens, splits, partial,
-                                                     out, stream));
+  if (decode) {
+    return LaunchDecodeAttention(layer, meta, q, k, v, splits, partial, counters, out, stream);
+  }
+  GS_RETURN_IF_ERROR(
+      LaunchPrefillAttention(layer, meta, q, k, v, tokens, splits, partial, out, stream));
   if (splits > 1) {
     const int d = layer.head_dim;
     GS_RETURN_IF_ERROR(LaunchKernel("AttentionMergeKernel", AttentionMergeKernel,

@@ -2,10 +2,22 @@
 // kv head: GQA group 2 → 4 tokens, group 8 → 1), so the products run transposed, with the keys
 // and head dims as the mma's 16-row side and the ≤ 8 query rows as its 8-column side:
 //   Sᵀ (16 keys × 8 rows) = K·Qᵀ,   Oᵀ (16 dims × 8 rows) += Vᵀ·Pᵀ_hi + Vᵀ·Pᵀ_lo
-// (P split into two bf16 terms, see SplitBf16x2). Pᵀ's accumulator is turned into the B operand of the second product with movmatrix.trans.
-// A block (4 warps) loads 64-key tiles; each warp takes 16 of them with its own online softmax,
-// and the warps' (m, l, O) merge through smem at the end. Long contexts also split over blocks
-// (flash-decoding, gridDim.z) and merge in AttentionMergeKernel.
+// (P split into two bf16 terms, see SplitBf16x2).
+//
+// A block (4 warps) walks 64-key smem tiles. For Sᵀ each warp takes 16 keys of the tile (over
+// all head dims, in 4 independent mma chains so the chain latency does not serialise); for Oᵀ
+// each warp takes a quarter of the head dims over all 64 keys. The softmax state (m, l) is
+// therefore the block's, not the warp's: the warps exchange their tile maxima and P through
+// smem, every warp rescales by the same factor, and at the end no cross-warp merge of O is
+// needed (each warp owns distinct dims; head_dim 512 needs 32 accumulators a thread, not 128).
+//
+// Long contexts split over blocks (flash-decoding, gridDim.z). The grid's split count is fixed
+// per batch shape (graphs replay at any context); each (tile, kv head) uses n = min(gridDim.z,
+// its key tiles) of them and the rest exit at once. Each used split writes its unnormalised O and
+// (m, l) to `partial` in the mma fragment layout, counts itself in its (tile, kv head) counter,
+// and the block that counts last merges all n records in split order — so the result does not
+// depend on which block finished last — and resets the counter for the next launch (or graph
+// replay). Loads of the merge are 16-byte, coalesced, in flight together, and skip unused rows.
 #include "runtime/cuda/attention_common.cuh"
 #include "runtime/cuda/attention_internal.h"
 #include "runtime/cuda/launch.cuh"
@@ -19,43 +31,148 @@ constexpr int kR = 8;        // query rows per tile
 constexpr int kN = 64;       // keys per smem tile
 constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / 32;
+constexpr int kPStride = kN + 8;  // fp32 P row: conflict-free B-fragment reads (8·r mod 32)
+static_assert(kN == 16 * kWarps, "each warp scores 16 keys of a tile");
 
 template <int D>
 struct DecodeShape {
+  static_assert(D % 32 == 0 && D <= 512, "head_dim must be a multiple of 32, at most 512");
   static constexpr int kStride = D + kPad;
-  static constexpr int kRedStride = D + 4;  // fp32 rows of the cross-warp merge
-  static size_t SmemBytes(bool fp8) {
-    size_t b = sizeof(bf16) * (kR + 2 * kN) * kStride;
-    if (fp8) b += 2 * kN * D + 2 * kN * sizeof(float);
-    b += sizeof(float) * 2 * kWarps * kR;  // per-warp m, l
-    return b;
+  static constexpr int kKSteps = D / 16;                     // k-steps of Sᵀ = K·Qᵀ
+  static constexpr int kPvWarps = D >= 64 ? kWarps : D / 16;  // warps that own Oᵀ dims
+  static constexpr int kMt = D / 16 / kPvWarps;              // 16-dim m-tiles of Oᵀ per warp
+  static constexpr int kDimsPerWarp = 16 * kMt;
+  // One split's partial record: O in fragment order [warp][m-tile][lane][4], then m[8], l[8].
+  static constexpr int kRecord = kR * D + 2 * kR;
+  static constexpr size_t SmemBytes(bool fp8) {
+    return sizeof(bf16) * (kR + 2 * kN) * kStride +
+           sizeof(float) * (kR * kPStride + 2 * kWarps * kR) +  // P, per-warp maxima and sums
+           (fp8 ? 2 * kN * D + 2 * kN * sizeof(float) : 0);
+  }
+  // Blocks an SM holds by shared memory (228 KB, 1 KB reserved a block), ≤ 4: the register
+  // bound ptxas may use so that registers never cut that occupancy (without a bound it keeps
+  // head_dim 512 at 168 registers and spills).
+  static constexpr int MinBlocks(bool fp8) {
+    const size_t by_smem = 228 * 1024 / (SmemBytes(fp8) + 1024);
+    return by_smem < 1 ? 1 : by_smem > 4 ? 4 : static_cast<int>(by_smem);
+  }
+};
+
+// Copies K or V rows of one 64-key tile into smem as bf16. Groups of (up to) 8 lanes copy one
+// key row, 16 bytes a lane per step (128 contiguous bytes a group: coalesced), so a thread
+// touches only kKeys = 4 keys; their cache rows (ring slot or block-table lookup) are computed
+// once per tile by Rows(), ahead of time, and serve both K and V. Keys past the tile's last key
+// become zeros (masked probabilities 0 never meet stale values). bf16 rows go straight to the
+// tile; e4m3 rows land in `staging` and Finish() expands them — each thread converts exactly the
+// chunks it copied, so no barrier sits between the copy and the expansion. With fp8, `scales`
+// receives each key's stored scale (1 for fresh keys, 0 past the last key).
+template <int D, bool kFp8>
+struct DecodeKvLoader {
+  static constexpr int kChunks = D / 8;  // 8 elements (16 B bf16, 8 B e4m3) per copy
+  static constexpr int kLanesPerRow = kChunks < 8 ? kChunks : 8;
+  static constexpr int kRowGroups = kThreads / kLanesPerRow;
+  static constexpr int kKeys = kN / kRowGroups;
+  static constexpr int kChunksPerLane = kChunks / kLanesPerRow;
+  static_assert(kN % kRowGroups == 0, "tile does not divide the threads");
+  static constexpr int kStride = D + kPad;
+
+  __device__ __forceinline__ static int Key(int i) {
+    return static_cast<int>(threadIdx.x) / kLanesPerRow + i * kRowGroups;
+  }
+
+  // The cache row (or, for keys of the chunk, the row of k/v) of this thread's keys of the tile
+  // at k0. Only loads: nothing waits on them until Issue().
+  __device__ __forceinline__ static void Rows(const AttentionLayer& L, const AttentionMeta& m,
+                                              const TileInfo& t, int k0, int (&row)[kKeys]) {
+#pragma unroll
+    for (int i = 0; i < kKeys; ++i) {
+      const int p = min(k0 + Key(i), t.kend);  // past kend: any valid row (it is not read)
+      row[i] = p >= t.start ? t.first + p - t.start : static_cast<int>(CacheRow(L, m, t, p));
+    }
+  }
+
+  __device__ __forceinline__ static void Issue(const bf16* fresh, const void* cache,
+                                               const float* cache_scale, int kv_heads, int g,
+                                               const TileInfo& t, int k0, const int (&row)[kKeys],
+                                               bf16* tile, uint8_t* staging, float* scales) {
+    const int lane_in_row = static_cast<int>(threadIdx.x) % kLanesPerRow;
+#pragma unroll
+    for (int i = 0; i < kKeys; ++i) {
+      const int j = Key(i), p = k0 + j;
+      const int64_t base = (static_cast<int64_t>(row[i]) * kv_heads + g) * D;
+#pragma unroll
+      for (int cc = 0; cc < kChunksPerLane; ++cc) {
+        const int c = (lane_in_row + cc * kLanesPerRow) * 8;
+        bf16* dst = tile + j * kStride + c;
+        if (p > t.kend) {
+          *reinterpret_cast<uint4*>(dst) = make_uint4(0, 0, 0, 0);
+        } else if (p >= t.start) {
+          CpAsync16(dst, fresh + base + c);
+        } else if constexpr (kFp8) {
+          CpAsync8(staging + j * D + c, static_cast<const uint8_t*>(cache) + base + c);
+        } else {
+          CpAsync16(dst, static_cast<const bf16*>(cache) + base + c);
+        }
+      }
+      if constexpr (kFp8) {
+        if (lane_in_row == 0) {
+          if (p > t.kend) {
+            scales[j] = 0.0f;
+          } else if (p >= t.start) {
+            scales[j] = 1.0f;
+          } else {
+            CpAsync4(scales + j, cache_scale + static_cast<int64_t>(row[i]) * kv_heads + g);
+          }
+        }
+      }
+    }
+    CpAsyncCommit();
+  }
+
+  // After the wait for this tile's group: expands this thread's e4m3 chunks (cache keys,
+  // p < t.start); a barrier must follow before other threads read the tile.
+  __device__ __forceinline__ static void Finish(bf16* tile, const uint8_t* staging,
+                                                const TileInfo& t, int k0) {
+    if constexpr (kFp8) {
+      const int lane_in_row = static_cast<int>(threadIdx.x) % kLanesPerRow;
+#pragma unroll
+      for (int i = 0; i < kKeys; ++i) {
+        const int j = Key(i);
+        if (k0 + j >= t.start) continue;
+#pragma unroll
+        for (int cc = 0; cc < kChunksPerLane; ++cc) {
+          const int c = (lane_in_row + cc * kLanesPerRow) * 8;
+          const uint2 codes = *reinterpret_cast<const uint2*>(staging + j * D + c);
+          *reinterpret_cast<uint4*>(tile + j * kStride + c) = ExpandE4m3x8ToScaledBf16(codes);
+        }
+      }
+    }
   }
 };
 
 template <int D, bool kFp8>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, DecodeShape<D>::MinBlocks(kFp8))
     DecodeAttentionKernel(AttentionLayer L, AttentionMeta meta, const bf16* __restrict__ q,
                           const bf16* __restrict__ k_new, const bf16* __restrict__ v_new,
-                          int tokens, float* __restrict__ partial, bf16* __restrict__ out,
-                          bool one_wave) {
+                          float* __restrict__ partial, int* __restrict__ counters,
+                          bf16* __restrict__ out, bool one_wave) {
   using Shape = DecodeShape<D>;
-  constexpr int kStride = Shape::kStride, kRed = Shape::kRedStride;
-  constexpr int kMt = D / 16;  // head-dim tiles of Oᵀ
-  static_assert(D % 16 == 0, "head_dim must be a multiple of 16");
-  static_assert(kWarps * kR * kRed * sizeof(float) <= 2 * kN * kStride * sizeof(bf16),
-                "the merge buffer reuses the K/V tiles");
+  using Loader = DecodeKvLoader<D, kFp8>;
+  constexpr int kStride = Shape::kStride, kMt = Shape::kMt, kKSteps = Shape::kKSteps;
+  constexpr int kChains = kKSteps < 4 ? kKSteps : 4;  // independent mma chains of Sᵀ
 
   extern __shared__ __align__(16) unsigned char smem_raw[];
   bf16* qs = reinterpret_cast<bf16*>(smem_raw);  // [kR][D + pad]
   bf16* ks = qs + kR * kStride;                   // [kN][D + pad]
   bf16* vs = ks + kN * kStride;                   // [kN][D + pad]
-  float* red = reinterpret_cast<float*>(ks);      // after the loop: [warps][kR][D + 4]
-  float* wm = reinterpret_cast<float*>(vs + kN * kStride);  // [warps][kR]
-  float* wl = wm + kWarps * kR;
+  float* ps = reinterpret_cast<float*>(vs + kN * kStride);  // [kR][kPStride]: P of the tile
+  float* wm = ps + kR * kPStride;                            // [warps][kR]: tile maxima
+  float* wl = wm + kWarps * kR;                              // [warps][kR]: row sums
   uint8_t* k_stage = reinterpret_cast<uint8_t*>(wl + kWarps * kR);  // fp8: [kN][D]
   uint8_t* v_stage = k_stage + kN * D;
   float* k_sc = reinterpret_cast<float*>(v_stage + kN * D);  // fp8: [kN]
   float* v_sc = k_sc + kN;
+  __shared__ int last_block;
 
   // PDL (launch.cuh): the tile metadata, q, k/v and the cache all come from earlier kernels.
   GridDependencyWait();
@@ -65,19 +182,13 @@ __global__ void __launch_bounds__(kThreads)
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int rows = t.nq * group;  // ≤ kR
 
+  // This (tile, kv head)'s splits: n of them, as even as whole key tiles allow; the grid's
+  // other splits have nothing to do (no record, no count).
   const int n_tiles = (t.kend - t.kbeg + kN) / kN;
-  int tile_begin, tile_end;
-  SplitTiles(n_tiles, 1, &tile_begin, &tile_end);
-  if (gridDim.z > 1 && tile_begin >= tile_end) {
-    if (tid < rows) {
-      const int64_t row = static_cast<int64_t>(t.tok0 + tid / group) * L.heads + g * group +
-                          tid % group;
-      float* dst = partial + (static_cast<int64_t>(blockIdx.z) * tokens * L.heads + row) * (D + 2);
-      dst[D] = -INFINITY;
-      dst[D + 1] = 0.0f;
-    }
-    return;
-  }
+  const int n = min(static_cast<int>(gridDim.z), n_tiles);
+  const int z = blockIdx.z;
+  if (z >= n) return;
+  const int tile_begin = z * n_tiles / n, tile_end = (z + 1) * n_tiles / n;
 
   for (int i = tid; i < kR * (D / 8); i += kThreads) {
     const int r = i / (D / 8), c = (i % (D / 8)) * 8;
@@ -89,10 +200,21 @@ __global__ void __launch_bounds__(kThreads)
       *reinterpret_cast<uint4*>(dst) = make_uint4(0, 0, 0, 0);
     }
   }
-  const KvSource ksrc{k_new, L.k_cache, L.k_scale}, vsrc{v_new, L.v_cache, L.v_scale};
-  KvTileLoader<D, kN, kThreads, kFp8> kload, vload;
-  kload.Issue(ksrc, L, meta, t, g, t.kbeg + tile_begin * kN, ks, k_stage, k_sc);  // with Q
-  vload.Issue(vsrc, L, meta, t, g, t.kbeg + tile_begin * kN, vs, v_stage, v_sc);
+  int row[Loader::kKeys];
+  int k0 = t.kbeg + tile_begin * kN;
+  Loader::Rows(L, meta, t, k0, row);
+  Loader::Issue(k_new, L.k_cache, L.k_scale, L.kv_heads, g, t, k0, row, ks, k_stage, k_sc);
+  Loader::Issue(v_new, L.v_cache, L.v_scale, L.kv_heads, g, t, k0, row, vs, v_stage, v_sc);
+  CpAsyncWaitAllButOne();  // Q and K
+  Loader::Finish(ks, k_stage, t, k0);
+  __syncthreads();
+
+  // Qᵀ as the B operand of every k-step, kept in registers for the whole walk.
+  uint32_t qf[kKSteps][2];
+#pragma unroll
+  for (int i = 0; i < kKSteps; ++i) {
+    Ldsm2(qf[i], qs + (lane % 8) * kStride + i * 16 + (lane / 8 % 2) * 8);
+  }
 
   // This lane's two query rows (the columns 2·(lane % 4) and + 1 of Sᵀ and Oᵀ).
   int pos[2];
@@ -103,159 +225,265 @@ __global__ void __launch_bounds__(kThreads)
     row_ok[e] = r < rows;
     pos[e] = t.pos0 + r / group;
   }
-  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};
+  const bool pv_warp = warp < Shape::kPvWarps;
+  const int dim0 = warp * Shape::kDimsPerWarp;  // this warp's head dims of Oᵀ
+  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};  // l: this lane's keys
   float o[kMt][4];
 #pragma unroll
   for (int i = 0; i < kMt; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
-  const int kw = warp * 16;  // the warp's keys within a tile
+  const int kw = warp * 16;  // the warp's keys of Sᵀ within a tile
 
   for (int kt = tile_begin; kt < tile_end; ++kt) {
-    const int k0 = t.kbeg + kt * kN;
-    CpAsyncWaitAllButOne();
-    kload.Finish(ks, k_stage, t, k0);
-    __syncthreads();
+    k0 = t.kbeg + kt * kN;
+    const bool has_next = kt + 1 < tile_end;
+    if (has_next) Loader::Rows(L, meta, t, k0 + kN, row);  // block-table loads overlap Sᵀ
 
-    // Sᵀ = K·Qᵀ: 16 keys × 8 rows.
-    float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-#pragma unroll 8
-    for (int kk = 0; kk < D; kk += 16) {
-      uint32_t a[4], b[2];
-      Ldsm4(a, ks + (kw + (lane / 8 % 2) * 8 + lane % 8) * kStride + kk + (lane / 16) * 8);
-      Ldsm2(b, qs + (lane % 8) * kStride + kk + (lane / 8 % 2) * 8);
-      Mma(s, a, b[0], b[1]);
+    // Sᵀ = K·Qᵀ: 16 keys × 8 rows. s[0], s[1]: key kw + lane/4, rows 2(lane%4) + 0/1;
+    // s[2], s[3]: key + 8.
+    float sc[kChains][4];
+#pragma unroll
+    for (int c = 0; c < kChains; ++c) sc[c][0] = sc[c][1] = sc[c][2] = sc[c][3] = 0.0f;
+#pragma unroll
+    for (int i = 0; i < kKSteps; ++i) {
+      uint32_t a[4];
+      Ldsm4(a, ks + (kw + (lane / 8 % 2) * 8 + lane % 8) * kStride + i * 16 + (lane / 16) * 8);
+      Mma(sc[i % kChains], a, qf[i][0], qf[i][1]);
     }
-    // s[0], s[1]: key kw + lane/4, rows 2(lane%4) + 0/1; s[2], s[3]: key + 8.
-    float ksc[2] = {1.0f, 1.0f}, vsc[2] = {1.0f, 1.0f};
+    float s[4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      s[j] = sc[0][j];
+#pragma unroll
+      for (int c = 1; c < kChains; ++c) s[j] += sc[c][j];
+    }
+    float ksc[2] = {1.0f, 1.0f};
     if constexpr (kFp8) {
       ksc[0] = k_sc[kw + lane / 4];
       ksc[1] = k_sc[kw + lane / 4 + 8];
     }
-    __syncthreads();
-    if (kt + 1 < tile_end) {
-      kload.Issue(ksrc, L, meta, t, g, k0 + kN, ks, k_stage, k_sc);
-    } else {
-      CpAsyncCommit();
-    }
-
-    float alpha[2];
+    float mx[2];
 #pragma unroll
     for (int e = 0; e < 2; ++e) {
-      float mx = -INFINITY;
+      mx[e] = -INFINITY;
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         const int p = k0 + kw + lane / 4 + 8 * h;
         float& x = s[2 * h + e];
         x = row_ok[e] && Visible(p, pos[e], L.window) ? x * ksc[h] : -INFINITY;
-        mx = fmaxf(mx, x);
+        mx[e] = fmaxf(mx[e], x);
       }
 #pragma unroll
-      for (int off = 4; off < 32; off <<= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
-      const float m_new = fmaxf(m_run[e], mx);
+      for (int off = 4; off < 32; off <<= 1) {
+        mx[e] = fmaxf(mx[e], __shfl_xor_sync(0xffffffffu, mx[e], off));
+      }
+    }
+    if (lane < 4) {
+      wm[warp * kR + 2 * lane] = mx[0];
+      wm[warp * kR + 2 * lane + 1] = mx[1];
+    }
+    __syncthreads();  // the maxima are visible; every warp is done with the K tile
+    if (has_next) {
+      Loader::Issue(k_new, L.k_cache, L.k_scale, L.kv_heads, g, t, k0 + kN, row, ks, k_stage,
+                    k_sc);
+    } else {
+      CpAsyncCommit();
+    }
+
+    // The block's running max over the tile, the same in every warp; P = e^(S − m').
+    float alpha[2];
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int r = 2 * (lane % 4) + e;
+      float m_new = m_run[e];
+#pragma unroll
+      for (int w = 0; w < kWarps; ++w) m_new = fmaxf(m_new, wm[w * kR + r]);
       const float base = m_new == -INFINITY ? 0.0f : m_new;
       alpha[e] = m_new == -INFINITY ? 1.0f : __expf(m_run[e] - base);
       m_run[e] = m_new;
       s[e] = __expf(s[e] - base);
       s[2 + e] = __expf(s[2 + e] - base);
       l_run[e] = l_run[e] * alpha[e] + s[e] + s[2 + e];
-    }
-#pragma unroll
-    for (int i = 0; i < kMt; ++i) {
-      o[i][0] *= alpha[0];
-      o[i][1] *= alpha[1];
-      o[i][2] *= alpha[0];
-      o[i][3] *= alpha[1];
+      ps[r * kPStride + kw + lane / 4] = s[e];
+      ps[r * kPStride + kw + lane / 4 + 8] = s[2 + e];
     }
 
-    CpAsyncWaitAllButOne();
-    vload.Finish(vs, v_stage, t, k0);
-    __syncthreads();
-    if constexpr (kFp8) {
-      vsc[0] = v_sc[kw + lane / 4];
-      vsc[1] = v_sc[kw + lane / 4 + 8];
-    }
-    // Pᵀ (keys × rows) → B operand (k = keys, n = rows) by transposing each 8×8 half. P goes in
-    // as hi + lo bf16 terms (fp32-accurate P·V, like the scalar kernel before): bf16 P alone
-    // moved outputs by ~2^-9 relative, which the random MoE demo's router amplified into
-    // flips; the second mma is nearly free here (decode is bound by loading K/V).
-    uint32_t h0, l0, h1, l1;
-    SplitBf16x2(s[0] * vsc[0], s[1] * vsc[0], &h0, &l0);
-    SplitBf16x2(s[2] * vsc[1], s[3] * vsc[1], &h1, &l1);
-    const uint32_t bh0 = MovTrans(h0), bh1 = MovTrans(h1), bl0 = MovTrans(l0), bl1 = MovTrans(l1);
+    CpAsyncWaitAllButOne();  // V of this tile
+    Loader::Finish(vs, v_stage, t, k0);
+    __syncthreads();  // P and the V tile are visible
+
+    // Oᵀ (this warp's dims × 8 rows) = Oᵀ·α + Vᵀ·Pᵀ over the tile's 64 keys. Pᵀ's B fragment
+    // (k = keys, n = rows): keys 2(lane%4) + 0/1 and + 8/9 of the k-step, row lane/4, times
+    // the keys' V scales (fp8), as hi + lo bf16 terms: fp32-accurate P·V (bf16 P alone moved
+    // outputs by ~2^-9 relative, which the random MoE demo's router amplified into flips).
+    if (pv_warp) {
 #pragma unroll
-    for (int mt = 0; mt < kMt; ++mt) {
-      uint32_t a[4];
-      Ldsm4T(a, vs + (kw + (lane / 16) * 8 + lane % 8) * kStride + mt * 16 + (lane / 8 % 2) * 8);
-      Mma(o[mt], a, bl0, bl1);
-      Mma(o[mt], a, bh0, bh1);
+      for (int i = 0; i < kMt; ++i) {
+        o[i][0] *= alpha[0];
+        o[i][1] *= alpha[1];
+        o[i][2] *= alpha[0];
+        o[i][3] *= alpha[1];
+      }
+#pragma unroll
+      for (int st = 0; st < kN / 16; ++st) {
+        const int key = st * 16 + 2 * (lane % 4);
+        float2 p0 = *reinterpret_cast<const float2*>(ps + (lane / 4) * kPStride + key);
+        float2 p1 = *reinterpret_cast<const float2*>(ps + (lane / 4) * kPStride + key + 8);
+        if constexpr (kFp8) {
+          p0.x *= v_sc[key];
+          p0.y *= v_sc[key + 1];
+          p1.x *= v_sc[key + 8];
+          p1.y *= v_sc[key + 9];
+        }
+        uint32_t bh0, bl0, bh1, bl1;
+        SplitBf16x2(p0.x, p0.y, &bh0, &bl0);
+        SplitBf16x2(p1.x, p1.y, &bh1, &bl1);
+#pragma unroll
+        for (int mt = 0; mt < kMt; ++mt) {
+          uint32_t a[4];
+          Ldsm4T(a, vs + (st * 16 + (lane / 16) * 8 + lane % 8) * kStride + dim0 + mt * 16 +
+                        (lane / 8 % 2) * 8);
+          Mma(o[mt], a, bl0, bl1);
+          Mma(o[mt], a, bh0, bh1);
+        }
+      }
     }
-    __syncthreads();
-    if (kt + 1 < tile_end) {
-      vload.Issue(vsrc, L, meta, t, g, k0 + kN, vs, v_stage, v_sc);
-    } else {
-      CpAsyncCommit();
+    __syncthreads();  // every warp is done with the V tile and P
+    if (has_next) {
+      Loader::Issue(v_new, L.v_cache, L.v_scale, L.kv_heads, g, t, k0 + kN, row, vs, v_stage,
+                    v_sc);
+      CpAsyncWaitAllButOne();  // K of the next tile
+      Loader::Finish(ks, k_stage, t, k0 + kN);
+      __syncthreads();
     }
   }
 
-  // Merge the warps: M = max_w m_w, f_w = e^(m_w − M), O = Σ f_w O_w, l = Σ f_w l_w.
+  // l: this lane's keys → the warp's → the block's (fixed order: deterministic).
 #pragma unroll
   for (int e = 0; e < 2; ++e) {
 #pragma unroll
     for (int off = 4; off < 32; off <<= 1) l_run[e] += __shfl_xor_sync(0xffffffffu, l_run[e], off);
   }
   if (lane < 4) {
-#pragma unroll
-    for (int e = 0; e < 2; ++e) {
-      wm[warp * kR + 2 * lane + e] = m_run[e];
-      wl[warp * kR + 2 * lane + e] = l_run[e];
-    }
-  }
-  // The loop's last barrier ordered every read of the tiles before these writes.
-#pragma unroll
-  for (int mt = 0; mt < kMt; ++mt) {
-    const int d = mt * 16 + lane / 4, r = 2 * (lane % 4);
-    float* base = red + (warp * kR + r) * kRed + d;
-    base[0] = o[mt][0];
-    base[kRed] = o[mt][1];
-    base[8] = o[mt][2];
-    base[kRed + 8] = o[mt][3];
+    wl[warp * kR + 2 * lane] = l_run[0];
+    wl[warp * kR + 2 * lane + 1] = l_run[1];
   }
   __syncthreads();
-  for (int i = tid; i < rows * (D / 2); i += kThreads) {
-    const int r = i / (D / 2), c = (i % (D / 2)) * 2;
-    float mw[kWarps], m = -INFINITY;
+  float l_tot[2];
 #pragma unroll
-    for (int w = 0; w < kWarps; ++w) {
-      mw[w] = wm[w * kR + r];
-      m = fmaxf(m, mw[w]);
-    }
-    float l = 0.0f, o0 = 0.0f, o1 = 0.0f;
+  for (int e = 0; e < 2; ++e) {
+    l_tot[e] = 0.0f;
 #pragma unroll
-    for (int w = 0; w < kWarps; ++w) {
-      if (mw[w] == -INFINITY) continue;
-      const float f = __expf(mw[w] - m);
-      l += f * wl[w * kR + r];
-      const float2 v = *reinterpret_cast<const float2*>(red + (w * kR + r) * kRed + c);
-      o0 += f * v.x;
-      o1 += f * v.y;
-    }
-    const int64_t row = static_cast<int64_t>(t.tok0 + r / group) * L.heads + g * group + r % group;
-    if (gridDim.z == 1) {
-      const float inv = l > 0.0f ? 1.0f / l : 0.0f;
-      *reinterpret_cast<__nv_bfloat162*>(out + row * D + c) = __floats2bfloat162_rn(o0 * inv, o1 * inv);
-    } else {
-      float* dst = partial + (static_cast<int64_t>(blockIdx.z) * tokens * L.heads + row) * (D + 2);
-      *reinterpret_cast<float2*>(dst + c) = make_float2(o0, o1);
-      if (c == 0) {
-        dst[D] = m;
-        dst[D + 1] = l;
+    for (int w = 0; w < kWarps; ++w) l_tot[e] += wl[w * kR + 2 * (lane % 4) + e];
+  }
+  // Rows 2(lane%4) and + 1 exist in this tile (others hold nothing to store or merge).
+  const bool pair_used = 2 * (lane % 4) < rows;
+
+  if (n > 1) {
+    const int64_t slot = static_cast<int64_t>(blockIdx.x) * gridDim.y + blockIdx.y;
+    float* records = partial + slot * gridDim.z * Shape::kRecord;
+    float* mine = records + static_cast<int64_t>(z) * Shape::kRecord;
+    if (pv_warp && pair_used) {
+#pragma unroll
+      for (int mt = 0; mt < kMt; ++mt) {
+        __stcg(reinterpret_cast<float4*>(mine + ((warp * kMt + mt) * 32 + lane) * 4),
+               make_float4(o[mt][0], o[mt][1], o[mt][2], o[mt][3]));
       }
     }
+    if (warp == 0 && lane < 4) {
+      __stcg(reinterpret_cast<float2*>(mine + kR * D + 2 * lane), make_float2(m_run[0], m_run[1]));
+      __stcg(reinterpret_cast<float2*>(mine + kR * D + kR + 2 * lane),
+             make_float2(l_tot[0], l_tot[1]));
+    }
+    __threadfence();  // this thread's record is visible device-wide before the block counts
+    __syncthreads();
+    if (tid == 0) last_block = atomicAdd(counters + slot, 1) == n - 1;
+    __syncthreads();
+    if (!last_block) return;
+    __threadfence();  // acquire: the records of the blocks that counted before us are visible
+    if (tid == 0) counters[slot] = 0;  // all n have counted: ready for the next launch
+
+    // O = Σ_z e^(m_z − M) O_z, l = Σ_z e^(m_z − M) l_z, M = max_z m_z, in split order. The
+    // records' (m, l) come in one round of loads (thread 4z + pair: rows 2·pair, + 1 of split z)
+    // into smem (P's buffer is free); each thread then reads those of its two rows.
+    static_assert(kThreads >= 4 * 32 && 2 * 32 * kR <= kR * kPStride, "≤ 32 splits");
+    float* ms = ps;           // [n][kR]
+    float* ls = ps + 32 * kR;  // [n][kR]
+    if (tid < 4 * n) {
+      const float* rec = records + static_cast<int64_t>(tid / 4) * Shape::kRecord + kR * D;
+      const int r = 2 * (tid % 4);
+      *reinterpret_cast<float2*>(ms + (tid / 4) * kR + r) =
+          __ldcg(reinterpret_cast<const float2*>(rec + r));
+      *reinterpret_cast<float2*>(ls + (tid / 4) * kR + r) =
+          __ldcg(reinterpret_cast<const float2*>(rec + kR + r));
+    }
+    __syncthreads();
+    const int r0 = 2 * (lane % 4);
+    float mmax[2] = {-INFINITY, -INFINITY};
+    for (int zz = 0; zz < n; ++zz) {
+      mmax[0] = fmaxf(mmax[0], ms[zz * kR + r0]);
+      mmax[1] = fmaxf(mmax[1], ms[zz * kR + r0 + 1]);
+    }
+    auto weight = [&](int zz, int e) {
+      const float mz = ms[zz * kR + r0 + e];
+      return mz == -INFINITY ? 0.0f : __expf(mz - mmax[e]);
+    };
+    l_tot[0] = l_tot[1] = 0.0f;
+    for (int zz = 0; zz < n; ++zz) {
+      l_tot[0] += weight(zz, 0) * ls[zz * kR + r0];
+      l_tot[1] += weight(zz, 1) * ls[zz * kR + r0 + 1];
+    }
+#pragma unroll
+    for (int i = 0; i < kMt; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
+    if (pv_warp && pair_used) {
+      constexpr int kUnroll = kMt >= 8 ? 2 : 16 / kMt;  // 16 float4 loads in flight a thread
+#pragma unroll kUnroll
+      for (int zz = 0; zz < n; ++zz) {
+        const float* rec = records + static_cast<int64_t>(zz) * Shape::kRecord;
+        float4 v[kMt];
+#pragma unroll
+        for (int mt = 0; mt < kMt; ++mt) {
+          v[mt] = __ldcg(reinterpret_cast<const float4*>(rec + ((warp * kMt + mt) * 32 + lane) * 4));
+        }
+        const float w0 = weight(zz, 0), w1 = weight(zz, 1);
+#pragma unroll
+        for (int mt = 0; mt < kMt; ++mt) {
+          o[mt][0] += w0 * v[mt].x;
+          o[mt][1] += w1 * v[mt].y;
+          o[mt][2] += w0 * v[mt].z;
+          o[mt][3] += w1 * v[mt].w;
+        }
+      }
+    }
+  }
+
+  // O / l as bf16, staged through smem (the K tile is free) for 16-byte stores.
+  bf16* os = ks;  // [kR][D + pad]
+  if (pv_warp) {
+    const float inv0 = l_tot[0] > 0.0f ? 1.0f / l_tot[0] : 0.0f;
+    const float inv1 = l_tot[1] > 0.0f ? 1.0f / l_tot[1] : 0.0f;
+    const int r = 2 * (lane % 4);
+#pragma unroll
+    for (int mt = 0; mt < kMt; ++mt) {
+      const int d = dim0 + mt * 16 + lane / 4;
+      os[r * kStride + d] = __float2bfloat16_rn(o[mt][0] * inv0);
+      os[(r + 1) * kStride + d] = __float2bfloat16_rn(o[mt][1] * inv1);
+      os[r * kStride + d + 8] = __float2bfloat16_rn(o[mt][2] * inv0);
+      os[(r + 1) * kStride + d + 8] = __float2bfloat16_rn(o[mt][3] * inv1);
+    }
+  }
+  __syncthreads();
+  for (int i = tid; i < rows * (D / 8); i += kThreads) {
+    const int r = i / (D / 8), c = (i % (D / 8)) * 8;
+    const int64_t out_row =
+        static_cast<int64_t>(t.tok0 + r / group) * L.heads + g * group + r % group;
+    *reinterpret_cast<uint4*>(out + out_row * D + c) =
+        *reinterpret_cast<const uint4*>(os + r * kStride + c);
   }
 }
 
 template <int D, bool kFp8>
 Status Launch(const AttentionLayer& L, const AttentionMeta& m, const bf16* q, const bf16* k,
-              const bf16* v, int tokens, int splits, float* partial, bf16* out,
+              const bf16* v, int splits, float* partial, int* counters, bf16* out,
               cudaStream_t stream) {
   const size_t smem = DecodeShape<D>::SmemBytes(kFp8);
   static bool raised = false;
@@ -269,19 +497,19 @@ Status Launch(const AttentionLayer& L, const AttentionMeta& m, const bf16* q, co
   static const int resident = ResidentBlocks(DecodeAttentionKernel<D, kFp8>, kThreads, smem);
   const bool one_wave = static_cast<int64_t>(grid.x) * grid.y * grid.z <= resident;
   return LaunchKernel("DecodeAttentionKernel", DecodeAttentionKernel<D, kFp8>, grid, kThreads, smem,
-                      stream, L, m, q, k, v, tokens, partial, out, one_wave);
+                      stream, L, m, q, k, v, partial, counters, out, one_wave);
 }
 
 template <bool kFp8>
 Status LaunchDtype(const AttentionLayer& L, const AttentionMeta& m, const bf16* q, const bf16* k,
-                   const bf16* v, int tokens, int splits, float* partial, bf16* out,
+                   const bf16* v, int splits, float* partial, int* counters, bf16* out,
                    cudaStream_t stream) {
   switch (L.head_dim) {
-    case 32: return Launch<32, kFp8>(L, m, q, k, v, tokens, splits, partial, out, stream);
-    case 64: return Launch<64, kFp8>(L, m, q, k, v, tokens, splits, partial, out, stream);
-    case 128: return Launch<128, kFp8>(L, m, q, k, v, tokens, splits, partial, out, stream);
-    case 256: return Launch<256, kFp8>(L, m, q, k, v, tokens, splits, partial, out, stream);
-    case 512: return Launch<512, kFp8>(L, m, q, k, v, tokens, splits, partial, out, stream);
+    case 32: return Launch<32, kFp8>(L, m, q, k, v, splits, partial, counters, out, stream);
+    case 64: return Launch<64, kFp8>(L, m, q, k, v, splits, partial, counters, out, stream);
+    case 128: return Launch<128, kFp8>(L, m, q, k, v, splits, partial, counters, out, stream);
+    case 256: return Launch<256, kFp8>(L, m, q, k, v, splits, partial, counters, out, stream);
+    case 512: return Launch<512, kFp8>(L, m, q, k, v, splits, partial, counters, out, stream);
     default:
       return MakeError("LaunchAttention: head_dim ", L.head_dim,
                        " is not supported (32, 64, 128, 256, 512)");
@@ -291,13 +519,21 @@ Status LaunchDtype(const AttentionLayer& L, const AttentionMeta& m, const bf16* 
 }  // namespace
 
 int DecodeTileRows() { return kR; }
+int AttentionDecodeKeyTile() { return kN; }
+
+size_t DecodePartialFloats(int head_dim, int num_tiles, int kv_heads, int splits) {
+  return static_cast<size_t>(num_tiles) * kv_heads * splits * (kR * head_dim + 2 * kR);
+}
 
 Status LaunchDecodeAttention(const AttentionLayer& L, const AttentionMeta& m, const bf16* q,
-                             const bf16* k, const bf16* v, int tokens, int splits, float* partial,
-                             bf16* out, cudaStream_t stream) {
+                             const bf16* k, const bf16* v, int splits, float* partial,
+                             int* counters, bf16* out, cudaStream_t stream) {
+  if (splits > 32) {
+    return MakeError("LaunchAttention: the decode kernel merges at most 32 splits, not ", splits);
+  }
   return L.kv_dtype == KvDtype::kFp8E4m3
-             ? LaunchDtype<true>(L, m, q, k, v, tokens, splits, partial, out, stream)
-             : LaunchDtype<false>(L, m, q, k, v, tokens, splits, partial, out, stream);
+             ? LaunchDtype<true>(L, m, q, k, v, splits, partial, counters, out, stream)
+             : LaunchDtype<false>(L, m, q, k, v, splits, partial, counters, out, stream);
 }
 
 }  // namespace gs::cuda

@@ -13,8 +13,11 @@ int DecodeTileRows();   // attention_decode.cu
 Status LaunchPrefillAttention(const AttentionLayer& layer, const AttentionMeta& meta, const bf16* q,
                               const bf16* k, const bf16* v, int tokens, int splits,
                               float* partial, bf16* out, cudaStream_t stream);
+// The decode kernel merges its own splits (see attention_decode.cu): `partial` holds
+// DecodePartialFloats(...) floats and `counters` num_tiles · kv_heads zeroed ints when splits > 1.
 Status LaunchDecodeAttention(const AttentionLayer& layer, const AttentionMeta& meta, const bf16* q,
-                             const bf16* k, const bf16* v, int tokens, int splits, float* partial,
-                             bf16* out, cudaStream_t stream);
+                             const bf16* k, const bf16* v, int splits, float* partial,
+                             int* counters, bf16* out, cudaStream_t stream);
+size_t DecodePartialFloats(int head_dim, int num_tiles, int kv_heads, int splits);
 
 }  // namespace gs::cuda

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 
 #include "runtime/cuda/bf16_gemm.h"
@@ -53,6 +54,7 @@ struct CudaRunner::Impl {
   cuda::KvDtype kv_dtype = cuda::KvDtype::kBf16;
   DeviceBuffer active_counts;  // [layers]: distinct experts of the last step
   DeviceBuffer router_done;    // [layers]: LaunchRouterDecode's block counters (kept at 0)
+  DeviceBuffer split_counters;  // LaunchAttention's decode split counters (kept at 0)
   Scratch s;
   cuda::PinnedBuffer meta_host;
   std::unique_ptr<cuda::VisionEncoder> vision;  // null: no image input
@@ -105,7 +107,7 @@ struct CudaRunner::Impl {
   Status CheckBatch(const Batch& b) const;
   Status UploadMeta(const Batch& b, int valid_tokens);
   Status EnsureScratch(int tokens, int logit_rows);
-  int AttentionSplits(int tiles, int kv_heads) const;
+  int AttentionSplits(int tiles, int kv_heads, int head_dim, int window, bool decode) const;
   Status Attention(int l);
   Status Feedforward(int l, int tokens);
   Status Step(const Batch& b);
@@ -130,6 +132,21 @@ int MaxQkvRows(const cuda::DeviceModel& m) {
 
 template <typename T>
 T* Ptr(const DeviceBuffer& b) { return b.get<T>(); }
+
+// The decode attention kernel's split counters: one per (query tile, kv head) of a launch with
+// splits > 1. Each launch leaves them at zero, and the layers' launches are ordered on the
+// runner's stream, so one array serves every layer, eager step and graph replay.
+constexpr int kSplitCounters = 4096;
+
+// GS_ATTN_SPLITS=N (1..32, read once) forces the decode attention's split count, for tuning
+// (e.g. splits at batch sizes whose grid alone fills the SMs); unset or 0: AttentionSplits' rule.
+int ForcedDecodeSplits() {
+  static const int forced = [] {
+    const char* env = std::getenv("GS_ATTN_SPLITS");
+    return env == nullptr ? 0 : std::clamp(std::atoi(env), 0, 32);
+  }();
+  return forced;
+}
 
 }  // namespace
 
@@ -193,6 +210,8 @@ Status CudaRunner::Impl::Init(const CudaRunnerOptions& options) {
   GS_CUDA_RETURN_IF_ERROR(cudaMemset(active_counts.get(), 0, active_counts.bytes()));
   GS_RETURN_IF_ERROR(router_done.Allocate(sizeof(int) * config.layers.size(), "router counters"));
   GS_CUDA_RETURN_IF_ERROR(cudaMemset(router_done.get(), 0, router_done.bytes()));
+  GS_RETURN_IF_ERROR(split_counters.Allocate(sizeof(int) * kSplitCounters, "split counters"));
+  GS_CUDA_RETURN_IF_ERROR(cudaMemset(split_counters.get(), 0, split_counters.bytes()));
   // Everything above ran on the legacy stream, which does not order with `stream`.
   GS_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
   return Ok();
@@ -389,14 +408,27 @@ Status CudaRunner::Impl::EnsureScratch(int T, int R) {
 }
 
 // Flash-decoding split of each query's keys when the (tiles × kv heads) grid alone would leave
-// most SMs idle, ≤ 32 splits. It depends on the grid only (not on the context length: the kernel
-// leaves splits beyond 64 keys each empty), so eager and graph steps of one shape run the same
-// split and sum in the same order.
-int CudaRunner::Impl::AttentionSplits(int tiles, int kv_heads) const {
+// most SMs idle, ≤ 32 splits. It depends on the grid only (not on the context length: a query
+// tile uses at most one split per tile of keys — 64 for decode, 2 × 32 for prefill — and the
+// others exit at once), so eager and graph steps of one shape run the same split and sum in the
+// same order. Decode merges in the block of its last split, which reads every used split's
+// 8 × head_dim fp32 partials: at most 256 KB of them (16 splits at head_dim 512, 32 at 256), or
+// that one block's reads would outlast what the extra splits save. A sliding layer's query tile
+// (≤ 8 tokens) sees < window + 8 keys: more splits than those cover would never run.
+int CudaRunner::Impl::AttentionSplits(int tiles, int kv_heads, int head_dim, int window,
+                                      bool decode) const {
   const int blocks = tiles * kv_heads;
+  if (decode && blocks > kSplitCounters) return 1;
+  if (decode && ForcedDecodeSplits() > 0) return ForcedDecodeSplits();
   const int sms = cuda::DeviceSmCount();
   if (blocks >= sms) return 1;
-  return std::clamp((2 * sms + blocks - 1) / blocks, 1, 32);
+  int cap = 32;
+  if (decode) {
+    const int key_tile = cuda::AttentionDecodeKeyTile();
+    cap = std::clamp(256 * 1024 / (8 * head_dim * 4), 1, cap);
+    if (window > 0) cap = std::min(cap, (window + 8 + key_tile - 1) / key_tile + 1);
+  }
+  return std::clamp((2 * sms + blocks - 1) / blocks, 1, cap);
 }
 
 Status CudaRunner::Impl::Attention(int l) {
@@ -446,15 +478,18 @@ Status CudaRunner::Impl::Attention(int l) {
         Ptr<float>(s.qkv), T, config.num_heads, lc.num_kv_heads, d, lc.k_eq_v, L.q_norm, L.k_norm,
         L.inv_freq, meta.positions, eps, Ptr<bf16>(s.q), Ptr<bf16>(s.k), Ptr<bf16>(s.v), stream));
   }
-  const int splits = AttentionSplits(m.num_tiles, al.kv_heads);
+  const bool decode_tiles =
+      tile_size == cuda::AttentionTileTokens(config.num_heads / lc.num_kv_heads, true);
+  const int splits = AttentionSplits(m.num_tiles, al.kv_heads, d, al.window, decode_tiles);
   float* partial = nullptr;
   if (splits > 1) {
-    const size_t need = static_cast<size_t>(splits) * T * config.num_heads * (d + 2);
+    const size_t need = cuda::AttentionPartialFloats(al, m, T, splits);
     GS_RETURN_IF_ERROR(Grow(s.partial, need * sizeof(float), "attention partials"));
     partial = Ptr<float>(s.partial);
   }
   GS_RETURN_IF_ERROR(cuda::LaunchAttention(al, m, Ptr<bf16>(s.q), Ptr<bf16>(s.k), Ptr<bf16>(s.v), T,
-                                           splits, partial, Ptr<bf16>(s.attn), stream));
+                                           splits, partial, split_counters.get<int>(),
+                                           Ptr<bf16>(s.attn), stream));
   if (!decode_step_) {
     GS_RETURN_IF_ERROR(cuda::LaunchKvWrite(al, m, Ptr<bf16>(s.k), Ptr<bf16>(s.v), T, stream));
   }

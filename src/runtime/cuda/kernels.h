@@ -236,6 +236,9 @@ struct AttentionMeta {
 // the decode kernel, whose tile is 8 rows = tokens × group; otherwise the prefill kernel's 64
 // rows. group (heads / kv_heads) must be 1, 2, 4 or 8.
 int AttentionTileTokens(int group, bool decode);
+// Keys per smem tile of the decode kernel: each of its splits takes at least one such tile, so a
+// query tile with K visible keys uses at most ceil(K / this) splits.
+int AttentionDecodeKeyTile();
 
 struct AttentionLayer {
   int heads = 0, kv_heads = 0, head_dim = 0;
@@ -255,11 +258,20 @@ struct AttentionLayer {
 // softcap): keys before the sequence's chunk come from the cache, keys inside it from k/v.
 // Tensor cores (mma.sync bf16, fp32 accumulation and softmax); FP8 cache rows are expanded to
 // bf16 exactly and their scales applied to the scores (K) and probabilities (V).
-// `splits` > 1 divides each query's keys among that many blocks (flash-decoding) and merges;
-// `partial` then needs splits · T · heads · (d + 2) floats.
+// `splits` > 1 divides each query's keys among up to that many blocks (flash-decoding; a
+// query tile uses at most one split per tile of keys) and merges them; `partial` then needs
+// AttentionPartialFloats(...) floats. The decode kernel (meta.tile_tokens of the decode size)
+// merges in its last split block, which needs `counters`: meta.num_tiles · layer.kv_heads ints
+// that are zero before the launch; every launch leaves them zero again, so one array serves all
+// layers and graph replays of a stream (launches on one stream only: they must not overlap).
+// Results are deterministic (the merge runs in split order, whichever block finishes last).
 Status LaunchAttention(const AttentionLayer& layer, const AttentionMeta& meta, const bf16* q,
                        const bf16* k, const bf16* v, int tokens, int splits, float* partial,
-                       bf16* out, cudaStream_t stream);
+                       int* counters, bf16* out, cudaStream_t stream);
+// Floats of LaunchAttention's `partial` for this layer, step metadata (its tile size and count),
+// token count and split count; 0 when splits ≤ 1.
+size_t AttentionPartialFloats(const AttentionLayer& layer, const AttentionMeta& meta, int tokens,
+                              int splits);
 
 // Appends the chunk's k/v to the cache (for a ring, only the last `window` positions of each
 // sequence's chunk, so a chunk longer than the window keeps exactly the newest window). FP8:
