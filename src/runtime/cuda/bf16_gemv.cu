@@ -51,12 +51,17 @@ namespace {
 
 constexpr int kWarps = 4;  // per block: a small block packs many blocks on an SM (balance)
 constexpr int kThreads = kWarps * 32;
-constexpr int kDepth = 4;  // weight steps in flight per warp (4 × 1 KB)
+// Weight steps in flight per warp (1 KB each): 8 for one n-tile (decode batches up to 8, whose
+// grids hold only ~4 blocks per SM: the depth, not the occupancy, keeps HBM busy), 4 for more.
+template <int NT>
+constexpr int kDepth = NT == 1 ? 8 : 4;
 constexpr int kStepCols = 32;
 constexpr int kMaxTokensPerChunk = 64;  // 8 n-tiles
 constexpr int kMaxSplits = 8;
 constexpr int kMinStepsPerWarp = 2;  // a split shorter than this costs more than it balances
-constexpr int kDefaultMaxM = 32;
+// Up to 16 tokens the GEMV beats cuBLASLt end to end on the H100; at 32 cuBLASLt's tensor-core
+// GEMM wins (decode batch 32: 2849 vs 2945 tok/s, docs/benchmarks.md session 4).
+constexpr int kDefaultMaxM = 16;
 
 struct GemvArgs {
   const bf16* x;
@@ -81,10 +86,10 @@ __device__ __forceinline__ void StoreSum(const GemvArgs& a, int tile, int chunk,
 }
 
 // Resident blocks per SM asked of ptxas: the most each instantiation reaches without spilling
-// (sm_90a, CUDA 13.0: 70, 76, 113 and 157 registers for NT = 1, 2, 4, 8; one more block for NT 4
-// or 8 spills). More resident blocks: more splits in a one-wave grid, more loads in flight.
+// (sm_90a, CUDA 13.0: 96 (depth 8), 76, 113 and 157 registers for NT = 1, 2, 4, 8; one more
+// block for NT 4 or 8 spills). More resident blocks: more splits in a one-wave grid, more loads in flight.
 template <int NT>
-constexpr int kMinBlocks = NT == 1 ? 7 : NT == 2 ? 6 : NT == 4 ? 4 : 3;
+constexpr int kMinBlocks = NT == 1 ? 5 : NT == 2 ? 6 : NT == 4 ? 4 : 3;
 
 template <int NT>
 __global__ void __launch_bounds__(kThreads, kMinBlocks<NT>) Bf16GemvKernel(GemvArgs a) {
@@ -112,9 +117,9 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<NT>) Bf16GemvKernel(GemvA
     }
   };
 
-  uint4 wa[kDepth], wb[kDepth];
+  uint4 wa[kDepth<NT>], wb[kDepth<NT>];
 #pragma unroll
-  for (int j = 0; j < kDepth; ++j) {
+  for (int j = 0; j < kDepth<NT>; ++j) {
     if (j < mine) load_w(j, wa[j], wb[j]);
   }
   GridDependencyWait();  // PDL (launch.cuh): x, the workspace and the output from here on
@@ -140,9 +145,9 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<NT>) Bf16GemvKernel(GemvA
   uint4 xv[NT];
   if (mine > 0) load_x(0, xv);
 #pragma unroll 1
-  for (int i0 = 0; i0 < mine; i0 += kDepth) {
+  for (int i0 = 0; i0 < mine; i0 += kDepth<NT>) {
 #pragma unroll
-    for (int j = 0; j < kDepth; ++j) {
+    for (int j = 0; j < kDepth<NT>; ++j) {
       const int i = i0 + j;
       if (i >= mine) break;
       uint4 xn[NT];  // the next step's x, in flight during this step's MMAs
@@ -164,7 +169,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<NT>) Bf16GemvKernel(GemvA
       // Refill the ring slot. After the MMAs that read it (both are asm volatile, so they keep
       // this order): loading first would need a second set of registers and, at the loop's
       // back edge, a copy that waits for the load.
-      if (i + kDepth < mine) load_w(i + kDepth, wa[j], wb[j]);
+      if (i + kDepth<NT> < mine) load_w(i + kDepth<NT>, wa[j], wb[j]);
 #pragma unroll
       for (int nt = 0; nt < NT; ++nt) xv[nt] = xn[nt];
     }

@@ -233,8 +233,10 @@ Status Launch(const PackedMatrix& w, const GemmRows& rows, const bf16* x, int x_
 constexpr int kDepth = 6;
 constexpr int kWarpsPerBlock = 8;
 
+// One token n-tile fits 64 registers without spills: 4 blocks (32 warps) per SM instead of 3
+// keep more weight loads in flight and hide the dequantisation behind them.
 template <GemmEpilogue kEpi, int NT, int kSplit>
-__global__ void __launch_bounds__(kWarpsPerBlock * 32)
+__global__ void __launch_bounds__(kWarpsPerBlock * 32, NT == 1 ? 4 : 1)
     PackedGemvSplitKernel(PackedMatrix w, GemmRows rows, const bf16* __restrict__ x, int x_stride,
                           void* __restrict__ out, int out_stride, bool one_wave) {
   constexpr int kTilesPerBlock = kWarpsPerBlock / kSplit;
@@ -382,23 +384,19 @@ Status LaunchSplitWith(const PackedMatrix& w, const GemmRows& rows, const bf16* 
 std::atomic<int> g_gemv_split{-1};  // -1: not chosen yet (GS_GEMV_SPLIT on first use)
 
 // Warps per tile, measured on the H100 (docs/benchmarks.md, session 4; GS_GEMV_SPLIT forces one):
-// - expert banks: 2, or 4 when a split of 2 gives fewer blocks than half the device's resident
-//   blocks (batch 1: 8 experts). One warp per tile was slower at every batch (a 44-k-block chain
-//   per warp), 8 slower too (two waves of short blocks, each paying the routing-table reads).
-// - a single matrix (the dense MLP, on the side stream beside the router and the experts): 2,
-//   whose small grid leaves the SMs to the experts (8 cost 14% of batch-32 throughput).
+// 4 while a split of 2 gives fewer than 4 waves of blocks (decode batches up to ~8: 8-64 experts,
+// or the dense MLP at up to 8 tokens), 2 beyond (batch 16 and up). One warp per tile was slower at
+// every batch (a 44-k-block chain per warp), 8 slower too (short blocks, each paying the
+// routing-table reads). Batch 4: 4 → 902 tok/s, 2 → 867; batch 32: 2 → 3337, 4 → 3033.
 int ChooseSplit(const PackedMatrix& w, const GemmRows& rows) {
   if (const int forced = GemvSplit(); forced != 0) return forced;
-  if (rows.active == nullptr) return 2;
+  if (rows.active == nullptr) return rows.m <= 8 ? 4 : 2;
   static const int wave = std::max(
       ResidentBlocks(PackedGemvSplitKernel<GemmEpilogue::kGluBf16, 1, 2>, kWarpsPerBlock * 32, 0),
       DeviceSmCount());
   const int64_t tiles = w.rows / 16, banks = std::max(rows.max_active, 1);
-  for (int split : {2, 4}) {
-    const int per_block = kWarpsPerBlock / split;
-    if (2 * (tiles + per_block - 1) / per_block * banks >= wave) return split;
-  }
-  return 8;
+  const int64_t blocks_of_2 = (tiles + kWarpsPerBlock / 2 - 1) / (kWarpsPerBlock / 2) * banks;
+  return blocks_of_2 >= int64_t{4} * wave ? 2 : 4;
 }
 
 // Token n-tiles per pass: a single matrix (dense MLP) sees every token, so up to 32 tokens go in
