@@ -22,6 +22,7 @@
 #include <string>
 
 #include "gpu/gpu_test_util.h"
+#include "model/config.h"
 #include "runtime/cpu/cpu_attention.h"
 #include "runtime/cuda/fp8_kv_layout.h"
 #include "runtime/cuda/kernels.h"
@@ -477,6 +478,246 @@ TEST_P(Attention, MatchesCpuReference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Layers, Attention,
+                         ::testing::Values(Param{true, false}, Param{false, false},
+                                           Param{true, true}, Param{false, true}),
+                         [](const auto& info) {
+                           return std::string(info.param.sliding ? "Sliding256" : "Global512") +
+                                  (info.param.fp8 ? "Fp8Kv" : "Bf16Kv");
+                         });
+
+// ---- The fused decode attention against the two-kernel decode path ----
+
+// LaunchDecodeAttentionFused (qk-norm/RoPE, KV append and attention in one kernel) must give
+// the bits of LaunchQkvNormRopeKv followed by LaunchAttention (both checked against the CPU: the
+// QkvNormRope tests in ops_test, the attention above): the same attention output and the same
+// cache bytes and FP8 scales afterwards, from the same cache before. Decode steps of 1, 3 and 32
+// sequences (one new token each) at contexts around the 64-key tiles and the window, and past
+// 105615 (sincosf's slow argument reduction: sliding only, whose past is just the window);
+// splits 1, 3 and 32; every output poisoned. The fused launch is then repeated, eagerly and as a
+// replayed graph (it rewrites the same cache rows), and must keep its bits and leave the split
+// counters at zero.
+void RunFusedCase(bool sliding, bool fp8, const std::vector<int>& contexts, int splits,
+                  uint64_t seed) {
+  const int heads = 16, window = 1024;
+  const int d = sliding ? 256 : 512, kv = sliding ? 8 : 2, group = heads / kv;
+  const bool k_eq_v = !sliding;
+  RopeConfig rope;
+  if (!sliding) {
+    rope.type = RopeType::kProportional;
+    rope.theta = 1e6;
+    rope.partial_rotary_factor = 0.25;
+  }
+  const auto inv_freq = rope.InverseFrequencies(d);
+  std::mt19937_64 rng(seed);
+  const int S = static_cast<int>(contexts.size());
+
+  std::vector<BatchSequence> seqs, past;
+  int total_blocks = 0, T_past = 0;
+  for (int c : contexts) total_blocks += (c + kBlock - 1) / kBlock;
+  std::vector<int32_t> pool(static_cast<size_t>(total_blocks));
+  std::iota(pool.begin(), pool.end(), 0);
+  std::shuffle(pool.begin(), pool.end(), rng);
+  size_t next_block = 0;
+  for (int i = 0; i < S; ++i) {
+    BatchSequence s;
+    s.slot = S - 1 - i;
+    s.first_token = i;
+    s.num_tokens = 1;
+    s.start_position = contexts[static_cast<size_t>(i)] - 1;
+    const int blocks = (s.start_position + 1 + kBlock - 1) / kBlock;
+    s.block_table.assign(pool.begin() + next_block, pool.begin() + next_block + blocks);
+    next_block += blocks;
+    const int p0 = sliding ? std::max(0, s.start_position - window) : 0;
+    if (s.start_position > p0) {
+      BatchSequence ps = s;
+      ps.first_token = T_past;
+      ps.start_position = p0;
+      ps.num_tokens = s.start_position - p0;
+      T_past += ps.num_tokens;
+      past.push_back(ps);
+    }
+    seqs.push_back(std::move(s));
+  }
+  const size_t row = static_cast<size_t>(kv) * d;
+  const size_t positions = sliding ? static_cast<size_t>(S) * window
+                                   : static_cast<size_t>(total_blocks) * kBlock;
+  const size_t cache_bytes = positions * row * (fp8 ? 1 : 2);
+  struct Cache {
+    DeviceArray<uint8_t> k, v;
+    DeviceArray<float> ks, vs;
+  };
+  auto layer_of = [&](const Cache& c) {
+    cuda::AttentionLayer layer;
+    layer.heads = heads;
+    layer.kv_heads = kv;
+    layer.head_dim = d;
+    layer.window = sliding ? window : 0;
+    layer.block_size = kBlock;
+    layer.kv_dtype = fp8 ? cuda::KvDtype::kFp8E4m3 : cuda::KvDtype::kBf16;
+    layer.k_cache = c.k.get();
+    layer.v_cache = c.v.get();
+    layer.k_scale = fp8 ? c.ks.get() : nullptr;
+    layer.v_scale = fp8 ? c.vs.get() : nullptr;
+    return layer;
+  };
+  // The cache before the step: poison (0xFF: NaN), then the past written by LaunchKvWrite.
+  Cache before;
+  before.k.Resize(cache_bytes);
+  before.v.Resize(cache_bytes);
+  before.ks.Resize(fp8 ? positions * kv : 1);
+  before.vs.Resize(fp8 ? positions * kv : 1);
+  for (auto* a : {&before.k, &before.v}) a->Poison();
+  for (auto* a : {&before.ks, &before.vs}) a->Poison();
+  if (T_past > 0) {
+    DeviceArray<bf16> pk, pv;
+    pk.Upload(gputest::ToBf16(gputest::RandomBf16Values(static_cast<size_t>(T_past) * row, 1.0f, rng)));
+    pv.Upload(gputest::ToBf16(gputest::RandomBf16Values(static_cast<size_t>(T_past) * row, 1.0f, rng)));
+    DeviceMeta pm(past, 1);
+    GS_ASSERT_OK(cuda::LaunchKvWrite(layer_of(before), pm.meta, pk.get(), pv.get(), T_past, nullptr));
+  }
+  const auto k0 = before.k.Download(), v0 = before.v.Download();
+  const auto ks0 = before.ks.Download(), vs0 = before.vs.Download();
+  auto fresh_copy = [&](Cache& c) {
+    c.k.Upload(k0);
+    c.v.Upload(v0);
+    c.ks.Upload(ks0);
+    c.vs.Upload(vs0);
+  };
+
+  // The step's projection and weights: q_norm small enough that the softmax is not one-hot.
+  const int cols = (heads + (k_eq_v ? 1 : 2) * kv) * d;
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> qkv(static_cast<size_t>(S) * cols), qn(d), kn(d);
+  for (float& x : qkv) x = 2.0f * normal(rng);
+  for (float& x : qn) x = 0.15f * normal(rng);
+  for (float& x : kn) x = normal(rng);
+  DeviceArray<float> dqkv, dqn, dkn, dinv;
+  dqkv.Upload(qkv);
+  dqn.Upload(qn);
+  dkn.Upload(kn);
+  dinv.Upload(inv_freq);
+  DeviceMeta dm(seqs, cuda::AttentionTileTokens(group, true));
+  const size_t out_elems = static_cast<size_t>(S) * heads * d;
+  DeviceArray<int> counters(static_cast<size_t>(dm.meta.num_tiles) * kv);
+  GS_CUDA_ASSERT(cudaMemset(counters.get(), 0, counters.size() * sizeof(int)));
+
+  // The two-kernel path.
+  Cache two;
+  fresh_copy(two);
+  DeviceArray<bf16> q(out_elems), k(static_cast<size_t>(S) * row), v(static_cast<size_t>(S) * row),
+      want(out_elems);
+  for (auto* a : {&q, &k, &v, &want}) a->Poison();
+  DeviceArray<float> partial(std::max<size_t>(
+      1, cuda::AttentionPartialFloats(layer_of(two), dm.meta, S, splits)));
+  partial.Poison();
+  GS_ASSERT_OK(cuda::LaunchQkvNormRopeKv(dqkv.get(), S, heads, k_eq_v, dqn.get(), dkn.get(),
+                                         dinv.get(), 1e-6f, layer_of(two), dm.meta, q.get(),
+                                         k.get(), v.get(), nullptr));
+  GS_ASSERT_OK(cuda::LaunchAttention(layer_of(two), dm.meta, q.get(), k.get(), v.get(), S, splits,
+                                     splits > 1 ? partial.get() : nullptr, counters.get(),
+                                     want.get(), nullptr));
+  const auto want_host = want.Download();
+
+  // The fused kernel.
+  Cache one;
+  fresh_copy(one);
+  DeviceArray<bf16> got(out_elems);
+  got.Poison();
+  partial.Poison();
+  cuda::QkvNormRopeSource src;
+  src.qkv = dqkv.get();
+  src.k_eq_v = k_eq_v;
+  src.q_norm = dqn.get();
+  src.k_norm = dkn.get();
+  src.inv_freq = dinv.get();
+  src.eps = 1e-6f;
+  auto launch = [&](bf16* dst, cudaStream_t stream) {
+    return cuda::LaunchDecodeAttentionFused(src, layer_of(one), dm.meta, S, splits,
+                                            splits > 1 ? partial.get() : nullptr, counters.get(),
+                                            dst, stream);
+  };
+  GS_ASSERT_OK(launch(got.get(), nullptr));
+  const auto got_host = got.Download();
+
+  auto bits = [](const std::vector<bf16>& a) {
+    std::vector<uint16_t> out;
+    for (const bf16& x : a) out.push_back(__nv_bfloat16_raw(x).x);
+    return out;
+  };
+  int nan_out = 0;
+  for (float x : gputest::FromBf16(want_host)) nan_out += std::isnan(x);
+  EXPECT_EQ(nan_out, 0) << "the two-kernel path left outputs unwritten (poison)";
+  EXPECT_EQ(bits(got_host), bits(want_host)) << "attention output";
+  const auto kc = one.k.Download(), vc = one.v.Download();
+  EXPECT_EQ(kc, two.k.Download()) << "K cache bytes";
+  EXPECT_EQ(vc, two.v.Download()) << "V cache bytes";
+  if (fp8) {
+    const auto ks = one.ks.Download(), vs = one.vs.Download();
+    const auto wks = two.ks.Download(), wvs = two.vs.Download();
+    EXPECT_EQ(0, std::memcmp(ks.data(), wks.data(), ks.size() * sizeof(float))) << "K scales";
+    EXPECT_EQ(0, std::memcmp(vs.data(), wvs.data(), vs.size() * sizeof(float))) << "V scales";
+  }
+  // The step's rows were written (the poison of the cache before is gone there).
+  int unwritten = 0;
+  for (const BatchSequence& s : seqs) {
+    const int p = s.start_position;
+    const size_t r = sliding ? static_cast<size_t>(s.slot) * window + p % window
+                             : static_cast<size_t>(s.block_table[p / kBlock]) * kBlock + p % kBlock;
+    const size_t at = r * row * (fp8 ? 1 : 2), n = row * (fp8 ? 1 : 2);
+    unwritten += std::count(kc.begin() + at, kc.begin() + at + n, uint8_t{0xff}) == static_cast<std::ptrdiff_t>(n);
+    unwritten += std::count(vc.begin() + at, vc.begin() + at + n, uint8_t{0xff}) == static_cast<std::ptrdiff_t>(n);
+  }
+  EXPECT_EQ(unwritten, 0) << "rows of the step's tokens not appended to the cache";
+  ExpectRepeatable(launch, got_host, counters);
+  // The repeats rewrote the same rows: the cache is unchanged.
+  EXPECT_EQ(one.k.Download(), kc) << "K cache after the repeated launches";
+  EXPECT_EQ(one.v.Download(), vc) << "V cache after the repeated launches";
+}
+
+class AttentionFused : public ::testing::TestWithParam<Param> {};
+
+TEST_P(AttentionFused, DecodeEqualsQkvNormRopeKvThenAttention) {
+  GS_REQUIRE_GPU();
+  const Param param = GetParam();
+  std::vector<std::vector<int>> batches;
+  std::vector<int> singles = {1, 64, 65, 1025};
+  singles.push_back(param.sliding ? 200001 : 5000);
+  for (int c : singles) batches.push_back({c});
+  batches.push_back({1, 65, 1025});
+  std::vector<int> b32;
+  for (int i = 0; i < 32; ++i) b32.push_back(singles[static_cast<size_t>(i * 3) % singles.size()] + i % 2);
+  batches.push_back(b32);
+  uint64_t seed = 500;
+  for (const auto& contexts : batches) {
+    for (int splits : {1, 3, 32}) {
+      SCOPED_TRACE(::testing::Message() << contexts.size() << " sequences, first context "
+                                        << contexts[0] << ", splits " << splits);
+      RunFusedCase(param.sliding, param.fp8, contexts, splits, seed++);
+      if (::testing::Test::HasFatalFailure()) return;
+    }
+  }
+}
+
+TEST(AttentionFusedArgs, RejectsPrefillTiles) {
+  GS_REQUIRE_GPU();
+  cuda::AttentionLayer layer;
+  layer.heads = 16;
+  layer.kv_heads = 8;
+  layer.head_dim = 256;
+  cuda::AttentionMeta meta;
+  meta.num_tiles = 1;
+  meta.tile_tokens = cuda::AttentionTileTokens(2, false);
+  DeviceArray<float> qkv(64), inv(128);
+  cuda::QkvNormRopeSource src;
+  src.qkv = qkv.get();
+  src.inv_freq = inv.get();
+  const Status st = cuda::LaunchDecodeAttentionFused(src, layer, meta, 1, 1, nullptr, nullptr,
+                                                     nullptr, nullptr);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().message.find("tile_tokens"), std::string::npos) << st.error().message;
+}
+
+INSTANTIATE_TEST_SUITE_P(Layers, AttentionFused,
                          ::testing::Values(Param{true, false}, Param{false, false},
                                            Param{true, true}, Param{false, true}),
                          [](const auto& info) {

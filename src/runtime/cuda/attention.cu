@@ -94,7 +94,8 @@ Status LaunchAttention(const AttentionLayer& layer, const AttentionMeta& meta, c
     return MakeError("LaunchAttention: FP8 KV cache without scales");
   }
   if (decode) {
-    return LaunchDecodeAttention(layer, meta, q, k, v, splits, partial, counters, out, stream);
+    return LaunchDecodeAttention(layer, meta, q, k, v, nullptr, splits, partial, counters, out,
+                                 stream);
   }
   GS_RETURN_IF_ERROR(
       LaunchPrefillAttention(layer, meta, q, k, v, tokens, splits, partial, out, stream));
@@ -105,6 +106,37 @@ Status LaunchAttention(const AttentionLayer& layer, const AttentionMeta& meta, c
                                     partial, splits, tokens, layer.heads, d, out));
   }
   return Ok();
+}
+
+Status LaunchDecodeAttentionFused(const QkvNormRopeSource& src, const AttentionLayer& layer,
+                                  const AttentionMeta& meta, int tokens, int splits,
+                                  float* partial, int* counters, bf16* out, cudaStream_t stream) {
+  if (tokens <= 0 || meta.num_tiles <= 0) return Ok();
+  if (layer.kv_heads <= 0 || layer.heads % layer.kv_heads != 0 ||
+      !GroupSupported(layer.heads / layer.kv_heads)) {
+    return MakeError("LaunchDecodeAttentionFused: GQA group ", layer.heads, "/", layer.kv_heads,
+                     " must be 1, 2, 4 or 8");
+  }
+  if (!IsDecodeTile(layer, meta)) {
+    return MakeError("LaunchDecodeAttentionFused: tile_tokens ", meta.tile_tokens,
+                     " is not the decode kernel's (",
+                     AttentionTileTokens(layer.heads / layer.kv_heads, true), ")");
+  }
+  if (meta.key_limit != nullptr) {
+    return MakeError("LaunchDecodeAttentionFused: image spans (key_limit) are not decode steps");
+  }
+  if (src.qkv == nullptr || src.inv_freq == nullptr) {
+    return MakeError("LaunchDecodeAttentionFused: qkv and inv_freq are required");
+  }
+  if (splits < 1 || (splits > 1 && (partial == nullptr || counters == nullptr))) {
+    return MakeError("LaunchDecodeAttentionFused: split count ", splits,
+                     " without partials or counters");
+  }
+  if (layer.kv_dtype == KvDtype::kFp8E4m3 && (!layer.k_scale || !layer.v_scale)) {
+    return MakeError("LaunchDecodeAttentionFused: FP8 KV cache without scales");
+  }
+  return LaunchDecodeAttention(layer, meta, nullptr, nullptr, nullptr, &src, splits, partial,
+                               counters, out, stream);
 }
 
 }  // namespace gs::cuda

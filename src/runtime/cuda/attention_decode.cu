@@ -18,9 +18,20 @@
 // and the block that counts last merges all n records in split order — so the result does not
 // depend on which block finished last — and resets the counter for the next launch (or graph
 // replay). Loads of the merge are 16-byte, coalesced, in flight together, and skip unused rows.
+//
+// The fused form (kFused, decode steps: one new token per sequence, so a tile is one token and
+// its only fresh key is that token) reads the fp32 q/k/v projection instead of bf16 q/k/v: each
+// block normalises and rotates the q rows of its tile and the k/v row of its kv head itself
+// (qkv_norm_rope.cuh, bit for bit QkvNormRopeKernel), one warp per row, keeps the k/v rows in
+// smem (the tile loader copies them from there) and, in split 0 only, appends them to the cache
+// as AppendToCache (norm_rope.cu) does. No block reads the row being written: cache keys are
+// positions before the sequence's new token, whose own row (a ring slot holds p − window, outside
+// the window) is never among them.
 #include "runtime/cuda/attention_common.cuh"
 #include "runtime/cuda/attention_internal.h"
+#include "runtime/cuda/kv_store.cuh"
 #include "runtime/cuda/launch.cuh"
+#include "runtime/cuda/qkv_norm_rope.cuh"
 
 namespace gs::cuda {
 namespace {
@@ -44,16 +55,18 @@ struct DecodeShape {
   static constexpr int kDimsPerWarp = 16 * kMt;
   // One split's partial record: O in fragment order [warp][m-tile][lane][4], then m[8], l[8].
   static constexpr int kRecord = kR * D + 2 * kR;
-  static constexpr size_t SmemBytes(bool fp8) {
+  // Fused: the block's own k and v rows of its token, [2][D + pad] bf16, after the rest.
+  static constexpr size_t SmemBytes(bool fp8, bool fused) {
     return sizeof(bf16) * (kR + 2 * kN) * kStride +
            sizeof(float) * (kR * kPStride + 2 * kWarps * kR) +  // P, per-warp maxima and sums
-           (fp8 ? 2 * kN * D + 2 * kN * sizeof(float) : 0);
+           (fp8 ? 2 * kN * D + 2 * kN * sizeof(float) : 0) +
+           (fused ? sizeof(bf16) * 2 * kStride : 0);
   }
   // Blocks an SM holds by shared memory (228 KB, 1 KB reserved a block), ≤ 4: the register
   // bound ptxas may use so that registers never cut that occupancy (without a bound it keeps
   // head_dim 512 at 168 registers and spills).
-  static constexpr int MinBlocks(bool fp8) {
-    const size_t by_smem = 228 * 1024 / (SmemBytes(fp8) + 1024);
+  static constexpr int MinBlocks(bool fp8, bool fused) {
+    const size_t by_smem = 228 * 1024 / (SmemBytes(fp8, fused) + 1024);
     return by_smem < 1 ? 1 : by_smem > 4 ? 4 : static_cast<int>(by_smem);
   }
 };
@@ -65,8 +78,9 @@ struct DecodeShape {
 // become zeros (masked probabilities 0 never meet stale values). bf16 rows go straight to the
 // tile; e4m3 rows land in `staging` and Finish() expands them — each thread converts exactly the
 // chunks it copied, so no barrier sits between the copy and the expansion. With fp8, `scales`
-// receives each key's stored scale (1 for fresh keys, 0 past the last key).
-template <int D, bool kFp8>
+// receives each key's stored scale (1 for fresh keys, 0 past the last key). kFused: the one
+// fresh key's row is the block's own smem copy (`fresh` then points at it), copied synchronously.
+template <int D, bool kFp8, bool kFused>
 struct DecodeKvLoader {
   static constexpr int kChunks = D / 8;  // 8 elements (16 B bf16, 8 B e4m3) per copy
   static constexpr int kLanesPerRow = kChunks < 8 ? kChunks : 8;
@@ -107,7 +121,11 @@ struct DecodeKvLoader {
         if (p > t.kend) {
           *reinterpret_cast<uint4*>(dst) = make_uint4(0, 0, 0, 0);
         } else if (p >= t.start) {
-          CpAsync16(dst, fresh + base + c);
+          if constexpr (kFused) {
+            *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(fresh + c);
+          } else {
+            CpAsync16(dst, fresh + base + c);
+          }
         } else if constexpr (kFp8) {
           CpAsync8(staging + j * D + c, static_cast<const uint8_t*>(cache) + base + c);
         } else {
@@ -150,14 +168,145 @@ struct DecodeKvLoader {
   }
 };
 
+
+// The fused prologue's per-lane constants: lane L owns the rotation pairs (i, i + D/2) of
+// i = L + 32j (QkvNormRopeKernel's threads L + 32j), and holds their norm weights and
+// frequencies, loaded before the PDL wait (weights are constants).
+template <int D>
+struct FusedConsts {
+  static constexpr int kHalf = D / 2, kPairs = (kHalf + 31) / 32;
+  float qw[2][kPairs], kw[2][kPairs], freq[kPairs];
+
+  __device__ __forceinline__ void Load(const QkvNormRopeSource& src, int lane) {
+#pragma unroll
+    for (int j = 0; j < kPairs; ++j) {
+      const int i = min(lane + 32 * j, kHalf - 1);  // lanes past D/2 (D = 32) store nothing
+      qw[0][j] = src.q_norm != nullptr ? src.q_norm[i] : 0.0f;
+      qw[1][j] = src.q_norm != nullptr ? src.q_norm[i + kHalf] : 0.0f;
+      kw[0][j] = src.k_norm != nullptr ? src.k_norm[i] : 0.0f;
+      kw[1][j] = src.k_norm != nullptr ? src.k_norm[i + kHalf] : 0.0f;
+      freq[j] = src.inv_freq[i];
+    }
+  }
+};
+
+// One warp turns the raw fp32 row x of a head into its bf16 row dst exactly as
+// QkvNormRopeKernel does (qkv_norm_rope.cuh: its block of B = NormThreads(D) threads is
+// replayed as B / 32 virtual warps). Returns the largest |bf16 value| of the lane's elements.
+template <int D>
+__device__ __forceinline__ float NormRopeRowWarp(const float* __restrict__ x, bool weighted,
+                                                 const float (&w)[2][FusedConsts<D>::kPairs],
+                                                 bool rope, const float (&freq)[FusedConsts<D>::kPairs],
+                                                 int pos, float eps, bf16* dst, int lane) {
+  constexpr int kHalf = D / 2, kPairs = FusedConsts<D>::kPairs;
+  constexpr int kB = qkv::NormThreads(D), kVirtualWarps = kB / 32;
+  float x1[kPairs], x2[kPairs];
+#pragma unroll
+  for (int j = 0; j < kPairs; ++j) {
+    const int i = lane + 32 * j;
+    x1[j] = i < kHalf ? x[i] : 0.0f;
+    x2[j] = i < kHalf ? x[i + kHalf] : 0.0f;
+  }
+  float total = 0.0f;
+  if constexpr (kB == kHalf) {  // virtual thread L + 32j sums exactly pair j of lane L
+#pragma unroll
+    for (int j = 0; j < kVirtualWarps; ++j) {
+      total = __fadd_rn(total, qkv::ButterflySum(qkv::AddSquare(qkv::AddSquare(0.0f, x1[j]), x2[j])));
+    }
+  } else {
+#pragma unroll
+    for (int vw = 0; vw < kVirtualWarps; ++vw) {
+      float ss = 0.0f;
+      for (int i = vw * 32 + lane; i < D; i += kB) ss = qkv::AddSquare(ss, x[i]);
+      total = __fadd_rn(total, qkv::ButterflySum(ss));
+    }
+  }
+  const float inv = qkv::InvRms(total, D, eps);
+  float amax = 0.0f;
+#pragma unroll
+  for (int j = 0; j < kPairs; ++j) {
+    const int i = lane + 32 * j;
+    if (i >= kHalf) continue;
+    const float2 y = qkv::NormRopePair(x1[j], x2[j], inv, weighted, w[0][j], w[1][j], rope,
+                                       freq[j], pos);
+    const bf16 b1 = __float2bfloat16_rn(y.x), b2 = __float2bfloat16_rn(y.y);
+    dst[i] = b1;
+    dst[i + kHalf] = b2;
+    amax = fmaxf(amax, fmaxf(fabsf(__bfloat162float(b1)), fabsf(__bfloat162float(b2))));
+  }
+  return amax;
+}
+
+// One warp appends the bf16 row `row` (smem, written by this warp) of token tok as kv head g of
+// K or V to the cache: the bytes and FP8 scale of AppendToCache (norm_rope.cu) — the same row
+// position, RowScale of the row's amax (a max: any order), 1 / s and QuantizeE4m3x8.
 template <int D, bool kFp8>
-__global__ void __launch_bounds__(kThreads, DecodeShape<D>::MinBlocks(kFp8))
+__device__ __forceinline__ void AppendRowWarp(const AttentionLayer& L, const AttentionMeta& meta,
+                                              int tok, int g, bool is_v, const bf16* row,
+                                              float lane_amax, int lane) {
+  const int s = meta.token_seq[tok], p = meta.positions[tok];
+  if (kv::Skip(L, meta, s, p)) return;
+  const int64_t at = (kv::WriteRow(L, meta, s, p) * L.kv_heads + g) * D;
+  __syncwarp();  // the row's elements were stored by other lanes of the warp
+  if constexpr (!kFp8) {
+    bf16* cache = static_cast<bf16*>(is_v ? L.v_cache : L.k_cache) + at;
+    for (int c = lane * 8; c < D; c += 32 * 8) {
+      *reinterpret_cast<uint4*>(cache + c) = *reinterpret_cast<const uint4*>(row + c);
+    }
+  } else {
+    float amax = lane_amax;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+    const float scale = fp8kv::RowScale(amax), inv = 1.0f / scale;
+    uint8_t* cache = static_cast<uint8_t*>(is_v ? L.v_cache : L.k_cache) + at;
+    for (int c = lane * 8; c < D; c += 32 * 8) {
+      *reinterpret_cast<uint2*>(cache + c) =
+          kv::QuantizeE4m3x8(*reinterpret_cast<const uint4*>(row + c), inv);
+    }
+    if (lane == 0) (is_v ? L.v_scale : L.k_scale)[at / D] = fp8kv::StoredScale(scale);
+  }
+}
+
+// The fused prologue of block (tile t, kv head g, split z): q rows of t's token for g's heads →
+// qs (rows [0, group)), its k and v rows → fk, fv; split 0 appends k and v to the cache. Rows
+// [q_0 … q_{group−1}, k, v] go to the warps round robin.
+template <int D, bool kFp8>
+__device__ __forceinline__ void FusedPrologue(const QkvNormRopeSource& src,
+                                              const FusedConsts<D>& fc, const AttentionLayer& L,
+                                              const AttentionMeta& meta, const TileInfo& t, int g,
+                                              int group, bool append, bf16* qs, bf16* fk,
+                                              bf16* fv) {
+  constexpr int kStride = D + kPad;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int tok = t.tok0, pos = meta.positions[tok];
+  const int64_t row_len = static_cast<int64_t>(L.heads + (src.k_eq_v ? 1 : 2) * L.kv_heads) * D;
+  const float* x = src.qkv + tok * row_len;
+  for (int r = warp; r < group + 2; r += kWarps) {
+    if (r < group) {
+      NormRopeRowWarp<D>(x + static_cast<int64_t>(g * group + r) * D, src.q_norm != nullptr,
+                         fc.qw, true, fc.freq, pos, src.eps, qs + r * kStride, lane);
+    } else if (r == group) {
+      const float amax = NormRopeRowWarp<D>(x + static_cast<int64_t>(L.heads + g) * D,
+                                            src.k_norm != nullptr, fc.kw, true, fc.freq, pos,
+                                            src.eps, fk, lane);
+      if (append) AppendRowWarp<D, kFp8>(L, meta, tok, g, false, fk, amax, lane);
+    } else {
+      const int col = L.heads + (src.k_eq_v ? 0 : L.kv_heads) + g;
+      const float amax = NormRopeRowWarp<D>(x + static_cast<int64_t>(col) * D, false, fc.kw,
+                                            false, fc.freq, pos, src.eps, fv, lane);
+      if (append) AppendRowWarp<D, kFp8>(L, meta, tok, g, true, fv, amax, lane);
+    }
+  }
+}
+
+template <int D, bool kFp8, bool kFused>
+__global__ void __launch_bounds__(kThreads, DecodeShape<D>::MinBlocks(kFp8, kFused))
     DecodeAttentionKernel(AttentionLayer L, AttentionMeta meta, const bf16* __restrict__ q,
                           const bf16* __restrict__ k_new, const bf16* __restrict__ v_new,
-                          float* __restrict__ partial, int* __restrict__ counters,
-                          bf16* __restrict__ out, bool one_wave) {
+                          QkvNormRopeSource src, float* __restrict__ partial,
+                          int* __restrict__ counters, bf16* __restrict__ out, bool one_wave) {
   using Shape = DecodeShape<D>;
-  using Loader = DecodeKvLoader<D, kFp8>;
+  using Loader = DecodeKvLoader<D, kFp8, kFused>;
   constexpr int kStride = Shape::kStride, kMt = Shape::kMt, kKSteps = Shape::kKSteps;
   constexpr int kChains = kKSteps < 4 ? kKSteps : 4;  // independent mma chains of Sᵀ
 
@@ -172,15 +321,23 @@ __global__ void __launch_bounds__(kThreads, DecodeShape<D>::MinBlocks(kFp8))
   uint8_t* v_stage = k_stage + kN * D;
   float* k_sc = reinterpret_cast<float*>(v_stage + kN * D);  // fp8: [kN]
   float* v_sc = k_sc + kN;
+  // Fused: this block's k and v rows of its token, after everything else.
+  bf16* fk = reinterpret_cast<bf16*>(smem_raw + Shape::SmemBytes(kFp8, false));
+  bf16* fv = fk + kStride;
   __shared__ int last_block;
 
-  // PDL (launch.cuh): the tile metadata, q, k/v and the cache all come from earlier kernels.
+  FusedConsts<D> fc;
+  if constexpr (kFused) fc.Load(src, threadIdx.x % 32);  // weights: before the PDL wait
+  // PDL (launch.cuh): the tile metadata, q (qkv), k/v and the cache come from earlier kernels.
   GridDependencyWait();
   if (one_wave) TriggerDependents();
   const int g = blockIdx.y, group = L.heads / L.kv_heads;
   const TileInfo t = GetTile(meta, blockIdx.x, L.window);
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int rows = t.nq * group;  // ≤ kR
+  if constexpr (kFused) {
+    if (t.kend != t.start) __trap();  // more than one new key: not a decode step's tile
+  }
 
   // This (tile, kv head)'s splits: n of them, as even as whole key tiles allow; the grid's
   // other splits have nothing to do (no record, no count).
@@ -193,18 +350,27 @@ __global__ void __launch_bounds__(kThreads, DecodeShape<D>::MinBlocks(kFp8))
   for (int i = tid; i < kR * (D / 8); i += kThreads) {
     const int r = i / (D / 8), c = (i % (D / 8)) * 8;
     bf16* dst = qs + r * kStride + c;
-    if (r < rows) {
+    if (r >= rows) {
+      *reinterpret_cast<uint4*>(dst) = make_uint4(0, 0, 0, 0);
+    } else if constexpr (!kFused) {
       const int head = g * group + r % group;
       CpAsync16(dst, q + (static_cast<int64_t>(t.tok0 + r / group) * L.heads + head) * D + c);
-    } else {
-      *reinterpret_cast<uint4*>(dst) = make_uint4(0, 0, 0, 0);
     }
+  }
+  // Where the tile loader takes the fresh key's row: k/v, or the block's own copy.
+  const bf16* k_src = k_new;
+  const bf16* v_src = v_new;
+  if constexpr (kFused) {
+    FusedPrologue<D, kFp8>(src, fc, L, meta, t, g, group, z == 0, qs, fk, fv);
+    k_src = fk;
+    v_src = fv;
+    __syncthreads();  // q, k and v rows are visible to every warp (the loader copies k and v)
   }
   int row[Loader::kKeys];
   int k0 = t.kbeg + tile_begin * kN;
   Loader::Rows(L, meta, t, k0, row);
-  Loader::Issue(k_new, L.k_cache, L.k_scale, L.kv_heads, g, t, k0, row, ks, k_stage, k_sc);
-  Loader::Issue(v_new, L.v_cache, L.v_scale, L.kv_heads, g, t, k0, row, vs, v_stage, v_sc);
+  Loader::Issue(k_src, L.k_cache, L.k_scale, L.kv_heads, g, t, k0, row, ks, k_stage, k_sc);
+  Loader::Issue(v_src, L.v_cache, L.v_scale, L.kv_heads, g, t, k0, row, vs, v_stage, v_sc);
   CpAsyncWaitAllButOne();  // Q and K
   Loader::Finish(ks, k_stage, t, k0);
   __syncthreads();
@@ -283,7 +449,7 @@ __global__ void __launch_bounds__(kThreads, DecodeShape<D>::MinBlocks(kFp8))
     }
     __syncthreads();  // the maxima are visible; every warp is done with the K tile
     if (has_next) {
-      Loader::Issue(k_new, L.k_cache, L.k_scale, L.kv_heads, g, t, k0 + kN, row, ks, k_stage,
+      Loader::Issue(k_src, L.k_cache, L.k_scale, L.kv_heads, g, t, k0 + kN, row, ks, k_stage,
                     k_sc);
     } else {
       CpAsyncCommit();
@@ -349,7 +515,7 @@ __global__ void __launch_bounds__(kThreads, DecodeShape<D>::MinBlocks(kFp8))
     }
     __syncthreads();  // every warp is done with the V tile and P
     if (has_next) {
-      Loader::Issue(v_new, L.v_cache, L.v_scale, L.kv_heads, g, t, k0 + kN, row, vs, v_stage,
+      Loader::Issue(v_src, L.v_cache, L.v_scale, L.kv_heads, g, t, k0 + kN, row, vs, v_stage,
                     v_sc);
       CpAsyncWaitAllButOne();  // K of the next tile
       Loader::Finish(ks, k_stage, t, k0 + kN);
@@ -481,35 +647,39 @@ __global__ void __launch_bounds__(kThreads, DecodeShape<D>::MinBlocks(kFp8))
   }
 }
 
-template <int D, bool kFp8>
+template <int D, bool kFp8, bool kFused>
 Status Launch(const AttentionLayer& L, const AttentionMeta& m, const bf16* q, const bf16* k,
-              const bf16* v, int splits, float* partial, int* counters, bf16* out,
-              cudaStream_t stream) {
-  const size_t smem = DecodeShape<D>::SmemBytes(kFp8);
+              const bf16* v, const QkvNormRopeSource& src, int splits, float* partial,
+              int* counters, bf16* out, cudaStream_t stream) {
+  constexpr auto kernel = DecodeAttentionKernel<D, kFp8, kFused>;
+  const size_t smem = DecodeShape<D>::SmemBytes(kFp8, kFused);
   static bool raised = false;
   if (!raised && smem > 48 * 1024) {
-    GS_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(DecodeAttentionKernel<D, kFp8>,
-                                                 cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                 static_cast<int>(smem)));
+    GS_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
+        kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
     raised = true;
   }
   const dim3 grid(m.num_tiles, L.kv_heads, splits);
-  static const int resident = ResidentBlocks(DecodeAttentionKernel<D, kFp8>, kThreads, smem);
+  static const int resident = ResidentBlocks(kernel, kThreads, smem);
   const bool one_wave = static_cast<int64_t>(grid.x) * grid.y * grid.z <= resident;
-  return LaunchKernel("DecodeAttentionKernel", DecodeAttentionKernel<D, kFp8>, grid, kThreads, smem,
-                      stream, L, m, q, k, v, partial, counters, out, one_wave);
+  return LaunchKernel(kFused ? "DecodeAttentionKernel<fused>" : "DecodeAttentionKernel", kernel,
+                      grid, kThreads, smem, stream, L, m, q, k, v, src, partial, counters, out,
+                      one_wave);
 }
 
-template <bool kFp8>
+template <bool kFp8, bool kFused>
 Status LaunchDtype(const AttentionLayer& L, const AttentionMeta& m, const bf16* q, const bf16* k,
-                   const bf16* v, int splits, float* partial, int* counters, bf16* out,
-                   cudaStream_t stream) {
+                   const bf16* v, const QkvNormRopeSource& src, int splits, float* partial,
+                   int* counters, bf16* out, cudaStream_t stream) {
   switch (L.head_dim) {
-    case 32: return Launch<32, kFp8>(L, m, q, k, v, splits, partial, counters, out, stream);
-    case 64: return Launch<64, kFp8>(L, m, q, k, v, splits, partial, counters, out, stream);
-    case 128: return Launch<128, kFp8>(L, m, q, k, v, splits, partial, counters, out, stream);
-    case 256: return Launch<256, kFp8>(L, m, q, k, v, splits, partial, counters, out, stream);
-    case 512: return Launch<512, kFp8>(L, m, q, k, v, splits, partial, counters, out, stream);
+#define GS_DECODE_CASE(D) \
+  case D: return Launch<D, kFp8, kFused>(L, m, q, k, v, src, splits, partial, counters, out, stream);
+    GS_DECODE_CASE(32)
+    GS_DECODE_CASE(64)
+    GS_DECODE_CASE(128)
+    GS_DECODE_CASE(256)
+    GS_DECODE_CASE(512)
+#undef GS_DECODE_CASE
     default:
       return MakeError("LaunchAttention: head_dim ", L.head_dim,
                        " is not supported (32, 64, 128, 256, 512)");
@@ -526,14 +696,23 @@ size_t DecodePartialFloats(int head_dim, int num_tiles, int kv_heads, int splits
 }
 
 Status LaunchDecodeAttention(const AttentionLayer& L, const AttentionMeta& m, const bf16* q,
-                             const bf16* k, const bf16* v, int splits, float* partial,
-                             int* counters, bf16* out, cudaStream_t stream) {
+                             const bf16* k, const bf16* v, const QkvNormRopeSource* fused,
+                             int splits, float* partial, int* counters, bf16* out,
+                             cudaStream_t stream) {
   if (splits > 32) {
     return MakeError("LaunchAttention: the decode kernel merges at most 32 splits, not ", splits);
   }
-  return L.kv_dtype == KvDtype::kFp8E4m3
-             ? LaunchDtype<true>(L, m, q, k, v, splits, partial, counters, out, stream)
-             : LaunchDtype<false>(L, m, q, k, v, splits, partial, counters, out, stream);
+  const bool fp8 = L.kv_dtype == KvDtype::kFp8E4m3;
+  if (fused != nullptr) {
+    return fp8 ? LaunchDtype<true, true>(L, m, q, k, v, *fused, splits, partial, counters, out,
+                                         stream)
+               : LaunchDtype<false, true>(L, m, q, k, v, *fused, splits, partial, counters, out,
+                                          stream);
+  }
+  const QkvNormRopeSource none;
+  return fp8 ? LaunchDtype<true, false>(L, m, q, k, v, none, splits, partial, counters, out, stream)
+             : LaunchDtype<false, false>(L, m, q, k, v, none, splits, partial, counters, out,
+                                         stream);
 }
 
 }  // namespace gs::cuda

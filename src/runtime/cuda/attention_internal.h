@@ -15,9 +15,11 @@ Status LaunchPrefillAttention(const AttentionLayer& layer, const AttentionMeta& 
                               float* partial, bf16* out, cudaStream_t stream);
 // The decode kernel merges its own splits (see attention_decode.cu): `partial` holds
 // DecodePartialFloats(...) floats and `counters` num_tiles · kv_heads zeroed ints when splits > 1.
+// With `fused` (LaunchDecodeAttentionFused) q, k and v are unused: the kernel reads fused->qkv.
 Status LaunchDecodeAttention(const AttentionLayer& layer, const AttentionMeta& meta, const bf16* q,
-                             const bf16* k, const bf16* v, int splits, float* partial,
-                             int* counters, bf16* out, cudaStream_t stream);
+                             const bf16* k, const bf16* v, const QkvNormRopeSource* fused,
+                             int splits, float* partial, int* counters, bf16* out,
+                             cudaStream_t stream);
 size_t DecodePartialFloats(int head_dim, int num_tiles, int kv_heads, int splits);
 
 }  // namespace gs::cuda

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 
 #include "runtime/cuda/bf16_gemm.h"
@@ -146,6 +147,17 @@ int ForcedDecodeSplits() {
     return env == nullptr ? 0 : std::clamp(std::atoi(env), 0, 32);
   }();
   return forced;
+}
+
+// GS_FUSED_QK_ATTENTION=0 (read once) runs decode steps' qk-norm/RoPE + KV append and the
+// attention as two kernels (LaunchQkvNormRopeKv, LaunchAttention) instead of the fused decode
+// attention kernel, for A/B measurement; both give the same bits.
+bool FusedQkAttention() {
+  static const bool on = [] {
+    const char* env = std::getenv("GS_FUSED_QK_ATTENTION");
+    return env == nullptr || std::strcmp(env, "0") != 0;
+  }();
+  return on;
 }
 
 }  // namespace
@@ -467,17 +479,6 @@ Status CudaRunner::Impl::Attention(int l) {
   al.v_cache = v_cache[static_cast<size_t>(l)].get();
   al.k_scale = k_scale[static_cast<size_t>(l)].get<float>();
   al.v_scale = v_scale[static_cast<size_t>(l)].get<float>();
-  // Decode steps (one new token per sequence) write the cache in the qk-norm/RoPE kernel, before
-  // the attention (LaunchQkvNormRopeKv says why that is safe only then); other steps after it.
-  if (decode_step_) {
-    GS_RETURN_IF_ERROR(cuda::LaunchQkvNormRopeKv(
-        Ptr<float>(s.qkv), T, config.num_heads, lc.k_eq_v, L.q_norm, L.k_norm, L.inv_freq, eps, al,
-        m, Ptr<bf16>(s.q), Ptr<bf16>(s.k), Ptr<bf16>(s.v), stream));
-  } else {
-    GS_RETURN_IF_ERROR(cuda::LaunchQkvNormRope(
-        Ptr<float>(s.qkv), T, config.num_heads, lc.num_kv_heads, d, lc.k_eq_v, L.q_norm, L.k_norm,
-        L.inv_freq, meta.positions, eps, Ptr<bf16>(s.q), Ptr<bf16>(s.k), Ptr<bf16>(s.v), stream));
-  }
   const bool decode_tiles =
       tile_size == cuda::AttentionTileTokens(config.num_heads / lc.num_kv_heads, true);
   const int splits = AttentionSplits(m.num_tiles, al.kv_heads, d, al.window, decode_tiles);
@@ -487,11 +488,40 @@ Status CudaRunner::Impl::Attention(int l) {
     GS_RETURN_IF_ERROR(Grow(s.partial, need * sizeof(float), "attention partials"));
     partial = Ptr<float>(s.partial);
   }
-  GS_RETURN_IF_ERROR(cuda::LaunchAttention(al, m, Ptr<bf16>(s.q), Ptr<bf16>(s.k), Ptr<bf16>(s.v), T,
-                                           splits, partial, split_counters.get<int>(),
-                                           Ptr<bf16>(s.attn), stream));
-  if (!decode_step_) {
-    GS_RETURN_IF_ERROR(cuda::LaunchKvWrite(al, m, Ptr<bf16>(s.k), Ptr<bf16>(s.v), T, stream));
+  if (decode_step_ && FusedQkAttention()) {
+    // Decode steps: qk-norm/RoPE, the KV append and the attention in one kernel (q/k/v bf16 are
+    // not materialised: nothing else reads them on decode steps).
+    cuda::QkvNormRopeSource src;
+    src.qkv = Ptr<float>(s.qkv);
+    src.k_eq_v = lc.k_eq_v;
+    src.q_norm = L.q_norm;
+    src.k_norm = L.k_norm;
+    src.inv_freq = L.inv_freq;
+    src.eps = eps;
+    GS_RETURN_IF_ERROR(cuda::LaunchDecodeAttentionFused(src, al, m, T, splits, partial,
+                                                        split_counters.get<int>(),
+                                                        Ptr<bf16>(s.attn), stream));
+  } else {
+    // Decode steps (one new token per sequence) write the cache in the qk-norm/RoPE kernel,
+    // before the attention (LaunchQkvNormRopeKv says why that is safe only then); other steps
+    // after it.
+    if (decode_step_) {
+      GS_RETURN_IF_ERROR(cuda::LaunchQkvNormRopeKv(
+          Ptr<float>(s.qkv), T, config.num_heads, lc.k_eq_v, L.q_norm, L.k_norm, L.inv_freq, eps,
+          al, m, Ptr<bf16>(s.q), Ptr<bf16>(s.k), Ptr<bf16>(s.v), stream));
+    } else {
+      GS_RETURN_IF_ERROR(cuda::LaunchQkvNormRope(
+          Ptr<float>(s.qkv), T, config.num_heads, lc.num_kv_heads, d, lc.k_eq_v, L.q_norm,
+          L.k_norm, L.inv_freq, meta.positions, eps, Ptr<bf16>(s.q), Ptr<bf16>(s.k),
+          Ptr<bf16>(s.v), stream));
+    }
+    GS_RETURN_IF_ERROR(cuda::LaunchAttention(al, m, Ptr<bf16>(s.q), Ptr<bf16>(s.k),
+                                             Ptr<bf16>(s.v), T, splits, partial,
+                                             split_counters.get<int>(), Ptr<bf16>(s.attn),
+                                             stream));
+    if (!decode_step_) {
+      GS_RETURN_IF_ERROR(cuda::LaunchKvWrite(al, m, Ptr<bf16>(s.k), Ptr<bf16>(s.v), T, stream));
+    }
   }
   GS_RETURN_IF_ERROR(gemm.Run(Ptr<bf16>(s.attn), T, L.q_rows, L.o.get<bf16>(), H, s.attn_out.get(),
                               true, 1.0f, stream));

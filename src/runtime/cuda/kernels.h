@@ -268,6 +268,32 @@ struct AttentionLayer {
 Status LaunchAttention(const AttentionLayer& layer, const AttentionMeta& meta, const bf16* q,
                        const bf16* k, const bf16* v, int tokens, int splits, float* partial,
                        int* counters, bf16* out, cudaStream_t stream);
+// The decode fusion of LaunchQkvNormRopeKv and the decode attention kernel: what the fused
+// kernel reads instead of bf16 q/k/v. qkv fp32 [T, (heads + 2·kv)·d] as LaunchQkvNormRope
+// takes it (no v columns when k_eq_v); q_norm / k_norm may be null (no weight).
+struct QkvNormRopeSource {
+  const float* qkv = nullptr;
+  bool k_eq_v = false;
+  const float* q_norm = nullptr;
+  const float* k_norm = nullptr;
+  const float* inv_freq = nullptr;  // [d/2]
+  float eps = 0.0f;
+};
+
+// LaunchQkvNormRopeKv followed by LaunchAttention on a decode step, in one kernel: each decode
+// attention block computes the q rows of its tile and the k/v rows of its kv head from qkv
+// itself (QkvNormRopeKernel's arithmetic, bit for bit), and one block per (token, kv head) —
+// split 0 — appends k/v to the cache exactly as LaunchQkvNormRopeKv does. `out` and the cache
+// then hold the same bits as that two-kernel path; q/k/v bf16 are not written. Decode steps
+// only: every sequence has one new token, in a tile of its own (meta.tile_tokens of the decode
+// kernel, tile_count 1) — a ring slot then holds p − window, outside p's window, and no block
+// reads a cache row that another block writes (the step's own keys come from the block's own
+// copy). The kernel traps on a tile of more than one new key. Other arguments
+// as LaunchAttention.
+Status LaunchDecodeAttentionFused(const QkvNormRopeSource& src, const AttentionLayer& layer,
+                                  const AttentionMeta& meta, int tokens, int splits,
+                                  float* partial, int* counters, bf16* out, cudaStream_t stream);
+
 // Floats of LaunchAttention's `partial` for this layer, step metadata (its tile size and count),
 // token count and split count; 0 when splits ≤ 1.
 size_t AttentionPartialFloats(const AttentionLayer& layer, const AttentionMeta& meta, int tokens,

@@ -3,6 +3,7 @@
 #include "runtime/cuda/kernels.h"
 #include "runtime/cuda/kv_store.cuh"
 #include "runtime/cuda/launch.cuh"
+#include "runtime/cuda/qkv_norm_rope.cuh"
 #include "runtime/cuda/row_common.cuh"
 
 namespace gs::cuda {
@@ -251,26 +252,19 @@ __global__ void QkvNormRopeKernel(const float* __restrict__ qkv, int heads, int 
     dst = v + (t * kv_heads + g) * d;
     rope = false;
   }
+  // The arithmetic is qkv_norm_rope.cuh's, which the fused decode attention repeats bit for bit
+  // (its sum-of-squares order assumes blockDim.x == qkv::NormThreads(d)).
   const int half = d / 2;
   float ss = 0.0f;
-  for (int i = threadIdx.x; i < d; i += blockDim.x) ss += src[i] * src[i];
-  const float inv = rsqrtf(BlockSum(ss, scratch) / d + eps);
+  for (int i = threadIdx.x; i < d; i += blockDim.x) ss = qkv::AddSquare(ss, src[i]);
+  const float inv = qkv::InvRms(BlockSum(ss, scratch), d, eps);
   for (int i = threadIdx.x; i < half; i += blockDim.x) {
-    float x1 = src[i] * inv, x2 = src[i + half] * inv;
-    if (w != nullptr) {
-      x1 *= w[i];
-      x2 *= w[i + half];
-    }
-    if (rope && inv_freq[i] != 0.0f) {
-      const float angle = static_cast<float>(positions[t]) * inv_freq[i];
-      float s, c;
-      sincosf(angle, &s, &c);
-      const float r1 = x1 * c - x2 * s, r2 = x2 * c + x1 * s;
-      x1 = r1;
-      x2 = r2;
-    }
-    dst[i] = __float2bfloat16_rn(x1);
-    dst[i + half] = __float2bfloat16_rn(x2);
+    const bool weighted = w != nullptr;
+    const float2 x = qkv::NormRopePair(src[i], src[i + half], inv, weighted,
+                                       weighted ? w[i] : 0.0f, weighted ? w[i + half] : 0.0f,
+                                       rope, rope ? inv_freq[i] : 0.0f, rope ? positions[t] : 0);
+    dst[i] = __float2bfloat16_rn(x.x);
+    dst[i + half] = __float2bfloat16_rn(x.y);
   }
   if constexpr (kCache) {
     if (head >= heads) AppendToCache(L, meta, static_cast<int>(t), head - heads, dst, max_scratch);
@@ -350,7 +344,7 @@ Status LaunchQkvNormRope(const float* qkv, int tokens, int heads, int kv_heads, 
   if (tokens <= 0) return Ok();
   if (head_dim % 2 != 0) return MakeError("LaunchQkvNormRope: odd head_dim ", head_dim);
   const dim3 grid(tokens, heads + 2 * kv_heads);
-  const int threads = std::min(256, std::max(32, (head_dim / 2 + 31) / 32 * 32));
+  const int threads = qkv::NormThreads(head_dim);
   return LaunchKernel("QkvNormRopeKernel", QkvNormRopeKernel<false>, grid, threads, 0, stream, qkv,
                       heads, kv_heads, head_dim, k_eq_v, q_norm, k_norm, inv_freq, positions, eps,
                       q, k, v, AttentionLayer{}, AttentionMeta{});
@@ -370,7 +364,7 @@ Status LaunchQkvNormRopeKv(const float* qkv, int tokens, int heads, bool k_eq_v,
     return MakeError("LaunchQkvNormRopeKv: FP8 cache with head_dim ", d, " (not a multiple of 8)");
   }
   const dim3 grid(tokens, heads + 2 * layer.kv_heads);
-  const int threads = std::min(256, std::max(32, (d / 2 + 31) / 32 * 32));
+  const int threads = qkv::NormThreads(d);
   return LaunchKernel("QkvNormRopeKernel<cache>", QkvNormRopeKernel<true>, grid, threads, 0, stream,
                       qkv, heads, layer.kv_heads, d, k_eq_v, q_norm, k_norm, inv_freq,
                       meta.positions, eps, q, k, v, layer, meta);
