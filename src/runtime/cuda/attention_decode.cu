@@ -190,23 +190,22 @@ struct FusedConsts {
   }
 };
 
-// One warp turns the raw fp32 row x of a head into its bf16 row dst exactly as
-// QkvNormRopeKernel does (qkv_norm_rope.cuh: its block of B = NormThreads(D) threads is
-// replayed as B / 32 virtual warps). Returns the largest |bf16 value| of the lane's elements.
+// One warp turns the raw fp32 row x of a head (its pairs already in x1, x2: lane L holds pairs
+// L + 32j) into its bf16 row dst exactly as QkvNormRopeKernel does (qkv_norm_rope.cuh: that
+// kernel's block of B = NormThreads(D) threads is replayed as B / 32 virtual warps). Returns the
+// largest |bf16 value| of the lane's elements.
 template <int D>
-__device__ __forceinline__ float NormRopeRowWarp(const float* __restrict__ x, bool weighted,
+__device__ __forceinline__ float NormRopeRowWarp(const float* __restrict__ x,
+                                                 const float (&x1)[FusedConsts<D>::kPairs],
+                                                 const float (&x2)[FusedConsts<D>::kPairs],
+                                                 bool weighted,
                                                  const float (&w)[2][FusedConsts<D>::kPairs],
-                                                 bool rope, const float (&freq)[FusedConsts<D>::kPairs],
-                                                 int pos, float eps, bf16* dst, int lane) {
+                                                 bool rope, const FusedConsts<D>& fc,
+                                                 const float (&sn)[FusedConsts<D>::kPairs],
+                                                 const float (&cs)[FusedConsts<D>::kPairs],
+                                                 float eps, bf16* dst, int lane) {
   constexpr int kHalf = D / 2, kPairs = FusedConsts<D>::kPairs;
   constexpr int kB = qkv::NormThreads(D), kVirtualWarps = kB / 32;
-  float x1[kPairs], x2[kPairs];
-#pragma unroll
-  for (int j = 0; j < kPairs; ++j) {
-    const int i = lane + 32 * j;
-    x1[j] = i < kHalf ? x[i] : 0.0f;
-    x2[j] = i < kHalf ? x[i + kHalf] : 0.0f;
-  }
   float total = 0.0f;
   if constexpr (kB == kHalf) {  // virtual thread L + 32j sums exactly pair j of lane L
 #pragma unroll
@@ -227,8 +226,8 @@ __device__ __forceinline__ float NormRopeRowWarp(const float* __restrict__ x, bo
   for (int j = 0; j < kPairs; ++j) {
     const int i = lane + 32 * j;
     if (i >= kHalf) continue;
-    const float2 y = qkv::NormRopePair(x1[j], x2[j], inv, weighted, w[0][j], w[1][j], rope,
-                                       freq[j], pos);
+    const float2 y = qkv::NormRopePair(x1[j], x2[j], inv, weighted, w[0][j], w[1][j],
+                                       rope && fc.freq[j] != 0.0f, sn[j], cs[j]);
     const bf16 b1 = __float2bfloat16_rn(y.x), b2 = __float2bfloat16_rn(y.y);
     dst[i] = b1;
     dst[i + kHalf] = b2;
@@ -269,31 +268,61 @@ __device__ __forceinline__ void AppendRowWarp(const AttentionLayer& L, const Att
 
 // The fused prologue of block (tile t, kv head g, split z): q rows of t's token for g's heads →
 // qs (rows [0, group)), its k and v rows → fk, fv; split 0 appends k and v to the cache. Rows
-// [q_0 … q_{group−1}, k, v] go to the warps round robin.
+// [q_0 … q_{group−1}, k, v] go to the warps round robin; a warp loads all of its rows before it
+// computes any (one round of L2 latency), and the RoPE angles, the same for every row of the
+// token, are computed once.
 template <int D, bool kFp8>
 __device__ __forceinline__ void FusedPrologue(const QkvNormRopeSource& src,
                                               const FusedConsts<D>& fc, const AttentionLayer& L,
                                               const AttentionMeta& meta, const TileInfo& t, int g,
                                               int group, bool append, bf16* qs, bf16* fk,
                                               bf16* fv) {
-  constexpr int kStride = D + kPad;
+  constexpr int kStride = D + kPad, kHalf = D / 2, kPairs = FusedConsts<D>::kPairs;
+  constexpr int kMaxRows = (kR + 2 + kWarps - 1) / kWarps;  // rows a warp takes, at most
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int tok = t.tok0, pos = meta.positions[tok];
+  const int tok = t.tok0, n_rows = group + 2;
   const int64_t row_len = static_cast<int64_t>(L.heads + (src.k_eq_v ? 1 : 2) * L.kv_heads) * D;
   const float* x = src.qkv + tok * row_len;
-  for (int r = warp; r < group + 2; r += kWarps) {
+  auto head_col = [&](int r) {  // the row's head in the projection's columns
+    return r < group ? g * group + r
+                     : (r == group ? L.heads + g : L.heads + (src.k_eq_v ? 0 : L.kv_heads) + g);
+  };
+  float x1[kMaxRows][kPairs], x2[kMaxRows][kPairs];
+#pragma unroll
+  for (int m = 0; m < kMaxRows; ++m) {
+    const int r = warp + kWarps * m;
+    const float* xr = x + static_cast<int64_t>(head_col(min(r, n_rows - 1))) * D;
+#pragma unroll
+    for (int j = 0; j < kPairs; ++j) {
+      const int i = lane + 32 * j;
+      const bool ok = r < n_rows && i < kHalf;
+      x1[m][j] = ok ? xr[i] : 0.0f;
+      x2[m][j] = ok ? xr[i + kHalf] : 0.0f;
+    }
+  }
+  const int pos = meta.positions[tok];
+  float sn[kPairs], cs[kPairs];
+#pragma unroll
+  for (int j = 0; j < kPairs; ++j) {
+    sn[j] = 0.0f;
+    cs[j] = 1.0f;
+    if (fc.freq[j] != 0.0f) qkv::RopeSinCos(pos, fc.freq[j], &sn[j], &cs[j]);
+  }
+#pragma unroll
+  for (int m = 0; m < kMaxRows; ++m) {
+    const int r = warp + kWarps * m;
+    if (r >= n_rows) break;
+    const float* xr = x + static_cast<int64_t>(head_col(r)) * D;
     if (r < group) {
-      NormRopeRowWarp<D>(x + static_cast<int64_t>(g * group + r) * D, src.q_norm != nullptr,
-                         fc.qw, true, fc.freq, pos, src.eps, qs + r * kStride, lane);
+      NormRopeRowWarp<D>(xr, x1[m], x2[m], src.q_norm != nullptr, fc.qw, true, fc, sn, cs,
+                         src.eps, qs + r * kStride, lane);
     } else if (r == group) {
-      const float amax = NormRopeRowWarp<D>(x + static_cast<int64_t>(L.heads + g) * D,
-                                            src.k_norm != nullptr, fc.kw, true, fc.freq, pos,
-                                            src.eps, fk, lane);
+      const float amax = NormRopeRowWarp<D>(xr, x1[m], x2[m], src.k_norm != nullptr, fc.kw, true,
+                                            fc, sn, cs, src.eps, fk, lane);
       if (append) AppendRowWarp<D, kFp8>(L, meta, tok, g, false, fk, amax, lane);
     } else {
-      const int col = L.heads + (src.k_eq_v ? 0 : L.kv_heads) + g;
-      const float amax = NormRopeRowWarp<D>(x + static_cast<int64_t>(col) * D, false, fc.kw,
-                                            false, fc.freq, pos, src.eps, fv, lane);
+      const float amax = NormRopeRowWarp<D>(xr, x1[m], x2[m], false, fc.kw, false, fc, sn, cs,
+                                            src.eps, fv, lane);
       if (append) AppendRowWarp<D, kFp8>(L, meta, tok, g, true, fv, amax, lane);
     }
   }

@@ -259,10 +259,12 @@ __global__ void QkvNormRopeKernel(const float* __restrict__ qkv, int heads, int 
   for (int i = threadIdx.x; i < d; i += blockDim.x) ss = qkv::AddSquare(ss, src[i]);
   const float inv = qkv::InvRms(BlockSum(ss, scratch), d, eps);
   for (int i = threadIdx.x; i < half; i += blockDim.x) {
-    const bool weighted = w != nullptr;
+    const bool weighted = w != nullptr, rotate = rope && inv_freq[i] != 0.0f;
+    float sn = 0.0f, cs = 1.0f;
+    if (rotate) qkv::RopeSinCos(positions[t], inv_freq[i], &sn, &cs);
     const float2 x = qkv::NormRopePair(src[i], src[i + half], inv, weighted,
                                        weighted ? w[i] : 0.0f, weighted ? w[i + half] : 0.0f,
-                                       rope, rope ? inv_freq[i] : 0.0f, rope ? positions[t] : 0);
+                                       rotate, sn, cs);
     dst[i] = __float2bfloat16_rn(x.x);
     dst[i + half] = __float2bfloat16_rn(x.y);
   }

@@ -34,22 +34,24 @@ __device__ __forceinline__ float InvRms(float sum_sq, int d, float eps) {
   return rsqrtf(__fadd_rn(__fdiv_rn(sum_sq, static_cast<float>(d)), eps));
 }
 
+// sin and cos of the RoPE angle float(pos)·freq (sincosf on the fp32 angle, as PyTorch).
+__device__ __forceinline__ void RopeSinCos(int pos, float freq, float* s, float* c) {
+  sincosf(__fmul_rn(static_cast<float>(pos), freq), s, c);
+}
+
 // The rotation pair (x1, x2) = (x_i, x_{i+d/2}) of a head's raw row → x·inv (× (w1, w2) when
-// weighted), then, when rope and freq ≠ 0, rotated by angle = float(pos)·freq (sincosf on the
-// fp32 angle, as PyTorch; freq 0 is proportional RoPE's static part).
+// weighted), then, when rotate (q and k with freq ≠ 0; freq 0 is proportional RoPE's static
+// part), rotated by the angle whose sin and cos RopeSinCos gave.
 __device__ __forceinline__ float2 NormRopePair(float x1, float x2, float inv, bool weighted,
-                                               float w1, float w2, bool rope, float freq,
-                                               int pos) {
+                                               float w1, float w2, bool rotate, float s,
+                                               float c) {
   x1 = __fmul_rn(x1, inv);
   x2 = __fmul_rn(x2, inv);
   if (weighted) {
     x1 = __fmul_rn(x1, w1);
     x2 = __fmul_rn(x2, w2);
   }
-  if (rope && freq != 0.0f) {
-    const float angle = __fmul_rn(static_cast<float>(pos), freq);
-    float s, c;
-    sincosf(angle, &s, &c);
+  if (rotate) {
     const float r1 = __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s));
     const float r2 = __fmaf_rn(x2, c, __fmul_rn(x1, s));
     x1 = r1;
