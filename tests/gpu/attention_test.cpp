@@ -402,12 +402,14 @@ std::vector<Case> Cases(bool sliding) {
     out.push_back({sliding, {{0, 1100}}});     // chunk longer than the window
     out.push_back({sliding, {{2000, 1100}}});  // ... with a full ring before it
   }
-  // Several sequences in one batch: decode at different contexts (3 and 32 sequences, every
-  // context in each), and mixed chunks.
+  // Several sequences in one batch: decode at different contexts (3 and 32 sequences), and mixed
+  // chunks.
   out.push_back({sliding, {{0, 1}, {1023, 1}, {4999, 1}}});
   out.push_back({sliding, {{62, 1}, {63, 1}, {64, 1}}});
+  // 32 sequences over the contexts up to 1025 (5000 is covered above: its CPU reference for 32
+  // sequences would dominate the suite's time on the GPU machine).
   Case b32{sliding, {}};
-  for (int i = 0; i < 32; ++i) b32.seqs.push_back({kContexts[(i * 3) % 8] - 1, 1});
+  for (int i = 0; i < 32; ++i) b32.seqs.push_back({kContexts[(i * 3) % 7] - 1, 1});
   out.push_back(b32);
   out.push_back({sliding, {{1000, 17}, {0, 3}, {1030, 1}}});
   // The demo model's geometry (window 32), chunks shorter and longer than the window.

@@ -43,36 +43,59 @@ __device__ float BlockSum(float v, float* scratch) {
 // stream the 1.4 MB of fp32 weights at bandwidth. For more tokens the runner uses cuBLASLt.
 constexpr int kRouterGemvMaxTokens = kRouterGemvTokens;
 constexpr int kRouterGemvThreads = 128;
+constexpr int kRouterRowVec = 6;  // float4s of the weight row per thread held in registers
 __device__ __forceinline__ void RouterGemvKernelBody(const float* __restrict__ x, int tokens,
                                                      int hidden, const float* __restrict__ w,
                                                      int experts, float* __restrict__ logits) {
   __shared__ float part[kRouterGemvThreads / 32][kRouterGemvMaxTokens];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int e = blockIdx.x;
-  // Before the PDL wait (launch.cuh), only the weights: the block's row is prefetched into L2
-  // (one 128 B line per thread and step) while the previous kernel finishes.
+  // Before the PDL wait (launch.cuh), only the weights: a row of up to kRouterRowVec float4s per
+  // thread (hidden ≤ 3072) is loaded into registers while the previous kernel finishes; a wider
+  // one is prefetched into L2 (one 128 B line per thread and step) and streamed after the wait.
   const char* row = reinterpret_cast<const char*>(w + static_cast<int64_t>(e) * hidden);
-  for (int64_t off = threadIdx.x * int64_t{128}; off < int64_t{4} * hidden;
-       off += kRouterGemvThreads * 128) {
-    asm volatile("prefetch.L2 [%0];\n" ::"l"(row + off));  // generic address
+  const float4* wr = reinterpret_cast<const float4*>(row);
+  const int n4 = hidden / 4;
+  const bool in_registers = n4 <= kRouterRowVec * kRouterGemvThreads;
+  float4 wv[kRouterRowVec];
+  if (in_registers) {
+#pragma unroll
+    for (int j = 0; j < kRouterRowVec; ++j) {
+      const int c = threadIdx.x + j * kRouterGemvThreads;
+      wv[j] = c < n4 ? __ldg(wr + c) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    }
+  } else {
+    for (int64_t off = threadIdx.x * int64_t{128}; off < int64_t{4} * hidden;
+         off += kRouterGemvThreads * 128) {
+      asm volatile("prefetch.L2 [%0];\n" ::"l"(row + off));  // generic address
+    }
   }
   GridDependencyWait();
   TriggerDependentsIfOneWave();
-  const float4* wr = reinterpret_cast<const float4*>(row);
+  // acc[t] sums this thread's columns c = threadIdx.x + j·128 in ascending order either way.
   float acc[kRouterGemvMaxTokens] = {};
-#pragma unroll 2
-  for (int c = threadIdx.x; c < hidden / 4; c += kRouterGemvThreads) {
-    const float4 wv = wr[c];
+  auto add = [&](const float4& wc, int c) {
 #pragma unroll
     for (int t = 0; t < kRouterGemvMaxTokens; ++t) {
       if (t < tokens) {
         const float4 xv = reinterpret_cast<const float4*>(x + static_cast<int64_t>(t) * hidden)[c];
-        acc[t] += wv.x * xv.x + wv.y * xv.y + wv.z * xv.z + wv.w * xv.w;
+        acc[t] += wc.x * xv.x + wc.y * xv.y + wc.z * xv.z + wc.w * xv.w;
       }
     }
+  };
+  if (in_registers) {
+#pragma unroll
+    for (int j = 0; j < kRouterRowVec; ++j) {
+      const int c = threadIdx.x + j * kRouterGemvThreads;
+      if (c < n4) add(wv[j], c);
+    }
+  } else {
+#pragma unroll 2
+    for (int c = threadIdx.x; c < n4; c += kRouterGemvThreads) add(wr[c], c);
   }
 #pragma unroll
   for (int t = 0; t < kRouterGemvMaxTokens; ++t) {
+    if (t >= tokens) break;  // uniform: every lane has the same token count
     const float v = WarpSum(acc[t]);
     if (lane == 0) part[warp][t] = v;
   }
