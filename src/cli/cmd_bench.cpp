@@ -15,6 +15,7 @@
 
 #include "cli/bench_vision.h"
 #include "cli/commands.h"
+#include "cli/int_list.h"
 #include "cli/model_loading.h"
 #include "model/config.h"
 #include "model/weights.h"
@@ -26,21 +27,6 @@
 
 namespace gs::cli {
 namespace {
-
-Expected<std::vector<int>> ParseList(const std::string& text, const char* option) {
-  std::vector<int> out;
-  std::stringstream in(text);
-  std::string part;
-  while (std::getline(in, part, ',')) {
-    char* end = nullptr;
-    const long v = std::strtol(part.c_str(), &end, 10);
-    if (part.empty() || *end != '\0' || v <= 0 || v > (1 << 20)) {
-      return MakeError(option, ": '", part, "' is not a positive integer");
-    }
-    out.push_back(static_cast<int>(v));
-  }
-  return out;
-}
 
 Expected<ModelConfig> LoadConfigPath(const std::string& path) {
   if (std::filesystem::is_directory(path)) return LoadModelConfig(path);
@@ -369,11 +355,11 @@ int RunBench(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
-  auto b = ParseList(batches, "--batch-sizes");
+  auto b = ParseIntList(batches, "--batch-sizes", 1, true);
   if (!b) return Fail("bench", b.error().message);
   o.batch_sizes = *b;
   if (!prefills.empty()) {
-    auto p = ParseList(prefills, "--prefill-lens");
+    auto p = ParseIntList(prefills, "--prefill-lens", 1, true);
     if (!p) return Fail("bench", p.error().message);
     o.prefill_lens = *p;
   }
@@ -398,7 +384,7 @@ int RunBench(int argc, char** argv) {
       load_format == "dummy" ? LoadConfigPath(config_path) : LoadModelConfig(model);
   if (!config) return Fail("bench", config.error().message);
   if (vision) {
-    auto vb = ParseList(vision_batches, "--vision-batches");
+    auto vb = ParseIntList(vision_batches, "--vision-batches", 1, true);
     if (!vb) return Fail("bench", vb.error().message);
     vo.batches = *vb;
     return RunVisionBench(*config, load_format == "dummy" ? std::string() : model, vo);

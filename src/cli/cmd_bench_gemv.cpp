@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/int_list.h"
 #include "util/status.h"
 #if GS_HAVE_CUDA
 #include "runtime/cuda/bf16_gemm.h"
@@ -27,22 +28,6 @@ namespace {
 struct GemvShape {
   int n = 0, k = 0;
 };
-
-Expected<std::vector<int>> ParseInts(const std::string& text, const char* option, int min) {
-  std::vector<int> out;
-  std::stringstream in(text);
-  std::string part;
-  while (std::getline(in, part, ',')) {
-    char* end = nullptr;
-    const long v = std::strtol(part.c_str(), &end, 10);
-    if (part.empty() || *end != '\0' || v < min || v > (1 << 20)) {
-      return MakeError(option, ": '", part, "' is not an integer >= ", min);
-    }
-    out.push_back(static_cast<int>(v));
-  }
-  if (out.empty()) return MakeError(option, ": empty list");
-  return out;
-}
 
 // "NxK,NxK,…"
 Expected<std::vector<GemvShape>> ParseShapes(const std::string& text) {
@@ -223,9 +208,9 @@ int RunBenchGemv(int argc, char** argv) {
   }
   auto shapes = ParseShapes(shapes_text);
   if (!shapes) return Fail("bench-gemv", shapes.error().message);
-  auto batches = ParseInts(batches_text, "--batch-sizes", 1);
+  auto batches = ParseIntList(batches_text, "--batch-sizes", 1, false);
   if (!batches) return Fail("bench-gemv", batches.error().message);
-  auto splits = ParseInts(splits_text, "--splits", 0);
+  auto splits = ParseIntList(splits_text, "--splits", 0, false);
   if (!splits) return Fail("bench-gemv", splits.error().message);
 #if GS_HAVE_CUDA
   return RunGemvBench(*shapes, *batches, *splits, reps);

@@ -157,6 +157,20 @@ void ExpectRepeatable(const std::function<Status(bf16* out, cudaStream_t stream)
       << "split counters not left at zero";
 }
 
+// The past a query of `s` can still see (window 0: all of it), as one earlier chunk of the same
+// sequence appended to *past at token *t_past (advanced), or nothing when there is none.
+void AddPastChunk(const BatchSequence& s, int window, int* t_past,
+                  std::vector<BatchSequence>* past) {
+  const int p0 = window > 0 ? std::max(0, s.start_position - window) : 0;
+  if (s.start_position <= p0) return;
+  BatchSequence ps = s;
+  ps.first_token = *t_past;
+  ps.start_position = p0;
+  ps.num_tokens = s.start_position - p0;
+  *t_past += ps.num_tokens;
+  past->push_back(ps);
+}
+
 // With fp8, appends each output row's relative L2 error against unquantized K/V to *fp8_rows.
 void RunCase(const Case& c, int splits, Kernel kernel, bool fp8, uint64_t seed,
              std::vector<double>* fp8_rows) {
@@ -192,16 +206,7 @@ void RunCase(const Case& c, int splits, Kernel kernel, bool fp8, uint64_t seed,
     s.block_table.assign(pool.begin() + next_block, pool.begin() + next_block + blocks);
     next_block += blocks;
     T += s.num_tokens;
-    // The past a query can still see, as one earlier chunk of the same sequence.
-    const int p0 = c.sliding ? std::max(0, s.start_position - kWindow) : 0;
-    if (s.start_position > p0) {
-      BatchSequence ps = s;
-      ps.first_token = T_past;
-      ps.start_position = p0;
-      ps.num_tokens = s.start_position - p0;
-      T_past += ps.num_tokens;
-      past.push_back(ps);
-    }
+    AddPastChunk(s, c.sliding ? kWindow : 0, &T_past, &past);
     seqs.push_back(std::move(s));
   }
   KvCacheSpec spec{S, kBlock, total_blocks};
@@ -529,15 +534,7 @@ void RunFusedCase(bool sliding, bool fp8, const std::vector<int>& contexts, int 
     const int blocks = (s.start_position + 1 + kBlock - 1) / kBlock;
     s.block_table.assign(pool.begin() + next_block, pool.begin() + next_block + blocks);
     next_block += blocks;
-    const int p0 = sliding ? std::max(0, s.start_position - window) : 0;
-    if (s.start_position > p0) {
-      BatchSequence ps = s;
-      ps.first_token = T_past;
-      ps.start_position = p0;
-      ps.num_tokens = s.start_position - p0;
-      T_past += ps.num_tokens;
-      past.push_back(ps);
-    }
+    AddPastChunk(s, sliding ? window : 0, &T_past, &past);
     seqs.push_back(std::move(s));
   }
   const size_t row = static_cast<size_t>(kv) * d;

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -77,6 +78,19 @@ inline std::vector<__nv_bfloat16> ToBf16(const std::vector<float>& v) {
     raw.x = FloatToBf16(v[i]);
     out[i] = raw;
   }
+  return out;
+}
+
+// Bit patterns, for bit-identity checks (NaN == NaN, -0 != +0).
+inline std::vector<uint32_t> Bits(const std::vector<float>& v) {
+  std::vector<uint32_t> out(v.size());
+  std::memcpy(out.data(), v.data(), v.size() * sizeof(float));
+  return out;
+}
+
+inline std::vector<uint16_t> Bits(const std::vector<__nv_bfloat16>& v) {
+  std::vector<uint16_t> out;
+  for (const __nv_bfloat16& x : v) out.push_back(__nv_bfloat16_raw(x).x);
   return out;
 }
 

@@ -424,17 +424,7 @@ TEST(Moe, GroupedExpertsOfPaddedWidthMatchCpu) {
   CheckGroupedExperts(96);
 }
 
-std::vector<uint32_t> Bits(const std::vector<float>& v) {
-  std::vector<uint32_t> out(v.size());
-  std::memcpy(out.data(), v.data(), v.size() * sizeof(float));
-  return out;
-}
-
-std::vector<uint16_t> Bits(const std::vector<bf16>& v) {
-  std::vector<uint16_t> out;
-  for (const bf16& x : v) out.push_back(__nv_bfloat16_raw(x).x);
-  return out;
-}
+using gputest::Bits;
 
 // The combine of t tokens at width H against the reference formula (kernels.h) on the CPU ops;
 // with_next: the fused next-layer input norm (x_next), else x_next stays untouched. Two runs

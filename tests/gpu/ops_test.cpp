@@ -35,17 +35,7 @@ std::vector<float> Normal(size_t n, float stddev, std::mt19937_64& rng) {
 // form) and one too wide for the register-resident form.
 constexpr int kRowCounts[] = {1, 3, 17, 64, 129};
 
-std::vector<uint32_t> Bits(const std::vector<float>& v) {
-  std::vector<uint32_t> out(v.size());
-  std::memcpy(out.data(), v.data(), v.size() * sizeof(float));
-  return out;
-}
-
-std::vector<uint16_t> Bits(const std::vector<bf16>& v) {
-  std::vector<uint16_t> out;
-  for (const bf16& x : v) out.push_back(__nv_bfloat16_raw(x).x);
-  return out;
-}
+using gputest::Bits;
 
 // Runs the body with the register-resident row kernels (where the width allows them), then with
 // the generic form forced; restores the default.
