@@ -2,13 +2,13 @@
 # Runs ON the GPU machine (binaries from build_for_device.sh): the decode benchmark of the dummy
 # 26B-A4B model once per GS_GEMV_POLICY (which decode kernel serves which NVFP4 product; see
 # DecodeGemvKind in src/runtime/cuda/nvfp4_gemm.cu), graphs only, 64 steps per batch size.
-#   bash .device/cuda/gemv_policies.sh [policies (default "1 2 3 4 5 6")] [batches (default 1,4,32,128)]
+#   bash .device/cuda/gemv_policies.sh [policies (default "1 2 3 4 5 6 7")] [batches (default 1,4,32,128)]
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 out=${OUT:-/tmp/gs-gpu-out}
 mkdir -p "$out"
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}:$here/lib
-for p in ${1:-1 2 3 4 5 6}; do
+for p in ${1:-1 2 3 4 5 6 7}; do
   echo "== GS_GEMV_POLICY=$p"
   GS_GEMV_POLICY=$p "$here/bin/gemmaserve" bench --load-format dummy \
     --config "$here/configs/gemma-4-26B-A4B-it/config.json" --batch-sizes "${2:-1,4,32,128}" \
