@@ -157,6 +157,14 @@ void ExpectRepeatable(const std::function<Status(bf16* out, cudaStream_t stream)
       << "split counters not left at zero";
 }
 
+// Block ids 0 .. count-1 in random order: block tables drawn from it are out of order.
+std::vector<int32_t> ShuffledBlocks(int count, std::mt19937_64& rng) {
+  std::vector<int32_t> pool(static_cast<size_t>(count));
+  std::iota(pool.begin(), pool.end(), 0);
+  std::shuffle(pool.begin(), pool.end(), rng);
+  return pool;
+}
+
 // The past a query of `s` can still see (window 0: all of it), as one earlier chunk of the same
 // sequence appended to *past at token *t_past (advanced), or nothing when there is none.
 void AddPastChunk(const BatchSequence& s, int window, int* t_past,
@@ -192,9 +200,7 @@ void RunCase(const Case& c, int splits, Kernel kernel, bool fp8, uint64_t seed,
   std::vector<BatchSequence> seqs, past;
   int total_blocks = 0, T = 0, T_past = 0;
   for (const SeqSpec& s : c.seqs) total_blocks += (s.start + s.count + kBlock - 1) / kBlock;
-  std::vector<int32_t> pool(static_cast<size_t>(total_blocks));
-  std::iota(pool.begin(), pool.end(), 0);
-  std::shuffle(pool.begin(), pool.end(), rng);
+  const std::vector<int32_t> pool = ShuffledBlocks(total_blocks, rng);
   size_t next_block = 0;
   for (int i = 0; i < S; ++i) {
     BatchSequence s;
@@ -226,17 +232,9 @@ void RunCase(const Case& c, int splits, Kernel kernel, bool fp8, uint64_t seed,
   vc.Poison();
   ksc.Poison();
   vsc.Poison();
-  cuda::AttentionLayer layer;
-  layer.heads = kHeads;
-  layer.kv_heads = kv;
-  layer.head_dim = d;
-  layer.window = c.sliding ? kWindow : 0;
-  layer.block_size = kBlock;
-  layer.kv_dtype = fp8 ? cuda::KvDtype::kFp8E4m3 : cuda::KvDtype::kBf16;
-  layer.k_cache = kc.get();
-  layer.v_cache = vc.get();
-  layer.k_scale = fp8 ? ksc.get() : nullptr;
-  layer.v_scale = fp8 ? vsc.get() : nullptr;
+  const cuda::AttentionLayer layer = gputest::KvLayer(kHeads, kv, d, c.sliding ? kWindow : 0,
+                                                      kBlock, fp8, kc.get(), vc.get(), ksc.get(),
+                                                      vsc.get());
 
   // The past: random K/V written by the KV write kernel as an earlier chunk.
   const auto pk = gputest::RandomBf16Values(static_cast<size_t>(T_past) * row, 1.0f, rng);
@@ -521,9 +519,7 @@ void RunFusedCase(bool sliding, bool fp8, const std::vector<int>& contexts, int 
   std::vector<BatchSequence> seqs, past;
   int total_blocks = 0, T_past = 0;
   for (int c : contexts) total_blocks += (c + kBlock - 1) / kBlock;
-  std::vector<int32_t> pool(static_cast<size_t>(total_blocks));
-  std::iota(pool.begin(), pool.end(), 0);
-  std::shuffle(pool.begin(), pool.end(), rng);
+  const std::vector<int32_t> pool = ShuffledBlocks(total_blocks, rng);
   size_t next_block = 0;
   for (int i = 0; i < S; ++i) {
     BatchSequence s;
@@ -546,18 +542,8 @@ void RunFusedCase(bool sliding, bool fp8, const std::vector<int>& contexts, int 
     DeviceArray<float> ks, vs;
   };
   auto layer_of = [&](const Cache& c) {
-    cuda::AttentionLayer layer;
-    layer.heads = heads;
-    layer.kv_heads = kv;
-    layer.head_dim = d;
-    layer.window = sliding ? window : 0;
-    layer.block_size = kBlock;
-    layer.kv_dtype = fp8 ? cuda::KvDtype::kFp8E4m3 : cuda::KvDtype::kBf16;
-    layer.k_cache = c.k.get();
-    layer.v_cache = c.v.get();
-    layer.k_scale = fp8 ? c.ks.get() : nullptr;
-    layer.v_scale = fp8 ? c.vs.get() : nullptr;
-    return layer;
+    return gputest::KvLayer(heads, kv, d, sliding ? window : 0, kBlock, fp8, c.k.get(), c.v.get(),
+                            c.ks.get(), c.vs.get());
   };
   // The cache before the step: poison (0xFF: NaN), then the past written by LaunchKvWrite.
   Cache before;

@@ -15,6 +15,7 @@
 #include "common/kl_divergence.h"
 #include "runtime/batch.h"
 #include "runtime/cuda/cuda_runner.h"
+#include "runtime/cuda/kernels.h"
 #include "util/numeric_formats.h"
 
 namespace gs::gputest {
@@ -79,6 +80,24 @@ inline std::vector<__nv_bfloat16> ToBf16(const std::vector<float>& v) {
     out[i] = raw;
   }
   return out;
+}
+
+// An attention layer's geometry over test caches; the scale arrays are used only with fp8.
+inline cuda::AttentionLayer KvLayer(int heads, int kv_heads, int head_dim, int window,
+                                    int block_size, bool fp8, void* k_cache, void* v_cache,
+                                    float* k_scale, float* v_scale) {
+  cuda::AttentionLayer layer;
+  layer.heads = heads;
+  layer.kv_heads = kv_heads;
+  layer.head_dim = head_dim;
+  layer.window = window;
+  layer.block_size = block_size;
+  layer.kv_dtype = fp8 ? cuda::KvDtype::kFp8E4m3 : cuda::KvDtype::kBf16;
+  layer.k_cache = k_cache;
+  layer.v_cache = v_cache;
+  layer.k_scale = fp8 ? k_scale : nullptr;
+  layer.v_scale = fp8 ? v_scale : nullptr;
+  return layer;
 }
 
 // Bit patterns, for bit-identity checks (NaN == NaN, -0 != +0).

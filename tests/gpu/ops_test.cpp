@@ -332,17 +332,9 @@ TEST(Ops, QkvNormRopeKvEqualsUnfusedPath) {
         for (auto* a : {&o.q, &o.k, &o.v}) a->Poison();
         for (auto* a : {&o.kc, &o.vc}) a->Poison();
         for (auto* a : {&o.ks, &o.vs}) a->Poison();
-        cuda::AttentionLayer layer;
-        layer.heads = heads;
-        layer.kv_heads = kv;
-        layer.head_dim = d;
-        layer.window = global ? 0 : window;
-        layer.block_size = block;
-        layer.kv_dtype = fp8 ? cuda::KvDtype::kFp8E4m3 : cuda::KvDtype::kBf16;
-        layer.k_cache = o.kc.get();
-        layer.v_cache = o.vc.get();
-        layer.k_scale = fp8 ? o.ks.get() : nullptr;
-        layer.v_scale = fp8 ? o.vs.get() : nullptr;
+        const cuda::AttentionLayer layer = gputest::KvLayer(
+            heads, kv, d, global ? 0 : window, block, fp8, o.kc.get(), o.vc.get(), o.ks.get(),
+            o.vs.get());
         if (fused) {
           GS_ASSERT_OK(cuda::LaunchQkvNormRopeKv(dqkv.get(), t, heads, global, dqn.get(),
                                                  dkn.get(), dinv.get(), 1e-6f, layer, meta,
