@@ -278,6 +278,59 @@ TEST(Moe, RouterDecodeEqualsTwoLaunches) {
   }
 }
 
+// The gate/up launch's rows over grouped routing tables of t tokens, as the runner sets them.
+cuda::GemmRows GateUpRows(const DeviceArray<int>& active, const DeviceArray<int>& count,
+                          const DeviceArray<int>& offsets, const DeviceArray<int>& entries, int t) {
+  cuda::GemmRows rows;
+  rows.active = active.get();
+  rows.active_count = count.get();
+  rows.max_active = std::min(kExperts, t * kTopK);
+  rows.offsets = offsets.get();
+  rows.entries = entries.get();
+  rows.m = t;  // an expert sees each token at most once
+  rows.in_div = kTopK;
+  return rows;
+}
+
+// All experts of a fixture packed as banks, as the runner holds them, on the GPU.
+struct PackedBanks {
+  DeviceArray<uint8_t> c1, s1, c2, s2;
+  DeviceArray<float> g1, g2;
+  cuda::PackedMatrix gate_up, down;
+
+  PackedBanks(const MoeFixture& f, int inter_width) {
+    const int64_t packed = cuda::PackedWidth(inter_width);
+    const int64_t gu_codes = cuda::PackedCodeBytes(WeightFormat::kNvfp4, 2 * packed, kHidden);
+    const int64_t gu_scales = cuda::PackedScaleBytes(WeightFormat::kNvfp4, 2 * packed, kHidden);
+    const int64_t d_codes = cuda::PackedCodeBytes(WeightFormat::kNvfp4, kHidden, packed);
+    const int64_t d_scales = cuda::PackedScaleBytes(WeightFormat::kNvfp4, kHidden, packed);
+    std::vector<uint8_t> hc1(kExperts * gu_codes), hs1(kExperts * gu_scales);
+    std::vector<uint8_t> hc2(kExperts * d_codes), hs2(kExperts * d_scales);
+    std::vector<float> hg1, hg2;
+    for (int e = 0; e < kExperts; ++e) {
+      const ExpertWeights& ex = f.w.experts.experts[e];
+      for (const Status& st :
+           {cuda::PackGlu(ex.gate, ex.up, packed, &hc1[e * gu_codes], &hs1[e * gu_scales]),
+            cuda::PackLinear(ex.down, packed, &hc2[e * d_codes], &hs2[e * d_scales])}) {
+        EXPECT_TRUE(st.ok()) << st.error().message;  // (a constructor: no ASSERT)
+      }
+      hg1.push_back(ex.gate.global_scale * cuda::kNvfp4DequantOffset);
+      hg1.push_back(ex.up.global_scale * cuda::kNvfp4DequantOffset);
+      hg2.push_back(ex.down.global_scale * cuda::kNvfp4DequantOffset);
+    }
+    c1.Upload(hc1);
+    s1.Upload(hs1);
+    c2.Upload(hc2);
+    s2.Upload(hs2);
+    g1.Upload(hg1);
+    g2.Upload(hg2);
+    gate_up = {cuda::PackedFormat::kNvfp4, c1.get(), s1.get(), gu_codes, gu_scales, g1.get(),
+               static_cast<int>(2 * packed), kHidden};
+    down = {cuda::PackedFormat::kNvfp4, c2.get(), s2.get(), d_codes, d_scales, g2.get(), kHidden,
+            static_cast<int>(packed)};
+  }
+};
+
 // Expert GLU + down projection (router weight in the epilogue) over the grouped slots, summed
 // per token on the host in slot order, against cpu::RunExperts with the same routing.
 // The expert GLU and down projections of the runner at the real width, and at a width that is not
@@ -288,34 +341,9 @@ void CheckGroupedExperts(int inter_width) {
   const int64_t kInter = inter_width, kPacked = cuda::PackedWidth(kInter);
   ThreadPool pool(0);
   std::mt19937_64 rng(4);
-  // Pack all experts as banks, as the runner does.
-  const int64_t gu_codes = cuda::PackedCodeBytes(WeightFormat::kNvfp4, 2 * kPacked, kHidden);
-  const int64_t gu_scales = cuda::PackedScaleBytes(WeightFormat::kNvfp4, 2 * kPacked, kHidden);
-  const int64_t d_codes = cuda::PackedCodeBytes(WeightFormat::kNvfp4, kHidden, kPacked);
-  const int64_t d_scales = cuda::PackedScaleBytes(WeightFormat::kNvfp4, kHidden, kPacked);
-  std::vector<uint8_t> c1(kExperts * gu_codes), s1(kExperts * gu_scales);
-  std::vector<uint8_t> c2(kExperts * d_codes), s2(kExperts * d_scales);
-  std::vector<float> g1, g2;
-  for (int e = 0; e < kExperts; ++e) {
-    const ExpertWeights& ex = f.w.experts.experts[e];
-    GS_ASSERT_OK(cuda::PackGlu(ex.gate, ex.up, kPacked, &c1[e * gu_codes], &s1[e * gu_scales]));
-    GS_ASSERT_OK(cuda::PackLinear(ex.down, kPacked, &c2[e * d_codes], &s2[e * d_scales]));
-    g1.push_back(ex.gate.global_scale * cuda::kNvfp4DequantOffset);
-    g1.push_back(ex.up.global_scale * cuda::kNvfp4DequantOffset);
-    g2.push_back(ex.down.global_scale * cuda::kNvfp4DequantOffset);
-  }
-  DeviceArray<uint8_t> dc1, ds1, dc2, ds2;
-  DeviceArray<float> dg1, dg2;
-  dc1.Upload(c1);
-  ds1.Upload(s1);
-  dc2.Upload(c2);
-  ds2.Upload(s2);
-  dg1.Upload(g1);
-  dg2.Upload(g2);
-  const cuda::PackedMatrix gate_up{cuda::PackedFormat::kNvfp4, dc1.get(), ds1.get(), gu_codes,
-                                   gu_scales, dg1.get(), static_cast<int>(2 * kPacked), kHidden};
-  const cuda::PackedMatrix down{cuda::PackedFormat::kNvfp4, dc2.get(), ds2.get(), d_codes,
-                                d_scales, dg2.get(), kHidden, static_cast<int>(kPacked)};
+  const PackedBanks banks(f, inter_width);
+  const cuda::PackedMatrix& gate_up = banks.gate_up;
+  const cuda::PackedMatrix& down = banks.down;
 
   for (int t : {1, 3, 17, 64, 129}) {
     // Routing: random distinct experts per token, weights in (0, 1); for t = 129 every token
@@ -376,14 +404,7 @@ void CheckGroupedExperts(int inter_width) {
       cuda::SetGemvSplit(split);
       inter.Poison();
       slot_out.Poison();
-      cuda::GemmRows rows;
-      rows.active = active.get();
-      rows.active_count = count.get();
-      rows.max_active = std::min(kExperts, slots);
-      rows.offsets = offsets.get();
-      rows.entries = entries.get();
-      rows.m = t;
-      rows.in_div = kTopK;
+      cuda::GemmRows rows = GateUpRows(active, count, offsets, entries, t);
       GS_ASSERT_OK(cuda::LaunchPackedGemm(gate_up, rows, dx.get(), kHidden, inter.get(),
                                           static_cast<int>(kPacked),
                                           cuda::GemmEpilogue::kGluBf16, nullptr));
@@ -425,6 +446,60 @@ TEST(Moe, GroupedExpertsOfPaddedWidthMatchCpu) {
 }
 
 using gputest::Bits;
+
+// The experts' down projection as the runner launches it, with its routing tables read before
+// the PDL wait (GemmRows::routing_settled: the router ran before gate/up), against the same
+// launch reading them after the wait: the same bits in every slot, at decode token counts whose
+// expert blocks fill the GPU in one wave or not, with padding tokens (no slots) or without.
+TEST(Moe, SettledRoutingEqualsUnsettled) {
+  GS_REQUIRE_GPU();
+  MoeFixture f(3);
+  const PackedBanks banks(f, kInter);
+  const int packed = static_cast<int>(cuda::PackedWidth(kInter));
+  std::mt19937_64 rng(8);
+  DeviceArray<float> pes;
+  pes.Upload(f.w.per_expert_scale);
+  for (int t : {1, 3, 8, 32}) {
+    for (int valid : {t, (t + 1) / 2}) {
+      SCOPED_TRACE(::testing::Message() << t << " tokens, " << valid << " valid");
+      const int slots = t * kTopK;
+      std::normal_distribution<float> dist(0.0f, 1.0f);
+      std::vector<float> logits(static_cast<size_t>(t) * kExperts);
+      for (float& v : logits) v = dist(rng);
+      DeviceArray<float> dlogits, wts(slots);
+      dlogits.Upload(logits);
+      DeviceArray<int> dvalid, ids(slots), offsets(kExperts + 1), entries(slots),
+          active(kExperts), count(1);
+      dvalid.Upload({valid});
+      DeviceArray<bf16> dx, inter(static_cast<size_t>(slots) * packed);
+      dx.Upload(gputest::ToBf16(gputest::RandomBf16Values(static_cast<size_t>(t) * kHidden, 1.0f, rng)));
+      GS_ASSERT_OK(cuda::LaunchRouterSelect(dlogits.get(), t, kExperts, kTopK, pes.get(),
+                                            dvalid.get(), ids.get(), wts.get(), offsets.get(),
+                                            entries.get(), active.get(), count.get(), nullptr));
+      cuda::GemmRows rows = GateUpRows(active, count, offsets, entries, t);
+      inter.Poison();
+      GS_ASSERT_OK(cuda::LaunchPackedGemm(banks.gate_up, rows, dx.get(), kHidden, inter.get(),
+                                          packed, cuda::GemmEpilogue::kGluBf16, nullptr));
+      rows.in_div = 1;
+      rows.row_weight = wts.get();
+      std::vector<uint32_t> out[2];
+      for (int settled : {0, 1}) {
+        DeviceArray<float> slot_out(static_cast<size_t>(slots) * kHidden);
+        slot_out.Poison();
+        rows.routing_settled = settled != 0;
+        GS_ASSERT_OK(cuda::LaunchPackedGemm(banks.down, rows, inter.get(), packed, slot_out.get(),
+                                            kHidden, cuda::GemmEpilogue::kStoreF32, nullptr));
+        out[settled] = Bits(slot_out.Download());
+      }
+      EXPECT_EQ(out[1], out[0]);
+      // Valid slots written, padding slots not (0xFFFFFFFF: the poison).
+      const size_t used = static_cast<size_t>(valid) * kTopK * kHidden;
+      EXPECT_EQ(std::count(out[1].begin(), out[1].begin() + used, 0xffffffffu), 0);
+      EXPECT_EQ(static_cast<size_t>(std::count(out[1].begin() + used, out[1].end(), 0xffffffffu)),
+                out[1].size() - used);
+    }
+  }
+}
 
 // The combine of t tokens at width H against the reference formula (kernels.h) on the CPU ops;
 // with_next: the fused next-layer input norm (x_next), else x_next stays untouched. Two runs

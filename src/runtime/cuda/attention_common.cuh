@@ -137,6 +137,8 @@ __device__ __forceinline__ void CpAsync4(void* smem, const void* gmem) {
 __device__ __forceinline__ void CpAsyncCommit() {
   asm volatile("cp.async.commit_group;\n" ::: "memory");
 }
+// Waits until all of this thread's committed groups have landed.
+__device__ __forceinline__ void CpAsyncWaitAll() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
 // Waits until at most one of this thread's committed groups is still in flight.
 __device__ __forceinline__ void CpAsyncWaitAllButOne() {
   asm volatile("cp.async.wait_group 1;\n" ::: "memory");

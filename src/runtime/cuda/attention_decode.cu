@@ -105,6 +105,11 @@ struct DecodeKvLoader {
     }
   }
 
+  // Which keys of the tile Issue() fills: all of them, or (kFused, the first tile) the cache keys
+  // and the zeros past the last key before the PDL wait, then the fresh key after the prologue.
+  enum class Part { kAll, kCache, kFresh };
+
+  template <Part kPart = Part::kAll>
   __device__ __forceinline__ static void Issue(const bf16* fresh, const void* cache,
                                                const float* cache_scale, int kv_heads, int g,
                                                const TileInfo& t, int k0, const int (&row)[kKeys],
@@ -113,6 +118,9 @@ struct DecodeKvLoader {
 #pragma unroll
     for (int i = 0; i < kKeys; ++i) {
       const int j = Key(i), p = k0 + j;
+      const bool is_fresh = p >= t.start && p <= t.kend;
+      if (kPart == Part::kCache && is_fresh) continue;
+      if (kPart == Part::kFresh && !is_fresh) continue;
       const int64_t base = (static_cast<int64_t>(row[i]) * kv_heads + g) * D;
 #pragma unroll
       for (int cc = 0; cc < kChunksPerLane; ++cc) {
@@ -144,7 +152,7 @@ struct DecodeKvLoader {
         }
       }
     }
-    CpAsyncCommit();
+    if constexpr (kPart != Part::kFresh) CpAsyncCommit();
   }
 
   // After the wait for this tile's group: expands this thread's e4m3 chunks (cache keys,
@@ -355,26 +363,52 @@ __global__ void __launch_bounds__(kThreads, DecodeShape<D>::MinBlocks(kFp8, kFus
   bf16* fv = fk + kStride;
   __shared__ int last_block;
 
+  const int g = blockIdx.y, group = L.heads / L.kv_heads, z = blockIdx.z;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  // This (tile, kv head)'s splits: n of them, as even as whole key tiles allow; the grid's
+  // other splits have nothing to do (no record, no count).
+  TileInfo t;
+  int n = 0, tile_begin = 0, tile_end = 0;
+  auto geometry = [&] {
+    t = GetTile(meta, blockIdx.x, L.window);
+    const int n_tiles = (t.kend - t.kbeg + kN) / kN;
+    n = min(static_cast<int>(gridDim.z), n_tiles);
+    tile_begin = z * n_tiles / max(n, 1);
+    tile_end = (z + 1) * n_tiles / max(n, 1);
+  };
+  int row[Loader::kKeys];
   FusedConsts<D> fc;
-  if constexpr (kFused) fc.Load(src, threadIdx.x % 32);  // weights: before the PDL wait
-  // PDL (launch.cuh): the tile metadata, q (qkv), k/v and the cache come from earlier kernels.
+  if constexpr (kFused) {
+    // Decode steps read before the PDL wait only what no kernel of this step writes: the
+    // weights, the tile metadata (copied in before the step's first kernel) and the first tile's
+    // cache keys — positions before the token's own, written by earlier steps. Those steps'
+    // kernels have all completed: this kernel starts only once its predecessor has triggered,
+    // which every kernel does after its own wait, i.e. after everything before it completed. The
+    // e4m3 keys are expanded here too, so the previous kernel's tail hides the tile's load and
+    // conversion.
+    fc.Load(src, lane);
+    geometry();
+    if (z < n) {
+      const int k0 = t.kbeg + tile_begin * kN;
+      Loader::Rows(L, meta, t, k0, row);
+      Loader::template Issue<Loader::Part::kCache>(nullptr, L.k_cache, L.k_scale, L.kv_heads, g,
+                                                   t, k0, row, ks, k_stage, k_sc);
+      Loader::template Issue<Loader::Part::kCache>(nullptr, L.v_cache, L.v_scale, L.kv_heads, g,
+                                                   t, k0, row, vs, v_stage, v_sc);
+      CpAsyncWaitAll();
+      Loader::Finish(ks, k_stage, t, k0);
+      Loader::Finish(vs, v_stage, t, k0);
+    }
+  }
+  // PDL (launch.cuh): q (qkv), k/v and the cache rows of this step come from earlier kernels.
   GridDependencyWait();
   if (one_wave) TriggerDependents();
-  const int g = blockIdx.y, group = L.heads / L.kv_heads;
-  const TileInfo t = GetTile(meta, blockIdx.x, L.window);
-  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  if constexpr (!kFused) geometry();
   const int rows = t.nq * group;  // ≤ kR
   if constexpr (kFused) {
     if (t.kend != t.start) __trap();  // more than one new key: not a decode step's tile
   }
-
-  // This (tile, kv head)'s splits: n of them, as even as whole key tiles allow; the grid's
-  // other splits have nothing to do (no record, no count).
-  const int n_tiles = (t.kend - t.kbeg + kN) / kN;
-  const int n = min(static_cast<int>(gridDim.z), n_tiles);
-  const int z = blockIdx.z;
   if (z >= n) return;
-  const int tile_begin = z * n_tiles / n, tile_end = (z + 1) * n_tiles / n;
 
   for (int i = tid; i < kR * (D / 8); i += kThreads) {
     const int r = i / (D / 8), c = (i % (D / 8)) * 8;
@@ -389,20 +423,26 @@ __global__ void __launch_bounds__(kThreads, DecodeShape<D>::MinBlocks(kFp8, kFus
   // Where the tile loader takes the fresh key's row: k/v, or the block's own copy.
   const bf16* k_src = k_new;
   const bf16* v_src = v_new;
+  int k0 = t.kbeg + tile_begin * kN;
   if constexpr (kFused) {
     FusedPrologue<D, kFp8>(src, fc, L, meta, t, g, group, z == 0, qs, fk, fv);
     k_src = fk;
     v_src = fv;
     __syncthreads();  // q, k and v rows are visible to every warp (the loader copies k and v)
+    // The first tile's cache keys are in place (before the wait); now its fresh key.
+    Loader::template Issue<Loader::Part::kFresh>(fk, nullptr, nullptr, L.kv_heads, g, t, k0, row,
+                                                 ks, k_stage, k_sc);
+    Loader::template Issue<Loader::Part::kFresh>(fv, nullptr, nullptr, L.kv_heads, g, t, k0, row,
+                                                 vs, v_stage, v_sc);
+  } else {
+    Loader::Rows(L, meta, t, k0, row);
+    Loader::Issue(k_src, L.k_cache, L.k_scale, L.kv_heads, g, t, k0, row, ks, k_stage, k_sc);
+    Loader::Issue(v_src, L.v_cache, L.v_scale, L.kv_heads, g, t, k0, row, vs, v_stage, v_sc);
+    CpAsyncWaitAllButOne();  // Q and K
+    Loader::Finish(ks, k_stage, t, k0);
   }
-  int row[Loader::kKeys];
-  int k0 = t.kbeg + tile_begin * kN;
-  Loader::Rows(L, meta, t, k0, row);
-  Loader::Issue(k_src, L.k_cache, L.k_scale, L.kv_heads, g, t, k0, row, ks, k_stage, k_sc);
-  Loader::Issue(v_src, L.v_cache, L.v_scale, L.kv_heads, g, t, k0, row, vs, v_stage, v_sc);
-  CpAsyncWaitAllButOne();  // Q and K
-  Loader::Finish(ks, k_stage, t, k0);
   __syncthreads();
+  bool v_ready = kFused;  // the first tile's V: expanded before the wait (kFused)
 
   // Qᵀ as the B operand of every k-step, kept in registers for the whole walk.
   uint32_t qf[kKSteps][2];
@@ -503,7 +543,8 @@ __global__ void __launch_bounds__(kThreads, DecodeShape<D>::MinBlocks(kFp8, kFus
     }
 
     CpAsyncWaitAllButOne();  // V of this tile
-    Loader::Finish(vs, v_stage, t, k0);
+    if (!v_ready) Loader::Finish(vs, v_stage, t, k0);
+    v_ready = false;
     __syncthreads();  // P and the V tile are visible
 
     // Oᵀ (this warp's dims × 8 rows) = Oᵀ·α + Vᵀ·Pᵀ over the tile's 64 keys. Pᵀ's B fragment

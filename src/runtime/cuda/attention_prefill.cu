@@ -335,7 +335,7 @@ int PrefillTileRows() { return kM; }
 Status LaunchPrefillAttention(const AttentionLayer& L, const AttentionMeta& m, const bf16* q,
                               const bf16* k, const bf16* v, int tokens, int splits,
                               float* partial, bf16* out, cudaStream_t stream) {
-  return L.kv_dtype == KvDtype::kFp8E4m3
+  return L.kv_dtype == KvDtype::kFp8E4m3 && !m.keys_all_new
              ? LaunchDtype<true>(L, m, q, k, v, tokens, splits, partial, out, stream)
              : LaunchDtype<false>(L, m, q, k, v, tokens, splits, partial, out, stream);
 }

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <string>
 
 #include "runtime/cuda/bf16_gemm.h"
 #include "runtime/cuda/device_memory.h"
@@ -147,6 +148,22 @@ int ForcedDecodeSplits() {
     return env == nullptr ? 0 : std::clamp(std::atoi(env), 0, 32);
   }();
   return forced;
+}
+
+// GS_PROFILE_SKIP=<parts> (read once; for profiling only: every output is then meaningless)
+// leaves the named parts out of every layer of every step, so that `gemmaserve bench` measures
+// what each part costs in place, overlaps included (scripts/gpu/knockout.sh; the GPU machine has
+// no nsys, and ncu serialises the kernels). Parts, comma-separated: qkv, attn, oproj, post,
+// dense, router (layers after the first reuse layer 0's routing), experts, combine, lmhead.
+bool ProfileSkips(const char* part) {
+  static const std::string parts = [] {
+    const char* env = std::getenv("GS_PROFILE_SKIP");
+    if (env == nullptr || *env == '\0') return std::string();
+    std::fprintf(stderr, "warning: GS_PROFILE_SKIP=%s: parts of every step are skipped, every "
+                 "output is meaningless (profiling only)\n", env);
+    return "," + std::string(env) + ",";
+  }();
+  return !parts.empty() && parts.find("," + std::string(part) + ",") != std::string::npos;
 }
 
 // GS_FUSED_QK_ATTENTION=0 (read once) runs decode steps' qk-norm/RoPE + KV append and the
@@ -369,6 +386,8 @@ Status CudaRunner::Impl::UploadMeta(const Batch& b, int valid_tokens) {
   meta.seq_slot = d + o_seq + 3 * S;
   meta.seq_table = d + o_seq + 4 * S;
   meta.block_tables = d + o_tables;
+  meta.keys_all_new = std::all_of(b.sequences.begin(), b.sequences.end(),
+                                  [](const BatchSequence& q) { return q.start_position == 0; });
   return Ok();
 }
 
@@ -454,8 +473,10 @@ Status CudaRunner::Impl::Attention(int l) {
                                            Ptr<bf16>(s.x), stream));
   }
   const int qkv_rows = L.q_rows + L.k_rows + L.v_rows;
-  GS_RETURN_IF_ERROR(gemm.Run(Ptr<bf16>(s.x), T, H, L.qkv.get<bf16>(), qkv_rows, s.qkv.get(), true,
-                              1.0f, stream));
+  if (!ProfileSkips("qkv")) {
+    GS_RETURN_IF_ERROR(gemm.Run(Ptr<bf16>(s.x), T, H, L.qkv.get<bf16>(), qkv_rows, s.qkv.get(),
+                                true, 1.0f, stream));
+  }
 
   const int tile_size = tile_tokens.at(config.num_heads / lc.num_kv_heads);
   const TileList& tl = tiles.at(tile_size);
@@ -488,7 +509,9 @@ Status CudaRunner::Impl::Attention(int l) {
     GS_RETURN_IF_ERROR(Grow(s.partial, need * sizeof(float), "attention partials"));
     partial = Ptr<float>(s.partial);
   }
-  if (decode_step_ && FusedQkAttention()) {
+  if (ProfileSkips("attn")) {
+    // profiling: no attention
+  } else if (decode_step_ && FusedQkAttention()) {
     // Decode steps: qk-norm/RoPE, the KV append and the attention in one kernel (q/k/v bf16 are
     // not materialised: nothing else reads them on decode steps).
     cuda::QkvNormRopeSource src;
@@ -523,8 +546,11 @@ Status CudaRunner::Impl::Attention(int l) {
       GS_RETURN_IF_ERROR(cuda::LaunchKvWrite(al, m, Ptr<bf16>(s.k), Ptr<bf16>(s.v), T, stream));
     }
   }
-  GS_RETURN_IF_ERROR(gemm.Run(Ptr<bf16>(s.attn), T, L.q_rows, L.o.get<bf16>(), H, s.attn_out.get(),
-                              true, 1.0f, stream));
+  if (!ProfileSkips("oproj")) {
+    GS_RETURN_IF_ERROR(gemm.Run(Ptr<bf16>(s.attn), T, L.q_rows, L.o.get<bf16>(), H,
+                                s.attn_out.get(), true, 1.0f, stream));
+  }
+  if (ProfileSkips("post")) return Ok();
   const bool moe = config.enable_moe_block;
   return cuda::LaunchPostAttention(Ptr<float>(s.h), Ptr<float>(s.attn_out), T, H, L.post_attn,
                                    L.pre_ffn, L.pre_ffn_2, L.router_scale, eps,
@@ -539,28 +565,34 @@ Status CudaRunner::Impl::Feedforward(int l, int T) {
   const float eps = static_cast<float>(config.rms_norm_eps);
   // The dense MLP runs on the side stream, beside the router and the experts: at small batches
   // neither fills the GPU alone. The join below orders it before the combine.
-  GS_CUDA_RETURN_IF_ERROR(cudaEventRecord(fork, stream));
-  GS_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(side, fork, 0));
-  cuda::GemmRows dense;
-  dense.m = T;
-  // The packed width (down's K): the intermediate size padded to whole k-blocks with zeros.
-  const int dense_inter = L.mlp_down.view.cols;
-  GS_RETURN_IF_ERROR(cuda::LaunchPackedGemm(L.mlp_gate_up.view, dense, Ptr<bf16>(s.x_dense), H,
-                                            s.inter_dense.get(), dense_inter,
-                                            cuda::GemmEpilogue::kGluBf16, side));
-  GS_RETURN_IF_ERROR(cuda::LaunchPackedGemm(L.mlp_down.view, dense, Ptr<bf16>(s.inter_dense),
-                                            dense_inter, s.dense_out.get(), H,
-                                            cuda::GemmEpilogue::kStoreF32, side));
-  GS_CUDA_RETURN_IF_ERROR(cudaEventRecord(join, side));
+  const bool dense_mlp = !ProfileSkips("dense");
+  if (dense_mlp) {
+    GS_CUDA_RETURN_IF_ERROR(cudaEventRecord(fork, stream));
+    GS_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(side, fork, 0));
+    cuda::GemmRows dense;
+    dense.m = T;
+    // The packed width (down's K): the intermediate size padded to whole k-blocks with zeros.
+    const int dense_inter = L.mlp_down.view.cols;
+    GS_RETURN_IF_ERROR(cuda::LaunchPackedGemm(L.mlp_gate_up.view, dense, Ptr<bf16>(s.x_dense), H,
+                                              s.inter_dense.get(), dense_inter,
+                                              cuda::GemmEpilogue::kGluBf16, side));
+    GS_RETURN_IF_ERROR(cuda::LaunchPackedGemm(L.mlp_down.view, dense, Ptr<bf16>(s.inter_dense),
+                                              dense_inter, s.dense_out.get(), H,
+                                              cuda::GemmEpilogue::kStoreF32, side));
+    GS_CUDA_RETURN_IF_ERROR(cudaEventRecord(join, side));
+  }
   const float* slot_out = nullptr;
   if (config.enable_moe_block) {
     const int E = config.num_experts, k = config.top_k_experts, I = L.expert_down.view.cols;
-    int* active_count = active_counts.get<int>() + l;
+    const bool skip_router = ProfileSkips("router");
+    int* active_count = active_counts.get<int>() + (skip_router ? 0 : l);
     // Router in fp32: logits = router_in · Wᵀ (router_in from LaunchPostAttention), then top-k
     // and the grouping of slots by expert. Padding tokens of a decode bucket (beyond
     // *d_valid_tokens) join no expert.
     // Up to 8 tokens it is one launch (the last block of the logits GEMV selects).
-    if (T <= cuda::kRouterGemvTokens) {
+    if (skip_router && l > 0) {
+      // profiling: layer 0's routing
+    } else if (T <= cuda::kRouterGemvTokens) {
       GS_RETURN_IF_ERROR(cuda::LaunchRouterDecode(
           Ptr<float>(s.router_in), T, H, L.router.get<float>(), E, k, L.per_expert_scale,
           d_valid_tokens, Ptr<float>(s.router_logits), Ptr<int>(s.topk_ids), Ptr<float>(s.topk_w),
@@ -582,17 +614,21 @@ Status CudaRunner::Impl::Feedforward(int l, int T) {
     rows.entries = Ptr<int>(s.entries);
     rows.m = T;  // an expert sees each token at most once
     rows.in_div = k;
-    GS_RETURN_IF_ERROR(cuda::LaunchPackedGemm(L.expert_gate_up.view, rows, Ptr<bf16>(s.x_moe), H,
-                                              s.inter_moe.get(), I, cuda::GemmEpilogue::kGluBf16,
-                                              stream));
-    rows.in_div = 1;
-    rows.row_weight = Ptr<float>(s.topk_w);
-    GS_RETURN_IF_ERROR(cuda::LaunchPackedGemm(L.expert_down.view, rows, Ptr<bf16>(s.inter_moe), I,
-                                              s.slot_out.get(), H, cuda::GemmEpilogue::kStoreF32,
-                                              stream));
+    if (!ProfileSkips("experts")) {
+      GS_RETURN_IF_ERROR(cuda::LaunchPackedGemm(L.expert_gate_up.view, rows, Ptr<bf16>(s.x_moe),
+                                                H, s.inter_moe.get(), I,
+                                                cuda::GemmEpilogue::kGluBf16, stream));
+      rows.in_div = 1;
+      rows.row_weight = Ptr<float>(s.topk_w);
+      rows.routing_settled = true;  // the router ran before gate/up
+      GS_RETURN_IF_ERROR(cuda::LaunchPackedGemm(L.expert_down.view, rows,
+                                                Ptr<bf16>(s.inter_moe), I, s.slot_out.get(), H,
+                                                cuda::GemmEpilogue::kStoreF32, stream));
+    }
     slot_out = Ptr<float>(s.slot_out);
   }
-  GS_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream, join, 0));
+  if (dense_mlp) GS_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream, join, 0));
+  if (ProfileSkips("combine")) return Ok();
   // The combine also writes the next layer's normalized input (s.x) when there is one.
   const bool last = l + 1 == config.num_layers;
   const float* next_norm = last ? nullptr : model.layers[static_cast<size_t>(l) + 1].input_norm;
@@ -610,8 +646,13 @@ Status CudaRunner::Impl::Logits(const Batch& b) {
                                          model.final_norm.get<float>(),
                                          static_cast<float>(config.rms_norm_eps),
                                          Ptr<bf16>(s.x_logits), stream));
-  GS_RETURN_IF_ERROR(gemm.Run(Ptr<bf16>(s.x_logits), R, H, model.embed.get<bf16>(),
-                              config.vocab_size, s.logits.get(), true, 1.0f, stream));
+  if (ProfileSkips("lmhead")) {  // profiling: zero logits (argmax 0, a valid token)
+    GS_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(
+        s.logits.get(), 0, sizeof(float) * static_cast<size_t>(R) * config.vocab_size, stream));
+  } else {
+    GS_RETURN_IF_ERROR(gemm.Run(Ptr<bf16>(s.x_logits), R, H, model.embed.get<bf16>(),
+                                config.vocab_size, s.logits.get(), true, 1.0f, stream));
+  }
   return cuda::LaunchSoftcapArgmax(Ptr<float>(s.logits), R, config.vocab_size,
                                    static_cast<float>(config.final_logit_softcapping),
                                    Ptr<int>(s.argmax), s.argmax_scratch.get(),

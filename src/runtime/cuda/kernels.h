@@ -55,6 +55,10 @@ struct GemmRows {
   int in_div = 1;
   int m = 0;         // rows without offsets; otherwise an upper bound of any bank's rows
   const float* row_weight = nullptr;  // store epilogue: × row_weight[output row] (router weight)
+  // The routing tables (active, active_count, offsets, entries) were written two or more PDL
+  // kernels back, not by the kernel just before (the experts' down projection, after gate/up):
+  // the decode GEMV then reads them and starts the weight stream before its PDL wait.
+  bool routing_settled = false;
 };
 
 enum class GemmEpilogue {
@@ -230,6 +234,11 @@ struct AttentionMeta {
   const int* tile_count = nullptr;
   int num_tiles = 0;
   int tile_tokens = 0;
+  // Host-known: every sequence of the step starts at position 0 (first chunks), so no tile reads
+  // a key from the cache; the prefill kernel then skips the FP8 cache's staging and conversion
+  // (the same bits: the chunk's own keys are bf16 either way) and keeps the bf16 kernel's
+  // occupancy.
+  bool keys_all_new = false;
 };
 
 // Tokens per query tile. decode (every sequence of the step has at most 8 / group new tokens):

@@ -6,6 +6,7 @@
 
 #include "runtime/cuda/kernels.h"
 #include "runtime/cuda/launch.cuh"
+#include "runtime/cuda/router_topk.cuh"
 #include "runtime/cuda/row_common.cuh"
 
 namespace gs::cuda {
@@ -114,68 +115,29 @@ __global__ void __launch_bounds__(128)
   RouterGemvKernelBody(x, tokens, hidden, w, experts, logits);
 }
 
-// `l` is the warp's shared-memory row of `experts` floats.
+// Token t's top-k (router_topk.cuh) by one warp, stored as ids and weights [t][top_k].
 __device__ void TopkOneToken(const float* __restrict__ logits, int t, int experts, int top_k,
-                             const float* __restrict__ per_expert_scale, float* l,
+                             const float* __restrict__ per_expert_scale,
                              int* __restrict__ topk_ids, float* __restrict__ topk_weights) {
+  const TopkPick pick = WarpTopK(logits + static_cast<int64_t>(t) * experts, experts, top_k,
+                                 per_expert_scale);
   const int lane = threadIdx.x % 32;
-  // __ldcg (L2, not L1): in the fused decode router, other blocks of the grid wrote the logits.
-  for (int e = lane; e < experts; e += 32) {
-    l[e] = __ldcg(logits + static_cast<int64_t>(t) * experts + e);
+  if (lane < top_k) {
+    topk_ids[static_cast<int64_t>(t) * top_k + lane] = pick.id;
+    topk_weights[static_cast<int64_t>(t) * top_k + lane] = pick.weight;
   }
-  __syncwarp();
-  int* ids = topk_ids + static_cast<int64_t>(t) * top_k;
-  float* wts = topk_weights + static_cast<int64_t>(t) * top_k;
-  float top = 0.0f, sum = 0.0f;
-  for (int j = 0; j < top_k; ++j) {
-    float best = -INFINITY;
-    int best_e = INT_MAX;
-    for (int e = lane; e < experts; e += 32) {
-      const float v = l[e];
-      if (v > best || (v == best && e < best_e)) {
-        best = v;
-        best_e = e;
-      }
-    }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-      const float ov = __shfl_xor_sync(0xffffffffu, best, o);
-      const int oe = __shfl_xor_sync(0xffffffffu, best_e, o);
-      if (ov > best || (ov == best && oe < best_e)) {
-        best = ov;
-        best_e = oe;
-      }
-    }
-    if (best_e >= experts) best_e = j;  // only with NaN logits: keep the ids in range
-    if (j == 0) top = best;
-    const float p = expf(best - top);  // relative to the largest selected logit
-    sum += p;
-    if (lane == 0) {
-      ids[j] = best_e;
-      wts[j] = p;
-    }
-    __syncwarp();
-    if (lane == 0) l[best_e] = -INFINITY;  // taken
-    __syncwarp();
-  }
-  if (lane == 0) {
-    for (int j = 0; j < top_k; ++j) wts[j] = wts[j] / sum * per_expert_scale[ids[j]];
-  }
-  __syncwarp();  // l is reused for the warp's next token
 }
 
 __global__ void __launch_bounds__(kRouterThreads)
     RouterTopkKernel(const float* __restrict__ logits, int tokens, int experts, int top_k,
                      const float* __restrict__ per_expert_scale, int* __restrict__ topk_ids,
                      float* __restrict__ topk_weights) {
-  extern __shared__ float lsm[];  // [warps][experts]
   GridDependencyWait();  // PDL (launch.cuh)
   TriggerDependentsIfOneWave();
   const int warp = threadIdx.x / 32;
   const int t = blockIdx.x * (kRouterThreads / 32) + warp;
   if (t >= tokens) return;
-  TopkOneToken(logits, t, experts, top_k, per_expert_scale, lsm + warp * experts, topk_ids,
-               topk_weights);
+  TopkOneToken(logits, t, experts, top_k, per_expert_scale, topk_ids, topk_weights);
 }
 
 // Counting sort of slots (token·k + j) by expert, in one block: count, scan, place. The order of
@@ -234,21 +196,20 @@ __global__ void __launch_bounds__(1024)
 }
 
 // Top-k of every token (warp w of the block takes tokens w, w + warps, …), then the grouping, by
-// one block. `smem` holds [warps][experts] floats, reused as 2·experts ints; __syncthreads()
-// makes the block's global writes of the top-k ids visible to the grouping threads.
+// one block. `smem` holds 2·experts ints; __syncthreads() makes the block's global writes of the
+// top-k ids visible to the grouping threads.
 __device__ void SelectAndGroup(const float* __restrict__ logits, int tokens, int experts,
                                int top_k, const float* __restrict__ per_expert_scale,
                                const int* valid_tokens, int* topk_ids,
                                float* __restrict__ topk_weights, int* offsets, int* entries,
-                               int* active, int* active_count, float* smem) {
+                               int* active, int* active_count, int* smem) {
   const int warp = threadIdx.x / 32;
   for (int t = warp; t < tokens; t += blockDim.x / 32) {
-    TopkOneToken(logits, t, experts, top_k, per_expert_scale, smem + warp * experts, topk_ids,
-                 topk_weights);
+    TopkOneToken(logits, t, experts, top_k, per_expert_scale, topk_ids, topk_weights);
   }
   __syncthreads();
   GroupSlots(topk_ids, tokens * top_k, top_k, valid_tokens, experts, offsets, entries, active,
-             active_count, reinterpret_cast<int*>(smem));
+             active_count, smem);
 }
 
 // Up to kFusedSelectTokens tokens (logits from the GEMV or cuBLASLt): SelectAndGroup in one
@@ -258,7 +219,7 @@ __global__ void __launch_bounds__(1024)
                        const float* __restrict__ per_expert_scale, const int* valid_tokens,
                        int* topk_ids, float* __restrict__ topk_weights, int* offsets,
                        int* entries, int* active, int* active_count) {
-  extern __shared__ float sel_smem[];  // [32 warps][experts] floats, reused as 2·experts ints
+  extern __shared__ int sel_smem[];  // 2·experts ints
   GridDependencyWait();  // PDL (launch.cuh)
   TriggerDependents();   // one block
   SelectAndGroup(logits, tokens, experts, top_k, per_expert_scale, valid_tokens, topk_ids,
@@ -275,7 +236,7 @@ __global__ void __launch_bounds__(128)
                        const float* __restrict__ per_expert_scale, const int* valid_tokens,
                        int* topk_ids, float* __restrict__ topk_weights, int* offsets, int* entries,
                        int* active, int* active_count, int* done) {
-  extern __shared__ float dec_smem[];  // [4 warps][experts] floats, reused as 2·experts ints
+  extern __shared__ int dec_smem[];  // 2·experts ints
   __shared__ bool last;
   RouterGemvKernelBody(x, tokens, hidden, w, experts, logits);
   __threadfence();  // this thread's logits are visible device-wide before the block counts
@@ -435,6 +396,16 @@ __global__ void FfnCombineGenericKernel(float* __restrict__ h, const float* __re
   }
 }
 
+Status CheckTopk(const char* who, int experts, int top_k) {
+  if (experts <= 0 || experts > kTopkMaxExperts) {
+    return MakeError(who, ": ", experts, " experts (1 to ", kTopkMaxExperts, " supported)");
+  }
+  if (top_k > experts || top_k <= 0 || top_k > kTopkMaxK) {
+    return MakeError(who, ": unsupported top_k ", top_k, " of ", experts, " experts");
+  }
+  return Ok();
+}
+
 }  // namespace
 
 Status LaunchRouterLogits(const float* x, int tokens, int hidden, const float* w, int experts,
@@ -458,11 +429,8 @@ Status LaunchRouterDecode(const float* x, int tokens, int hidden, const float* w
     return MakeError("LaunchRouterDecode: ", tokens, " tokens / hidden ", hidden,
                      " (at most ", kRouterGemvMaxTokens, " tokens, hidden a multiple of 4)");
   }
-  if (top_k > experts || top_k <= 0 || top_k > 32) {
-    return MakeError("LaunchRouterDecode: unsupported top_k ", top_k, " of ", experts, " experts");
-  }
-  const size_t smem = sizeof(float) * 4 * experts;
-  if (smem > 48 * 1024) return MakeError("LaunchRouterDecode: ", experts, " experts too many");
+  GS_RETURN_IF_ERROR(CheckTopk("LaunchRouterDecode", experts, top_k));
+  const size_t smem = sizeof(int) * 2 * experts;
   return LaunchKernel("RouterDecodeKernel", RouterDecodeKernel, experts, kRouterGemvThreads, smem,
                       stream, x, tokens, hidden, w, experts, logits, top_k, per_expert_scale,
                       valid_tokens, topk_ids, topk_weights, offsets, entries, active,
@@ -474,20 +442,17 @@ Status LaunchRouterSelect(const float* logits, int tokens, int experts, int top_
                           float* topk_weights, int* offsets, int* entries, int* active,
                           int* active_count, cudaStream_t stream) {
   if (tokens <= 0) return Ok();
-  if (top_k > experts || top_k <= 0 || top_k > 32) {
-    return MakeError("LaunchRouterSelect: unsupported top_k ", top_k, " of ", experts, " experts");
-  }
+  GS_RETURN_IF_ERROR(CheckTopk("LaunchRouterSelect", experts, top_k));
   if (tokens <= kFusedSelectTokens) {
-    const size_t smem = sizeof(float) * 32 * experts;
-    if (smem > 48 * 1024) return MakeError("LaunchRouterSelect: ", experts, " experts too many");
+    const size_t smem = sizeof(int) * 2 * experts;
     return LaunchKernel("RouterSelectKernel", RouterSelectKernel, 1, 1024, smem, stream, logits,
                         tokens, experts, top_k, per_expert_scale, valid_tokens, topk_ids,
                         topk_weights, offsets, entries, active, active_count);
   }
   const int warps = kRouterThreads / 32;
   GS_RETURN_IF_ERROR(LaunchKernel("RouterTopkKernel", RouterTopkKernel,
-                                  (tokens + warps - 1) / warps, kRouterThreads,
-                                  sizeof(float) * warps * experts, stream, logits, tokens, experts,
+                                  (tokens + warps - 1) / warps, kRouterThreads, 0, stream,
+                                  logits, tokens, experts,
                                   top_k, per_expert_scale, topk_ids, topk_weights));
   return LaunchMoeGroup(topk_ids, tokens * top_k, top_k, valid_tokens, experts, offsets, entries,
                         active, active_count, stream);

@@ -263,25 +263,36 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, NT == 1 ? 4 : 1)
   };
   // A single matrix (the dense MLP) is a constant: its first weights are loaded before the PDL
   // wait (launch.cuh), while the previous kernel finishes. A bank's id comes from the router, so
-  // expert weights are loaded right after reading it, before the token lists.
+  // expert weights are loaded right after reading it, before the token lists — before the wait
+  // too when the router ran two kernels back (rows.routing_settled: this kernel starts only once
+  // its predecessor has passed its own wait, so the router has completed). Routing tables are read
+  // through L2 (__ldcg): the same buffers serve every layer.
   const bool fixed = rows.active == nullptr;
-  if (fixed) load_round(0);
-  GridDependencyWait();
-  if (one_wave) TriggerDependents();
-
-  int bank = 0;
-  if (!fixed) {
-    if (static_cast<int>(blockIdx.y) >= *rows.active_count) return;
-    bank = rows.active[blockIdx.y];
+  int bank = 0, r_begin = 0, r_end = rows.m;
+  bool idle = false;  // a grid row past the active banks
+  auto route = [&] {
+    if (static_cast<int>(blockIdx.y) >= __ldcg(rows.active_count)) {
+      idle = true;
+      return;
+    }
+    bank = __ldcg(rows.active + blockIdx.y);
     code_base += bank * w.bank_code_bytes;
     scale_base += bank * w.bank_scale_bytes;
     load_round(0);
+    if (rows.offsets != nullptr) {
+      r_begin = __ldcg(rows.offsets + bank);
+      r_end = __ldcg(rows.offsets + bank + 1);
+    }
+  };
+  if (fixed) {
+    load_round(0);
+  } else if (rows.routing_settled) {
+    route();
   }
-  int r_begin = 0, r_end = rows.m;
-  if (rows.offsets != nullptr) {
-    r_begin = rows.offsets[bank];
-    r_end = rows.offsets[bank + 1];
-  }
+  GridDependencyWait();
+  if (one_wave) TriggerDependents();
+  if (!fixed && !rows.routing_settled) route();
+  if (idle) return;
   const int n_rows = r_end - r_begin;
   if (n_rows <= 0) return;
 
