@@ -46,10 +46,12 @@ if command -v compute-sanitizer >/dev/null && [ -x "$here/tests/cuda_runner_test
   echo "| memcheck cuda_runner_test (batched demo) | $result | $(( $(date +%s) - start )) |" >> "$summary"
   tail -3 "$out/memcheck.log"
   # Shared-memory races in the kernels with block-level cooperation: the fused decode attention
-  # (every layer kind and KV dtype; its test has no CPU reference to wait for: the whole
-  # attention suite did not finish under racecheck), the fused qk-norm/RoPE/KV write and the
-  # one-launch decode router.
-  for rc in "attention_test:*AttentionFused*" "ops_test:*QkvNormRopeKv*" "moe_test:*RouterDecode*"; do
+  # on sliding layers with the FP8 cache (its most involved path: e4m3 staging expanded before
+  # the PDL wait; ~85 s under racecheck on the H100, BF16 ~100 s: the whole attention suite, with
+  # its CPU reference, does not finish), the fused qk-norm/RoPE/KV write and the one-launch
+  # decode router. (Session 5 on the H100: the tests 255 s, this racecheck 84 s, the others 8 s.)
+  for rc in "attention_test:*AttentionFused*Sliding256Fp8Kv" "ops_test:*QkvNormRopeKv*" \
+            "moe_test:*RouterDecode*"; do
     t=${rc%%:*} filter=${rc#*:}
     start=$(date +%s)
     if timeout ${RACECHECK_TIMEOUT:-240} compute-sanitizer --tool racecheck --error-exitcode 9 \
