@@ -31,7 +31,8 @@ for p in - $parts; do
       else
         b=$(awk -v k="$batch" '$1 == k {print $2}' "$out/knockout.base" | tail -1)
         awk -v p="$p" -v k="$batch" -v t="$tps" -v m="$ms" -v b="$b" -v l="$layers" \
-          'BEGIN {printf "| %s | %s | %s | %s | %.2f | %.1f |\n", p, k, t, m, b - m, 1000 * (b - m) / l}'
+          'BEGIN {per = p == "lmhead" ? "(per step)" : sprintf("%.1f", 1000 * (b - m) / l);
+                  printf "| %s | %s | %s | %s | %.2f | %s |\n", p, k, t, m, b - m, per}'
       fi
     done
 done
