@@ -442,7 +442,6 @@ __global__ void __launch_bounds__(kThreads, DecodeShape<D>::MinBlocks(kFp8, kFus
     Loader::Finish(ks, k_stage, t, k0);
   }
   __syncthreads();
-  bool v_ready = kFused;  // the first tile's V: expanded before the wait (kFused)
 
   // Qᵀ as the B operand of every k-step, kept in registers for the whole walk.
   uint32_t qf[kKSteps][2];
@@ -543,8 +542,8 @@ __global__ void __launch_bounds__(kThreads, DecodeShape<D>::MinBlocks(kFp8, kFus
     }
 
     CpAsyncWaitAllButOne();  // V of this tile
-    if (!v_ready) Loader::Finish(vs, v_stage, t, k0);
-    v_ready = false;
+    // kFused: the first tile's V was expanded before the PDL wait.
+    if (!kFused || kt != tile_begin) Loader::Finish(vs, v_stage, t, k0);
     __syncthreads();  // P and the V tile are visible
 
     // Oᵀ (this warp's dims × 8 rows) = Oᵀ·α + Vᵀ·Pᵀ over the tile's 64 keys. Pᵀ's B fragment
