@@ -15,7 +15,7 @@ nvcc=${NVCC:-/usr/local/cuda/bin/nvcc}
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_COMPILER="$nvcc" >/dev/null
 tests=$(cd "$root/tests/gpu" && ls *_test.cpp | sed 's/\.cpp$//')
 # shellcheck disable=SC2086
-cmake --build "$build" -j"$(nproc)" --target gemmaserve $tests
+cmake --build "$build" -j"$(nproc)" --target gemmaserve gs_cupti_trace $tests
 
 out=$dest_repo/.device/cuda
 rm -rf "$out"
@@ -26,10 +26,13 @@ cp "$build/gemmaserve" "$out/bin/"
 mkdir -p "$out/lib"
 ldd "$build/gemmaserve" | awk '/libcpp-httplib|libbrotli|libwebp|libsharpyuv/ {print $3}' | xargs -r -I{} cp -L {} "$out/lib/"
 for t in $tests; do cp "$build/tests/$t" "$out/tests/"; done
+# The CUPTI tracer of trace.sh, with the CUPTI it was built against.
+cp "$build/libgs_cupti_trace.so" "$out/lib/"
+ldd "$build/libgs_cupti_trace.so" | awk '/libcupti/ {print $3}' | xargs -r -I{} cp -L {} "$out/lib/"
 strip "$out/bin/"* "$out/tests/"*
 cp -r "$root/configs/gemma-4-26B-A4B-it" "$out/configs/"
 # The golden data travels as part of the repository (tests/data/golden); check.sh finds it there.
-cp "$root"/scripts/gpu/*.sh "$out/"
+cp "$root"/scripts/gpu/*.sh "$root"/scripts/gpu/*.py "$out/"
 # The device call carries at most 64 MB with the repository: ship one xz archive
 # (carry .device/cuda.txz; on the GPU machine: tar xJf .device/cuda.txz -C .device).
 tar cf - -C "$dest_repo/.device" cuda | xz -T0 -6 > "$dest_repo/.device/cuda.txz"

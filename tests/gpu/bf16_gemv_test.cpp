@@ -191,6 +191,31 @@ TEST(Bf16Gemv, IntegerInputsAreExact) {
 }
 
 // Same inputs, same bits: directly (each split choice twice) and replayed from a CUDA graph.
+// The k-splits of a tile summed in a thread-block cluster give the bits of the workspace path
+// (same order: 0 + split 0 + split 1 + …), at every split count a cluster holds and at token
+// counts of one, two and eight n-tiles.
+TEST(Bf16Gemv, ClusterSumEqualsWorkspaceSum) {
+  GS_REQUIRE_GPU();
+  std::mt19937_64 rng(29);
+  Workspace ws;
+  const int n = 2816, k = 4096;
+  const auto w = gputest::RandomBf16Values(static_cast<size_t>(n) * k, 0.05f, rng);
+  for (int m : {1, 9, 64}) {
+    const auto x = gputest::RandomBf16Values(static_cast<size_t>(m) * k, 1.0f, rng);
+    DeviceProblem p(x, w, static_cast<size_t>(m) * n);
+    for (int splits : {2, 3, 5, 8}) {
+      cuda::SetBf16GemvClusterSplits(true);
+      const auto cluster = RunGemv(p, m, n, k, ws, splits);
+      cuda::SetBf16GemvClusterSplits(false);
+      const auto workspace = RunGemv(p, m, n, k, ws, splits);
+      cuda::SetBf16GemvClusterSplits(true);
+      EXPECT_EQ(ws.NonzeroCounters(), 0) << "M=" << m << " splits " << splits;
+      EXPECT_EQ(std::memcmp(cluster.data(), workspace.data(), cluster.size() * sizeof(float)), 0)
+          << "M=" << m << " splits " << splits;
+    }
+  }
+}
+
 TEST(Bf16Gemv, RunsAreBitIdentical) {
   GS_REQUIRE_GPU();
   std::mt19937_64 rng(13);

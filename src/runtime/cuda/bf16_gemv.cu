@@ -42,6 +42,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include <cooperative_groups.h>
+
 #include "runtime/cuda/kernels.h"
 #include "runtime/cuda/launch.cuh"
 #include "runtime/cuda/packed_fragments.cuh"
@@ -71,6 +73,7 @@ struct GemvArgs {
   int* counters;    // [chunks][tiles], with splits > 1
   int m, n, k;
   bool one_wave;
+  bool cluster;  // the splits of a tile form one thread-block cluster (ClusterSum)
 };
 
 __device__ __forceinline__ uint4 Zero4() { return make_uint4(0u, 0u, 0u, 0u); }
@@ -91,9 +94,33 @@ __device__ __forceinline__ void StoreSum(const GemvArgs& a, int tile, int chunk,
 template <int NT>
 constexpr int kMinBlocks = NT == 1 ? 5 : NT == 2 ? 6 : NT == 4 ? 4 : 3;
 
+// The splits' sums of one (tile, chunk) when they form a thread-block cluster: each block leaves
+// its sums in its own shared memory (`mine`), and after a cluster barrier split 0 reads them all
+// through distributed shared memory and adds them in split order, exactly as the workspace path
+// does (0 + split 0 + split 1 + …, the same bits); a second barrier keeps every block's shared
+// memory alive until split 0 has read it. No fence, atomic or global round trip: the cluster
+// barrier is the only cross-block synchronisation.
+template <int NT>
+__device__ __forceinline__ void ClusterSum(const GemvArgs& a, int tile, int chunk, int elems,
+                                          float* mine) {
+  namespace cg = cooperative_groups;
+  cg::cluster_group cluster = cg::this_cluster();
+  cluster.sync();  // release our sums, acquire the other splits'
+  if (cluster.block_rank() == 0) {
+    const int splits = static_cast<int>(cluster.num_blocks());
+    for (int e = threadIdx.x; e < elems; e += kThreads) {
+      float sum = 0.0f;
+      for (int s = 0; s < splits; ++s) sum += cluster.map_shared_rank(mine, s)[e];
+      StoreSum<NT>(a, tile, chunk, e, sum);
+    }
+  }
+  cluster.sync();  // split 0 is done reading: the blocks may exit
+}
+
 template <int NT>
 __global__ void __launch_bounds__(kThreads, kMinBlocks<NT>) Bf16GemvKernel(GemvArgs a) {
   __shared__ float red[kWarps][NT * 4][32];
+  __shared__ float cluster_sums[NT * 128];  // a.cluster: this block's sums
   __shared__ bool last;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const int tile = blockIdx.x, split = blockIdx.y, splits = gridDim.y, chunk = blockIdx.z;
@@ -192,11 +219,17 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<NT>) Bf16GemvKernel(GemvA
     for (int wp = 0; wp < kWarps; ++wp) sum += red[wp][nt * 4 + j][ln];
     if (splits == 1) {
       StoreSum<NT>(a, tile, chunk, e, sum);
+    } else if (a.cluster) {
+      cluster_sums[e] = sum;
     } else {
       __stcg(part + split * (NT * 128) + e, sum);
     }
   }
   if (splits == 1) return;
+  if (a.cluster) {
+    ClusterSum<NT>(a, tile, chunk, elems, cluster_sums);
+    return;
+  }
   __threadfence();  // this block's partials are visible device-wide before it counts
   __syncthreads();
   if (threadIdx.x == 0) last = atomicAdd(a.counters + cell, 1) == splits - 1;
@@ -289,12 +322,28 @@ int AutoSplits(const Shape& s, const Bf16GemvWorkspace& ws) {
   return best;
 }
 
+// The most splits one cluster holds (the portable cluster size).
+constexpr int kMaxClusterSplits = 8;
+
+// Whether the splits of a tile meet in a cluster (SetBf16GemvClusterSplits): GS_GEMV_CLUSTER=0
+// (read once) starts it off, for A/B measurement; both paths give the same bits.
+std::atomic<bool>& ClusterSplitsSwitch() {
+  static std::atomic<bool> on{[] {
+    const char* env = std::getenv("GS_GEMV_CLUSTER");
+    return env == nullptr || std::strcmp(env, "0") != 0;
+  }()};
+  return on;
+}
+bool ClusterSplits() { return ClusterSplitsSwitch().load(std::memory_order_relaxed); }
+
 template <int NT>
 Status LaunchNt(const GemvArgs& args, const Shape& s, int splits, cudaStream_t stream) {
   const dim3 grid(s.tiles, splits, s.chunks);
   GemvArgs a = args;
   a.one_wave = static_cast<int64_t>(s.tiles) * splits * s.chunks <= Resident<NT>();
-  return LaunchKernel("Bf16GemvKernel", Bf16GemvKernel<NT>, grid, kThreads, 0, stream, a);
+  a.cluster = splits > 1 && splits <= kMaxClusterSplits && ClusterSplits();
+  return LaunchClusterKernel("Bf16GemvKernel", Bf16GemvKernel<NT>, grid,
+                             dim3(1, a.cluster ? splits : 1, 1), kThreads, 0, stream, a);
 }
 
 // Largest M served by Bf16Gemm::Run; 0 = off. From the environment once, then the setter's.
@@ -328,6 +377,10 @@ int ChosenSplits(const Shape& s, const Bf16GemvWorkspace& ws) {
 
 }  // namespace
 
+void SetBf16GemvClusterSplits(bool on) {
+  ClusterSplitsSwitch().store(on, std::memory_order_relaxed);
+}
+
 int Bf16GemvSplits(int m, int n, int k, const Bf16GemvWorkspace& ws) {
   if (m <= 0 || n <= 0 || k <= 0) return 1;
   return ChosenSplits(ShapeOf(m, n, k), ws);
@@ -355,7 +408,7 @@ Status LaunchBf16Gemv(const bf16* x, int m, int k, const bf16* w, int n, float* 
                        " N=", n, " K=", k);
     }
   }
-  GemvArgs a{x, w, out, ws.partials, ws.counters, m, n, k, false};
+  GemvArgs a{x, w, out, ws.partials, ws.counters, m, n, k, false, false};
   switch (s.nt) {
     case 1: return LaunchNt<1>(a, s, splits, stream);
     case 2: return LaunchNt<2>(a, s, splits, stream);

@@ -120,6 +120,11 @@ int Bf16GemvSplits(int m, int n, int k, const Bf16GemvWorkspace& ws);
 // GS_BF16_GEMV_MAX_M=<n> sets max_m. SetBf16GemvPolicy overrides both (tests, benchmarks).
 bool Bf16GemvServes(int m, int n, int k);
 void SetBf16GemvPolicy(bool enabled, int max_m);
+// Whether LaunchBf16Gemv sums a tile's k-splits (2..8) in a thread-block cluster (distributed
+// shared memory, no global round trip) or through the workspace (fence, counter, last block):
+// the same bits either way. Default on; GS_GEMV_CLUSTER=0 at startup turns it off. For tests and
+// benchmarks.
+void SetBf16GemvClusterSplits(bool on);
 
 // ---------------------------------------------------------------------------------------------
 // moe.cu

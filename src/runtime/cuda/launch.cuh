@@ -111,30 +111,49 @@ int ResidentBlocks(void (*kernel)(KernelArgs...), int threads, size_t smem) {
   return per_sm * sms;
 }
 
-// kernel<<<grid, block, smem, stream>>>(args...) with programmatic stream serialization (when
-// PdlEnabled()). Like GS_CUDA_CHECK_LAUNCH, a bad configuration or an earlier asynchronous fault
-// becomes an error naming the kernel. The kernel must follow the rule above.
+// kernel<<<grid, block, smem, stream>>>(args...) in thread-block clusters of `cluster` blocks
+// (1×1×1: no clusters), with programmatic stream serialization when PdlEnabled(). Like
+// GS_CUDA_CHECK_LAUNCH, a bad configuration or an earlier asynchronous fault becomes an error
+// naming the kernel. The kernel must follow the rule above.
 template <typename... KernelArgs, typename... Args>
-Status LaunchKernel(const char* name, void (*kernel)(KernelArgs...), dim3 grid, dim3 block,
-                    size_t smem, cudaStream_t stream, Args&&... args) {
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
+Status LaunchClusterKernel(const char* name, void (*kernel)(KernelArgs...), dim3 grid,
+                           dim3 cluster, dim3 block, size_t smem, cudaStream_t stream,
+                           Args&&... args) {
+  cudaLaunchAttribute attr[2];
+  int n = 0;
+  if (PdlEnabled()) {
+    attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[n++].val.programmaticStreamSerializationAllowed = 1;
+  }
+  if (cluster.x * cluster.y * cluster.z > 1) {
+    attr[n].id = cudaLaunchAttributeClusterDimension;
+    attr[n].val.clusterDim.x = cluster.x;
+    attr[n].val.clusterDim.y = cluster.y;
+    attr[n++].val.clusterDim.z = cluster.z;
+  }
   cudaLaunchConfig_t config = {};
   config.gridDim = grid;
   config.blockDim = block;
   config.dynamicSmemBytes = smem;
   config.stream = stream;
   config.attrs = attr;
-  config.numAttrs = PdlEnabled() ? 1 : 0;
+  config.numAttrs = n;
   cudaError_t err = cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
   const cudaError_t last = cudaGetLastError();  // clears the error state, as the <<<>>> checks do
   if (err == cudaSuccess) err = last;
   if (err == cudaSuccess) return Ok();
   return MakeError("CUDA error in launch of ", name, " (grid ", grid.x, "x", grid.y, "x", grid.z,
-                   ", block ", block.x, ", ", smem, " B shared, PDL ",
-                   PdlEnabled() ? "on" : "off", "): ", cudaGetErrorName(err), ": ",
-                   cudaGetErrorString(err));
+                   ", cluster ", cluster.x, "x", cluster.y, "x", cluster.z, ", block ", block.x,
+                   ", ", smem, " B shared, PDL ", PdlEnabled() ? "on" : "off", "): ",
+                   cudaGetErrorName(err), ": ", cudaGetErrorString(err));
+}
+
+// LaunchClusterKernel without clusters.
+template <typename... KernelArgs, typename... Args>
+Status LaunchKernel(const char* name, void (*kernel)(KernelArgs...), dim3 grid, dim3 block,
+                    size_t smem, cudaStream_t stream, Args&&... args) {
+  return LaunchClusterKernel(name, kernel, grid, dim3(1, 1, 1), block, smem, stream,
+                             std::forward<Args>(args)...);
 }
 
 }  // namespace gs::cuda

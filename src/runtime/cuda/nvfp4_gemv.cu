@@ -407,6 +407,16 @@ int ChooseSplit(const PackedMatrix& w, const GemmRows& rows) {
       DeviceSmCount());
   const int64_t tiles = w.rows / 16, banks = std::max(rows.max_active, 1);
   const int64_t blocks_of_2 = (tiles + kWarpsPerBlock / 2 - 1) / (kWarpsPerBlock / 2) * banks;
+  // A grid of 4 warps per tile just past one wave (batch 1's down projection: 704 blocks, 528
+  // slots) runs a ragged second wave and cannot trigger its dependents early; 2 warps per tile
+  // then fit one wave (352 blocks): 7.5 → 6.8 µs per layer on the H100 (docs/benchmarks.md,
+  // session 6).
+  static const int resident_4 =
+      ResidentBlocks(PackedGemvSplitKernel<GemmEpilogue::kStoreF32, 1, 4>, kWarpsPerBlock * 32, 0);
+  static const int resident_2 =
+      ResidentBlocks(PackedGemvSplitKernel<GemmEpilogue::kStoreF32, 1, 2>, kWarpsPerBlock * 32, 0);
+  const int64_t blocks_of_4 = (tiles + kWarpsPerBlock / 4 - 1) / (kWarpsPerBlock / 4) * banks;
+  if (blocks_of_4 > resident_4 && blocks_of_2 <= resident_2) return 2;
   return blocks_of_2 >= int64_t{4} * wave ? 2 : 4;
 }
 
