@@ -5,12 +5,15 @@
 
 Kernels of one cudaGraphLaunch share a correlation id. For each graph launched at least
 --min-launches times it prints, per graph node in order of its median start: the start and end
-relative to the launch's first kernel, the duration, and "Δend": how much later this kernel ends
-than the kernel before it on the same stream ended — with PDL a kernel starts before its
-predecessor ends, so the end-to-end delta is what the kernel adds to its stream's chain. Then a
-per-kernel-name summary (count per step, summed Δend and duration) and the step length, with the
-time no kernel of the step was running ("idle").
+relative to the launch's first kernel, the duration, and "dend" (Δend): how much later this
+kernel ends than the last kernel that started before it and ended before it did. With PDL a
+kernel starts before its predecessor ends, so on a chain the end-to-end delta is what the kernel
+adds to it; a kernel of a side branch gets its delta to whatever ended last before it. (CUPTI's
+stream ids of graph nodes follow the graph's branches, not the capture streams, so they are
+printed but not used.) Then a per-kernel summary (count per step, summed Δend and duration) and
+the step length, with the time no kernel of the step was running ("idle").
 """
+import bisect
 import argparse
 import csv
 import re
@@ -57,15 +60,15 @@ def report(gid, runs, full):
         t0 = min(r["start"] for r in rows)
         lengths.append(max(r["end"] for r in rows) - t0)
         idles.append(idle_ns(rows))
-        last_end = {}
+        ends = []  # ends of the kernels started so far, sorted
         for r in sorted(rows, key=lambda r: r["start"]):
             n = t[r["node"]]
             n["start"].append(r["start"] - t0)
             n["end"].append(r["end"] - t0)
             n["dur"].append(r["end"] - r["start"])
-            prev = last_end.get(r["stream"])
-            n["dend"].append(r["end"] - prev if prev is not None else r["end"] - t0)
-            last_end[r["stream"]] = max(prev or 0, r["end"])
+            i = bisect.bisect_right(ends, r["end"])
+            n["dend"].append(r["end"] - (ends[i - 1] if i > 0 else t0))
+            bisect.insort(ends, r["end"])
             n["meta"] = (r["name"], r["stream"], r["grid"], r["block"])
     med = lambda xs: statistics.median(xs) / 1000.0
     nodes = sorted(t.values(), key=lambda n: med(n["start"]))
@@ -80,14 +83,13 @@ def report(gid, runs, full):
                   f"{med(n['end']):>8.1f} {med(n['dur']):>7.1f} {med(n['dend']):>7.1f}  {name}")
     by_name = defaultdict(lambda: [0, 0.0, 0.0])
     for n in nodes:
-        key = (n["meta"][0], n["meta"][2], streams.index(n["meta"][1]))
-        agg = by_name[key]
+        agg = by_name[(n["meta"][0], n["meta"][2])]
         agg[0] += 1
         agg[1] += med(n["dend"])
         agg[2] += med(n["dur"])
-    print(f"{'count':>5} {'grid':>6} {'stream':>6} {'sum dend us':>11} {'sum dur us':>10}  kernel")
-    for (name, grid, stream), (count, dend, dur) in sorted(by_name.items(), key=lambda kv: -kv[1][1]):
-        print(f"{count:>5} {grid:>6} {stream:>6} {dend:>11.1f} {dur:>10.1f}  {name}")
+    print(f"{'count':>5} {'grid':>6} {'sum dend us':>11} {'sum dur us':>10}  kernel")
+    for (name, grid), (count, dend, dur) in sorted(by_name.items(), key=lambda kv: -kv[1][1]):
+        print(f"{count:>5} {grid:>6} {dend:>11.1f} {dur:>10.1f}  {name}")
 
 
 def main():
