@@ -28,10 +28,13 @@
 // the other blocks of the SM read the same columns), one step ahead of its use.
 //
 // Reductions in a fixed order (bit-identical results run to run): the warps' accumulators are
-// summed in warp order through shared memory; with one split that is the output. With several,
+// summed in warp order through shared memory; with one split that is the output. With several
+// (up to 8), a tile's splits form a thread-block cluster and split 0 adds the others' sums from
+// their shared memory in split order (ClusterSum). Without clusters (SetBf16GemvClusterSplits),
 // each block writes its sum to the workspace and counts itself on the tile's counter
 // (__threadfence first); the block that counts last adds the splits' partials in split order,
 // stores the output and resets the counter to 0 (RouterDecodeKernel in moe.cu does the same).
+// Both give the same bits; the cluster saves the fence, the atomic and a global round trip.
 // The splits exist for load balance: N = 2816 (o_proj) is 176 tiles on 132 SMs; with the
 // default choice (AutoSplits) the grid fills every resident block slot of the device once.
 //
