@@ -402,20 +402,20 @@ std::atomic<int> g_gemv_split{-1};  // -1: not chosen yet (GS_GEMV_SPLIT on firs
 int ChooseSplit(const PackedMatrix& w, const GemmRows& rows) {
   if (const int forced = GemvSplit(); forced != 0) return forced;
   if (rows.active == nullptr) return rows.m <= 8 ? 4 : 2;
-  static const int wave = std::max(
-      ResidentBlocks(PackedGemvSplitKernel<GemmEpilogue::kGluBf16, 1, 2>, kWarpsPerBlock * 32, 0),
-      DeviceSmCount());
+  // Resident blocks of the one-n-tile kernel with 2 and 4 warps per tile (its epilogues share
+  // the register and shared-memory footprint, so one instantiation stands for both).
+  static const int resident_2 =
+      ResidentBlocks(PackedGemvSplitKernel<GemmEpilogue::kGluBf16, 1, 2>, kWarpsPerBlock * 32, 0);
+  static const int resident_4 =
+      ResidentBlocks(PackedGemvSplitKernel<GemmEpilogue::kGluBf16, 1, 4>, kWarpsPerBlock * 32, 0);
+  static const int wave = std::max(resident_2, DeviceSmCount());
   const int64_t tiles = w.rows / 16, banks = std::max(rows.max_active, 1);
   const int64_t blocks_of_2 = (tiles + kWarpsPerBlock / 2 - 1) / (kWarpsPerBlock / 2) * banks;
+  const int64_t blocks_of_4 = (tiles + kWarpsPerBlock / 4 - 1) / (kWarpsPerBlock / 4) * banks;
   // A grid of 4 warps per tile just past one wave (batch 1's down projection: 704 blocks, 528
   // slots) runs a ragged second wave and cannot trigger its dependents early; 2 warps per tile
   // then fit one wave (352 blocks): 7.5 → 6.8 µs per layer on the H100 (docs/benchmarks.md,
   // session 6).
-  static const int resident_4 =
-      ResidentBlocks(PackedGemvSplitKernel<GemmEpilogue::kStoreF32, 1, 4>, kWarpsPerBlock * 32, 0);
-  static const int resident_2 =
-      ResidentBlocks(PackedGemvSplitKernel<GemmEpilogue::kStoreF32, 1, 2>, kWarpsPerBlock * 32, 0);
-  const int64_t blocks_of_4 = (tiles + kWarpsPerBlock / 4 - 1) / (kWarpsPerBlock / 4) * banks;
   if (blocks_of_4 > resident_4 && blocks_of_2 <= resident_2) return 2;
   return blocks_of_2 >= int64_t{4} * wave ? 2 : 4;
 }
