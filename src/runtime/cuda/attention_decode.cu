@@ -59,7 +59,7 @@ struct DecodeShape {
   static constexpr size_t SmemBytes(bool fp8, bool fused) {
     return sizeof(bf16) * (kR + 2 * kN) * kStride +
            sizeof(float) * (kR * kPStride + 2 * kWarps * kR) +  // P, per-warp maxima and sums
-           (fp8 ? 2 * kN * D + 2 * kN * sizeof(float) : 0) +
+           (fp8 ? 2 * kN * sizeof(float) : 0) +  // the keys' scales (codes: in the tile rows)
            (fused ? sizeof(bf16) * 2 * kStride : 0);
   }
   // Blocks an SM holds by shared memory (228 KB, 1 KB reserved a block), ≤ 4: the register
@@ -76,8 +76,12 @@ struct DecodeShape {
 // touches only kKeys = 4 keys; their cache rows (ring slot or block-table lookup) are computed
 // once per tile by Rows(), ahead of time, and serve both K and V. Keys past the tile's last key
 // become zeros (masked probabilities 0 never meet stale values). bf16 rows go straight to the
-// tile; e4m3 rows land in `staging` and Finish() expands them — each thread converts exactly the
-// chunks it copied, so no barrier sits between the copy and the expansion. With fp8, `scales`
+// tile; an e4m3 row (D bytes) lands in the last D bytes of its own bf16 row (StageRow: 2·D + 16
+// bytes with the padding) and Finish() expands it in place — the row's lanes, all of one warp,
+// read their codes before any of them writes (a __syncwarp between), and each thread converts
+// exactly the chunks it copied, so no block barrier sits between the copy and the expansion. An
+// FP8 tile then needs no staging buffer beside the bf16 one: the kernel's shared memory (and its
+// blocks per SM) are the BF16 kernel's, plus the keys' scales. With fp8, `scales`
 // receives each key's stored scale (1 for fresh keys, 0 past the last key). kFused: the one
 // fresh key's row is the block's own smem copy (`fresh` then points at it), copied synchronously.
 template <int D, bool kFp8, bool kFused>
@@ -92,6 +96,13 @@ struct DecodeKvLoader {
 
   __device__ __forceinline__ static int Key(int i) {
     return static_cast<int>(threadIdx.x) / kLanesPerRow + i * kRowGroups;
+  }
+
+  // Where key row j's e4m3 codes wait for Finish(): the last D bytes of its bf16 row.
+  static constexpr int kStageOffset = static_cast<int>(sizeof(bf16)) * kStride - D;
+  static_assert(kStageOffset % 8 == 0, "8-byte copies of the codes need 8-byte alignment");
+  __device__ __forceinline__ static uint8_t* StageRow(bf16* tile, int j) {
+    return reinterpret_cast<uint8_t*>(tile + j * kStride) + kStageOffset;
   }
 
   // The cache row (or, for keys of the chunk, the row of k/v) of this thread's keys of the tile
@@ -113,7 +124,7 @@ struct DecodeKvLoader {
   __device__ __forceinline__ static void Issue(const bf16* fresh, const void* cache,
                                                const float* cache_scale, int kv_heads, int g,
                                                const TileInfo& t, int k0, const int (&row)[kKeys],
-                                               bf16* tile, uint8_t* staging, float* scales) {
+                                               bf16* tile, float* scales) {
     const int lane_in_row = static_cast<int>(threadIdx.x) % kLanesPerRow;
 #pragma unroll
     for (int i = 0; i < kKeys; ++i) {
@@ -135,7 +146,7 @@ struct DecodeKvLoader {
             CpAsync16(dst, fresh + base + c);
           }
         } else if constexpr (kFp8) {
-          CpAsync8(staging + j * D + c, static_cast<const uint8_t*>(cache) + base + c);
+          CpAsync8(StageRow(tile, j) + c, static_cast<const uint8_t*>(cache) + base + c);
         } else {
           CpAsync16(dst, static_cast<const bf16*>(cache) + base + c);
         }
@@ -156,21 +167,30 @@ struct DecodeKvLoader {
   }
 
   // After the wait for this tile's group: expands this thread's e4m3 chunks (cache keys,
-  // p < t.start); a barrier must follow before other threads read the tile.
-  __device__ __forceinline__ static void Finish(bf16* tile, const uint8_t* staging,
-                                                const TileInfo& t, int k0) {
+  // p < t.start) in place; a barrier must follow before other threads read the tile. All lanes
+  // of the warp call it (the __syncwarp between a row's reads and writes).
+  __device__ __forceinline__ static void Finish(bf16* tile, const TileInfo& t, int k0) {
     if constexpr (kFp8) {
       const int lane_in_row = static_cast<int>(threadIdx.x) % kLanesPerRow;
 #pragma unroll
       for (int i = 0; i < kKeys; ++i) {
         const int j = Key(i);
-        if (k0 + j >= t.start) continue;
+        const bool cached = k0 + j < t.start;
+        uint2 codes[kChunksPerLane];
 #pragma unroll
         for (int cc = 0; cc < kChunksPerLane; ++cc) {
           const int c = (lane_in_row + cc * kLanesPerRow) * 8;
-          const uint2 codes = *reinterpret_cast<const uint2*>(staging + j * D + c);
-          *reinterpret_cast<uint4*>(tile + j * kStride + c) = ExpandE4m3x8ToScaledBf16(codes);
+          if (cached) codes[cc] = *reinterpret_cast<const uint2*>(StageRow(tile, j) + c);
         }
+        __syncwarp();  // the row's codes are read before any of its lanes overwrites them
+#pragma unroll
+        for (int cc = 0; cc < kChunksPerLane; ++cc) {
+          const int c = (lane_in_row + cc * kLanesPerRow) * 8;
+          if (cached) {
+            *reinterpret_cast<uint4*>(tile + j * kStride + c) = ExpandE4m3x8ToScaledBf16(codes[cc]);
+          }
+        }
+        __syncwarp();  // the next row's reads come after these writes in every lane's order
       }
     }
   }
@@ -354,9 +374,7 @@ __global__ void __launch_bounds__(kThreads, DecodeShape<D>::MinBlocks(kFp8, kFus
   float* ps = reinterpret_cast<float*>(vs + kN * kStride);  // [kR][kPStride]: P of the tile
   float* wm = ps + kR * kPStride;                            // [warps][kR]: tile maxima
   float* wl = wm + kWarps * kR;                              // [warps][kR]: row sums
-  uint8_t* k_stage = reinterpret_cast<uint8_t*>(wl + kWarps * kR);  // fp8: [kN][D]
-  uint8_t* v_stage = k_stage + kN * D;
-  float* k_sc = reinterpret_cast<float*>(v_stage + kN * D);  // fp8: [kN]
+  float* k_sc = wl + kWarps * kR;  // fp8: [kN] (the codes wait inside the tiles' rows)
   float* v_sc = k_sc + kN;
   // Fused: this block's k and v rows of its token, after everything else.
   bf16* fk = reinterpret_cast<bf16*>(smem_raw + Shape::SmemBytes(kFp8, false));
@@ -392,12 +410,12 @@ __global__ void __launch_bounds__(kThreads, DecodeShape<D>::MinBlocks(kFp8, kFus
       const int k0 = t.kbeg + tile_begin * kN;
       Loader::Rows(L, meta, t, k0, row);
       Loader::template Issue<Loader::Part::kCache>(nullptr, L.k_cache, L.k_scale, L.kv_heads, g,
-                                                   t, k0, row, ks, k_stage, k_sc);
+                                                   t, k0, row, ks, k_sc);
       Loader::template Issue<Loader::Part::kCache>(nullptr, L.v_cache, L.v_scale, L.kv_heads, g,
-                                                   t, k0, row, vs, v_stage, v_sc);
+                                                   t, k0, row, vs, v_sc);
       CpAsyncWaitAll();
-      Loader::Finish(ks, k_stage, t, k0);
-      Loader::Finish(vs, v_stage, t, k0);
+      Loader::Finish(ks, t, k0);
+      Loader::Finish(vs, t, k0);
     }
   }
   // PDL (launch.cuh): q (qkv), k/v and the cache rows of this step come from earlier kernels.
@@ -431,15 +449,15 @@ __global__ void __launch_bounds__(kThreads, DecodeShape<D>::MinBlocks(kFp8, kFus
     __syncthreads();  // q, k and v rows are visible to every warp (the loader copies k and v)
     // The first tile's cache keys are in place (before the wait); now its fresh key.
     Loader::template Issue<Loader::Part::kFresh>(fk, nullptr, nullptr, L.kv_heads, g, t, k0, row,
-                                                 ks, k_stage, k_sc);
+                                                 ks, k_sc);
     Loader::template Issue<Loader::Part::kFresh>(fv, nullptr, nullptr, L.kv_heads, g, t, k0, row,
-                                                 vs, v_stage, v_sc);
+                                                 vs, v_sc);
   } else {
     Loader::Rows(L, meta, t, k0, row);
-    Loader::Issue(k_src, L.k_cache, L.k_scale, L.kv_heads, g, t, k0, row, ks, k_stage, k_sc);
-    Loader::Issue(v_src, L.v_cache, L.v_scale, L.kv_heads, g, t, k0, row, vs, v_stage, v_sc);
+    Loader::Issue(k_src, L.k_cache, L.k_scale, L.kv_heads, g, t, k0, row, ks, k_sc);
+    Loader::Issue(v_src, L.v_cache, L.v_scale, L.kv_heads, g, t, k0, row, vs, v_sc);
     CpAsyncWaitAllButOne();  // Q and K
-    Loader::Finish(ks, k_stage, t, k0);
+    Loader::Finish(ks, t, k0);
   }
   __syncthreads();
 
@@ -517,8 +535,7 @@ __global__ void __launch_bounds__(kThreads, DecodeShape<D>::MinBlocks(kFp8, kFus
     }
     __syncthreads();  // the maxima are visible; every warp is done with the K tile
     if (has_next) {
-      Loader::Issue(k_src, L.k_cache, L.k_scale, L.kv_heads, g, t, k0 + kN, row, ks, k_stage,
-                    k_sc);
+      Loader::Issue(k_src, L.k_cache, L.k_scale, L.kv_heads, g, t, k0 + kN, row, ks, k_sc);
     } else {
       CpAsyncCommit();
     }
@@ -543,7 +560,7 @@ __global__ void __launch_bounds__(kThreads, DecodeShape<D>::MinBlocks(kFp8, kFus
 
     CpAsyncWaitAllButOne();  // V of this tile
     // kFused: the first tile's V was expanded before the PDL wait.
-    if (!kFused || kt != tile_begin) Loader::Finish(vs, v_stage, t, k0);
+    if (!kFused || kt != tile_begin) Loader::Finish(vs, t, k0);
     __syncthreads();  // P and the V tile are visible
 
     // Oᵀ (this warp's dims × 8 rows) = Oᵀ·α + Vᵀ·Pᵀ over the tile's 64 keys. Pᵀ's B fragment
@@ -584,10 +601,9 @@ __global__ void __launch_bounds__(kThreads, DecodeShape<D>::MinBlocks(kFp8, kFus
     }
     __syncthreads();  // every warp is done with the V tile and P
     if (has_next) {
-      Loader::Issue(v_src, L.v_cache, L.v_scale, L.kv_heads, g, t, k0 + kN, row, vs, v_stage,
-                    v_sc);
+      Loader::Issue(v_src, L.v_cache, L.v_scale, L.kv_heads, g, t, k0 + kN, row, vs, v_sc);
       CpAsyncWaitAllButOne();  // K of the next tile
-      Loader::Finish(ks, k_stage, t, k0 + kN);
+      Loader::Finish(ks, t, k0 + kN);
       __syncthreads();
     }
   }
