@@ -298,13 +298,13 @@ __device__ __forceinline__ void AppendRowWarp(const AttentionLayer& L, const Att
 // qs (rows [0, group)), its k and v rows → fk, fv; split 0 appends k and v to the cache. Rows
 // [q_0 … q_{group−1}, k, v] go to the warps round robin; a warp loads all of its rows before it
 // computes any (one round of L2 latency), and the RoPE angles, the same for every row of the
-// token, are computed once.
-template <int D, bool kFp8>
+// token, are computed once. `after_loads()` runs while those loads are in flight.
+template <int D, bool kFp8, typename AfterLoads>
 __device__ __forceinline__ void FusedPrologue(const QkvNormRopeSource& src,
                                               const FusedConsts<D>& fc, const AttentionLayer& L,
                                               const AttentionMeta& meta, const TileInfo& t, int g,
                                               int group, bool append, bf16* qs, bf16* fk,
-                                              bf16* fv) {
+                                              bf16* fv, AfterLoads&& after_loads) {
   constexpr int kStride = D + kPad, kHalf = D / 2, kPairs = FusedConsts<D>::kPairs;
   constexpr int kMaxRows = (kR + 2 + kWarps - 1) / kWarps;  // rows a warp takes, at most
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -328,6 +328,7 @@ __device__ __forceinline__ void FusedPrologue(const QkvNormRopeSource& src,
       x2[m][j] = ok ? xr[i + kHalf] : 0.0f;
     }
   }
+  after_loads();
   const int pos = meta.positions[tok];
   float sn[kPairs], cs[kPairs];
 #pragma unroll
@@ -402,8 +403,10 @@ __global__ void __launch_bounds__(kThreads, DecodeShape<D>::MinBlocks(kFp8, kFus
     // cache keys — positions before the token's own, written by earlier steps. Those steps'
     // kernels have all completed: this kernel starts only once its predecessor has triggered,
     // which every kernel does after its own wait, i.e. after everything before it completed. The
-    // e4m3 keys are expanded here too, so the previous kernel's tail hides the tile's load and
-    // conversion.
+    // copies land while the previous kernel finishes; the e4m3 keys are expanded after the wait,
+    // while the prologue's loads of the fresh q/k/v rows are in flight (expanding them here kept
+    // the block from reaching its wait when the q/k/v projection ended: its blocks leave no room
+    // for ours before their last ones exit).
     fc.Load(src, lane);
     geometry();
     if (z < n) {
@@ -413,9 +416,6 @@ __global__ void __launch_bounds__(kThreads, DecodeShape<D>::MinBlocks(kFp8, kFus
                                                    t, k0, row, ks, k_sc);
       Loader::template Issue<Loader::Part::kCache>(nullptr, L.v_cache, L.v_scale, L.kv_heads, g,
                                                    t, k0, row, vs, v_sc);
-      CpAsyncWaitAll();
-      Loader::Finish(ks, t, k0);
-      Loader::Finish(vs, t, k0);
     }
   }
   // PDL (launch.cuh): q (qkv), k/v and the cache rows of this step come from earlier kernels.
@@ -443,11 +443,15 @@ __global__ void __launch_bounds__(kThreads, DecodeShape<D>::MinBlocks(kFp8, kFus
   const bf16* v_src = v_new;
   int k0 = t.kbeg + tile_begin * kN;
   if constexpr (kFused) {
-    FusedPrologue<D, kFp8>(src, fc, L, meta, t, g, group, z == 0, qs, fk, fv);
+    FusedPrologue<D, kFp8>(src, fc, L, meta, t, g, group, z == 0, qs, fk, fv, [&] {
+      CpAsyncWaitAll();  // the first tile's cache keys (issued before the wait)
+      Loader::Finish(ks, t, k0);
+      Loader::Finish(vs, t, k0);
+    });
     k_src = fk;
     v_src = fv;
     __syncthreads();  // q, k and v rows are visible to every warp (the loader copies k and v)
-    // The first tile's cache keys are in place (before the wait); now its fresh key.
+    // The first tile's cache keys are in place (expanded in the prologue); now its fresh key.
     Loader::template Issue<Loader::Part::kFresh>(fk, nullptr, nullptr, L.kv_heads, g, t, k0, row,
                                                  ks, k_sc);
     Loader::template Issue<Loader::Part::kFresh>(fv, nullptr, nullptr, L.kv_heads, g, t, k0, row,
@@ -559,7 +563,7 @@ __global__ void __launch_bounds__(kThreads, DecodeShape<D>::MinBlocks(kFp8, kFus
     }
 
     CpAsyncWaitAllButOne();  // V of this tile
-    // kFused: the first tile's V was expanded before the PDL wait.
+    // kFused: the first tile's V was expanded in the prologue.
     if (!kFused || kt != tile_begin) Loader::Finish(vs, t, k0);
     __syncthreads();  // P and the V tile are visible
 
