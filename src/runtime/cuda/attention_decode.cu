@@ -264,16 +264,15 @@ __device__ __forceinline__ float NormRopeRowWarp(const float* __restrict__ x,
   return amax;
 }
 
-// One warp appends the bf16 row `row` (smem, written by this warp) of token tok as kv head g of
-// K or V to the cache: the bytes and FP8 scale of AppendToCache (norm_rope.cu) — the same row
-// position, RowScale of the row's amax (a max: any order), 1 / s and QuantizeE4m3x8.
+// One warp appends the bf16 row `row` (smem, written by this warp) as kv head g of K or V to
+// cache row `write_row`: the bytes and FP8 scale of AppendToCache (norm_rope.cu) — RowScale of
+// the row's amax (a max: any order), 1 / s and QuantizeE4m3x8. (AppendToCache's ring skip never
+// applies here: a decode tile is one new token, the newest position of its sequence.)
 template <int D, bool kFp8>
-__device__ __forceinline__ void AppendRowWarp(const AttentionLayer& L, const AttentionMeta& meta,
-                                              int tok, int g, bool is_v, const bf16* row,
-                                              float lane_amax, int lane) {
-  const int s = meta.token_seq[tok], p = meta.positions[tok];
-  if (kv::Skip(L, meta, s, p)) return;
-  const int64_t at = (kv::WriteRow(L, meta, s, p) * L.kv_heads + g) * D;
+__device__ __forceinline__ void AppendRowWarp(const AttentionLayer& L, int64_t write_row, int g,
+                                              bool is_v, const bf16* row, float lane_amax,
+                                              int lane) {
+  const int64_t at = (write_row * L.kv_heads + g) * D;
   __syncwarp();  // the row's elements were stored by other lanes of the warp
   if constexpr (!kFp8) {
     bf16* cache = static_cast<bf16*>(is_v ? L.v_cache : L.k_cache) + at;
@@ -295,14 +294,15 @@ __device__ __forceinline__ void AppendRowWarp(const AttentionLayer& L, const Att
 }
 
 // The fused prologue of block (tile t, kv head g, split z): q rows of t's token for g's heads →
-// qs (rows [0, group)), its k and v rows → fk, fv; split 0 appends k and v to the cache. Rows
+// qs (rows [0, group)), its k and v rows → fk, fv; split 0 appends k and v to the cache row
+// `write_row` (found before the PDL wait from the tile's metadata). Rows
 // [q_0 … q_{group−1}, k, v] go to the warps round robin; a warp loads all of its rows before it
 // computes any (one round of L2 latency), and the RoPE angles, the same for every row of the
 // token, are computed once. `after_loads()` runs while those loads are in flight.
 template <int D, bool kFp8, typename AfterLoads>
 __device__ __forceinline__ void FusedPrologue(const QkvNormRopeSource& src,
                                               const FusedConsts<D>& fc, const AttentionLayer& L,
-                                              const AttentionMeta& meta, const TileInfo& t, int g,
+                                              int64_t write_row, const TileInfo& t, int g,
                                               int group, bool append, bf16* qs, bf16* fk,
                                               bf16* fv, AfterLoads&& after_loads) {
   constexpr int kStride = D + kPad, kHalf = D / 2, kPairs = FusedConsts<D>::kPairs;
@@ -329,7 +329,7 @@ __device__ __forceinline__ void FusedPrologue(const QkvNormRopeSource& src,
     }
   }
   after_loads();
-  const int pos = meta.positions[tok];
+  const int pos = t.pos0;  // the token's position (a decode tile is one token)
   float sn[kPairs], cs[kPairs];
 #pragma unroll
   for (int j = 0; j < kPairs; ++j) {
@@ -348,11 +348,11 @@ __device__ __forceinline__ void FusedPrologue(const QkvNormRopeSource& src,
     } else if (r == group) {
       const float amax = NormRopeRowWarp<D>(xr, x1[m], x2[m], src.k_norm != nullptr, fc.kw, true,
                                             fc, sn, cs, src.eps, fk, lane);
-      if (append) AppendRowWarp<D, kFp8>(L, meta, tok, g, false, fk, amax, lane);
+      if (append) AppendRowWarp<D, kFp8>(L, write_row, g, false, fk, amax, lane);
     } else {
       const float amax = NormRopeRowWarp<D>(xr, x1[m], x2[m], false, fc.kw, false, fc, sn, cs,
                                             src.eps, fv, lane);
-      if (append) AppendRowWarp<D, kFp8>(L, meta, tok, g, true, fv, amax, lane);
+      if (append) AppendRowWarp<D, kFp8>(L, write_row, g, true, fv, amax, lane);
     }
   }
 }
@@ -397,6 +397,7 @@ __global__ void __launch_bounds__(kThreads, DecodeShape<D>::MinBlocks(kFp8, kFus
   };
   int row[Loader::kKeys];
   FusedConsts<D> fc;
+  int64_t write_row = 0;  // kFused, split 0: the cache row of the token's k and v
   if constexpr (kFused) {
     // Decode steps read before the PDL wait only what no kernel of this step writes: the
     // weights, the tile metadata (copied in before the step's first kernel) and the first tile's
@@ -409,6 +410,7 @@ __global__ void __launch_bounds__(kThreads, DecodeShape<D>::MinBlocks(kFp8, kFus
     // for ours before their last ones exit).
     fc.Load(src, lane);
     geometry();
+    if (z == 0) write_row = kv::WriteRowAt(L, meta, t.slot, t.table, t.pos0);
     if (z < n) {
       const int k0 = t.kbeg + tile_begin * kN;
       Loader::Rows(L, meta, t, k0, row);
@@ -443,7 +445,7 @@ __global__ void __launch_bounds__(kThreads, DecodeShape<D>::MinBlocks(kFp8, kFus
   const bf16* v_src = v_new;
   int k0 = t.kbeg + tile_begin * kN;
   if constexpr (kFused) {
-    FusedPrologue<D, kFp8>(src, fc, L, meta, t, g, group, z == 0, qs, fk, fv, [&] {
+    FusedPrologue<D, kFp8>(src, fc, L, write_row, t, g, group, z == 0, qs, fk, fv, [&] {
       CpAsyncWaitAll();  // the first tile's cache keys (issued before the wait)
       Loader::Finish(ks, t, k0);
       Loader::Finish(vs, t, k0);

@@ -11,12 +11,20 @@
 
 namespace gs::cuda::kv {
 
-// Cache row of position p of sequence s: ring slot·W + p mod W, or block_table[p / B]·B + p mod B.
+// Cache row of position p of the sequence in ring slot `slot` whose block table starts at
+// `table`: slot·W + p mod W, or block_table[p / B]·B + p mod B.
+__device__ __forceinline__ int64_t WriteRowAt(const AttentionLayer& L, const AttentionMeta& meta,
+                                              int slot, int table, int p) {
+  if (L.window > 0) return static_cast<int64_t>(slot) * L.window + p % L.window;
+  return static_cast<int64_t>(meta.block_tables[table + p / L.block_size]) * L.block_size +
+         p % L.block_size;
+}
+
+// Cache row of position p of sequence s.
 __device__ __forceinline__ int64_t WriteRow(const AttentionLayer& L, const AttentionMeta& meta,
                                             int s, int p) {
-  if (L.window > 0) return static_cast<int64_t>(meta.seq_slot[s]) * L.window + p % L.window;
-  return static_cast<int64_t>(meta.block_tables[meta.seq_table[s] + p / L.block_size]) *
-             L.block_size + p % L.block_size;
+  return WriteRowAt(L, meta, L.window > 0 ? meta.seq_slot[s] : 0,
+                    L.window > 0 ? 0 : meta.seq_table[s], p);
 }
 
 // A ring keeps only the newest `window` positions of the chunk (older ones would collide).
