@@ -5,10 +5,7 @@
 # the dummy-weight 26B-A4B benchmark. Full logs go to $OUT (default /tmp/gs-gpu-out); a short
 # summary table is printed last.
 set -uo pipefail
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-out=${OUT:-/tmp/gs-gpu-out}
-mkdir -p "$out"
-export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}:$here/lib
+source "$(dirname "${BASH_SOURCE[0]}")/gpu_env.sh"  # here, out, LD_LIBRARY_PATH, cfg
 # Golden data: beside the binaries, or in the repository the binaries were built into.
 for g in "$here/data/golden" "$here/../../tests/data/golden"; do
   [ -d "$g" ] && export GS_GOLDEN_ROOT=$(cd "$g" && pwd) && break
@@ -74,7 +71,7 @@ if [ -x "$here/bin/gemmaserve" ]; then
   echo "| generate --device cpu: $cpu_ids / cuda: $gpu_ids | $([ "$cpu_ids" = "$gpu_ids" ] && echo same || echo "differ (informational)") | |" >> "$summary"
   echo "decode/prefill benchmark on $card (dummy 26B-A4B weights)" >> "$summary"
   timeout ${BENCH_TIMEOUT:-240} "$here/bin/gemmaserve" bench --load-format dummy \
-      --config "$here/configs/gemma-4-26B-A4B-it/config.json" ${BENCH_ARGS:-} \
+      --config "$cfg" ${BENCH_ARGS:-} \
       > "$out/bench.log" 2> "$out/bench.err" || echo "bench failed ($?)" >> "$summary"
   cat "$out/bench.log" >> "$summary"
   tail -5 "$out/bench.err"

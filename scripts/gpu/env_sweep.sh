@@ -6,16 +6,13 @@
 # A setting may hold several variables joined by commas. Prints one table row per setting and
 # batch: tok/s and ms/step.
 set -uo pipefail
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-out=${OUT:-/tmp/gs-gpu-out}
-mkdir -p "$out"
-export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}:$here/lib
+source "$(dirname "${BASH_SOURCE[0]}")/gpu_env.sh"  # here, out, LD_LIBRARY_PATH, cfg
 printf '| setting | batch | tok/s | ms/step |\n|---|---:|---:|---:|\n'
 for setting in ${1:--}; do
   vars=()
   [ "$setting" != - ] && IFS=, read -r -a vars <<< "$setting"
   env "${vars[@]}" "$here/bin/gemmaserve" bench --load-format dummy \
-    --config "$here/configs/gemma-4-26B-A4B-it/config.json" --batch-sizes "${2:-1,4,16,32}" \
+    --config "$cfg" --batch-sizes "${2:-1,4,16,32}" \
     --gen-tokens "${3:-48}" --eager-steps 0 --prefill-lens '' 2>> "$out/env_sweep.err" \
     | awk -v s="$setting" -F'|' '/^\| +[0-9]/ {gsub(/ /,"",$2); gsub(/ /,"",$3); gsub(/ /,"",$4);
                                   printf "| %s | %s | %s | %s |\n", s, $2, $3, $4}'

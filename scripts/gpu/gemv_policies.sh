@@ -4,14 +4,11 @@
 # DecodeGemvKind in src/runtime/cuda/nvfp4_gemm.cu), graphs only, 64 steps per batch size.
 #   bash .device/cuda/gemv_policies.sh [policies (default "1 2 3 4 5 6 7")] [batches (default 1,4,32,128)]
 set -uo pipefail
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-out=${OUT:-/tmp/gs-gpu-out}
-mkdir -p "$out"
-export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}:$here/lib
+source "$(dirname "${BASH_SOURCE[0]}")/gpu_env.sh"  # here, out, LD_LIBRARY_PATH, cfg
 for p in ${1:-1 2 3 4 5 6 7}; do
   echo "== GS_GEMV_POLICY=$p"
   GS_GEMV_POLICY=$p "$here/bin/gemmaserve" bench --load-format dummy \
-    --config "$here/configs/gemma-4-26B-A4B-it/config.json" --batch-sizes "${2:-1,4,32,128}" \
+    --config "$cfg" --batch-sizes "${2:-1,4,32,128}" \
     --gen-tokens 64 --eager-steps 0 --prefill-lens '' 2> "$out/gemv_policy_$p.err" \
     | grep -E '^\|' | tee "$out/gemv_policy_$p.md"
 done

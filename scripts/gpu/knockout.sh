@@ -9,11 +9,7 @@
 # experts combine lmhead, or a comma list of them. Prints ms/step and the saving per step and per
 # layer against the full step.
 set -uo pipefail
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-out=${OUT:-/tmp/gs-gpu-out}
-mkdir -p "$out"
-export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}:$here/lib
-cfg="$here/configs/gemma-4-26B-A4B-it/config.json"
+source "$(dirname "${BASH_SOURCE[0]}")/gpu_env.sh"  # here, out, LD_LIBRARY_PATH, cfg
 layers=$(python3 -c "import json,sys; c=json.load(open(sys.argv[1])); print(c.get('text_config', c)['num_hidden_layers'])" "$cfg")
 parts=${3:-"qkv attn oproj post dense router experts combine lmhead dense,router,experts"}
 rm -f "$out/knockout.base"

@@ -6,13 +6,9 @@
 #   bash .device/cuda/profile.sh [batches (default "1 32")] [prefill tokens (default 4096)]
 # KV_DTYPE=fp8 profiles with the FP8 KV cache; GEN_TOKENS sets the decode steps (default 12).
 set -uo pipefail
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-out=${OUT:-/tmp/gs-gpu-out}
-mkdir -p "$out"
-export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}:$here/lib
+source "$(dirname "${BASH_SOURCE[0]}")/gpu_env.sh"  # here, out, LD_LIBRARY_PATH, cfg
 export PATH=$PATH:/usr/local/cuda/bin
 bin="$here/bin/gemmaserve"
-cfg="$here/configs/gemma-4-26B-A4B-it/config.json"
 nsys=$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems*/bin/nsys 2>/dev/null | head -1)
 for scenario in ${1:-1 32} prefill; do
   if [ "$scenario" = prefill ]; then

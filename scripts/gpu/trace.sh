@@ -7,11 +7,7 @@
 # $OUT/trace_b<batch>_<kv>.txt).
 #   bash .device/cuda/trace.sh [batches (default 1)] [kv dtypes (default bf16,fp8)]
 set -uo pipefail
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-out=${OUT:-/tmp/gs-gpu-out}
-mkdir -p "$out"
-export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}:$here/lib
-cfg="$here/configs/gemma-4-26B-A4B-it/config.json"
+source "$(dirname "${BASH_SOURCE[0]}")/gpu_env.sh"  # here, out, LD_LIBRARY_PATH, cfg
 for b in ${1:-1}; do
   for kv in $(echo "${2:-bf16,fp8}" | tr , ' '); do
     csv=$out/trace_b${b}_$kv.csv
