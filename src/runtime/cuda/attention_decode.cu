@@ -182,7 +182,9 @@ struct DecodeKvLoader {
           const int c = (lane_in_row + cc * kLanesPerRow) * 8;
           if (cached) codes[cc] = *reinterpret_cast<const uint2*>(StageRow(tile, j) + c);
         }
-        __syncwarp();  // the row's codes are read before any of its lanes overwrites them
+        // The row's codes are read before any of its lanes overwrites them. (Each row belongs to
+        // one 8-lane group and one i: rows never share bytes, so no barrier is needed between i.)
+        __syncwarp();
 #pragma unroll
         for (int cc = 0; cc < kChunksPerLane; ++cc) {
           const int c = (lane_in_row + cc * kLanesPerRow) * 8;
@@ -190,7 +192,6 @@ struct DecodeKvLoader {
             *reinterpret_cast<uint4*>(tile + j * kStride + c) = ExpandE4m3x8ToScaledBf16(codes[cc]);
           }
         }
-        __syncwarp();  // the next row's reads come after these writes in every lane's order
       }
     }
   }
