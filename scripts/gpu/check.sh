@@ -43,10 +43,11 @@ if command -v compute-sanitizer >/dev/null && [ -x "$here/tests/cuda_runner_test
   echo "| memcheck cuda_runner_test (batched demo) | $result | $(( $(date +%s) - start )) |" >> "$summary"
   tail -3 "$out/memcheck.log"
   # Shared-memory races in the kernels with block-level cooperation: the fused decode attention
-  # on sliding layers with the FP8 cache (its most involved path: e4m3 staging expanded before
-  # the PDL wait; ~85 s under racecheck on the H100, BF16 ~100 s: the whole attention suite, with
-  # its CPU reference, does not finish), the fused qk-norm/RoPE/KV write and the one-launch
-  # decode router. (Session 5 on the H100: the tests 255 s, this racecheck 84 s, the others 8 s.)
+  # on sliding layers with the FP8 cache (its most involved path: e4m3 codes copied into the
+  # tile rows and expanded there in place; ~115 s under racecheck on the H100: the whole attention
+  # suite, with its CPU reference, does not finish), the fused qk-norm/RoPE/KV write and the
+  # one-launch decode router. (Session 8 on the H100: the tests 400 s, this racecheck 114 s, the
+  # others 7 s.)
   for rc in "attention_test:*AttentionFused*Sliding256Fp8Kv" "ops_test:*QkvNormRopeKv*" \
             "moe_test:*RouterDecode*"; do
     t=${rc%%:*} filter=${rc#*:}
