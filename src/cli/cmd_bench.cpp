@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <numeric>
 #include <sstream>
+#include <string>
 
 #include "cli/bench_vision.h"
 #include "cli/commands.h"
@@ -112,6 +113,11 @@ Status DecodeStep(CudaRunner& runner, const Batch& b, const std::string& mode, i
     (*next)[r] = Sampler(p).Sample(std::span<const float>(logits.data() + r * vocab, vocab));
   }
   return Ok();
+}
+
+// Decode steps of the eager (no CUDA graphs) run of each batch.
+int EagerSteps(const BenchOptions& o) {
+  return o.eager_steps < 0 ? o.gen_tokens : std::min(o.eager_steps, o.gen_tokens);
 }
 
 struct DecodeRow {
@@ -230,8 +236,7 @@ int RunOnGpu(const ModelConfig& config, const std::string& model, const BenchOpt
     DecodeRow eager;
     if (o.eager_steps != 0 && !o.enforce_eager) {
       r.set_enforce_eager(true);
-      const int steps = o.eager_steps < 0 ? o.gen_tokens : std::min(o.eager_steps, o.gen_tokens);
-      auto e = BenchDecode(r, batch, o, per_seq, steps);
+      auto e = BenchDecode(r, batch, o, per_seq, EagerSteps(o));
       r.set_enforce_eager(false);
       if (!e) return Fail("bench", e.error().message);
       eager = *e;
@@ -252,10 +257,21 @@ int RunOnGpu(const ModelConfig& config, const std::string& model, const BenchOpt
       o.sampling == "greedy" ? "greedy on GPU"
       : o.sampling == "gpu"  ? "sampled on GPU, T 1 top_k 64 top_p 0.95"
                              : "sampled on the host from copied logits, T 1 top_k 64 top_p 0.95";
+  // Eager steps fewer than the graph run's measure shorter contexts: at large batches, where the
+  // attention is a large share of the step, that flatters eager (H100, batch 128: 0.95x with 16
+  // eager steps, 1.00x with all 256; docs/benchmarks.md, session 8).
+  std::string eager_what = "the same batches kernel by kernel";
+  if (o.eager_steps == 0 || o.enforce_eager) {
+    eager_what = "not measured";
+  } else if (EagerSteps(o) < o.gen_tokens) {
+    eager_what = "the first " + std::to_string(EagerSteps(o)) +
+                 " steps of the same batches kernel by kernel, at shorter contexts than the graph "
+                 "column";
+  }
   std::printf("decode: prompt %d tokens, %d generated per sequence (median step, %s; "
-              "%s; eager column: the same batches kernel by kernel); %s KV cache\n",
+              "%s; eager column: %s); %s KV cache\n",
               o.prompt_len, o.gen_tokens, picking,
-              o.enforce_eager ? "--enforce-eager" : "CUDA graphs",
+              o.enforce_eager ? "--enforce-eager" : "CUDA graphs", eager_what.c_str(),
               kv_dtype == "fp8" ? "FP8 (e4m3)" : "BF16");
   std::printf("| batch | tok/s | ms/step | eager tok/s | graphs/eager | avg request latency s | "
               "weight GB/step | achieved GB/s | %% of copy BW |\n");
@@ -327,7 +343,8 @@ int RunBench(int argc, char** argv) {
   app.add_option("--prefill-lens", prefills, "prefill prompt lengths, comma-separated ('' = none)");
   app.add_option("--eager-steps", o.eager_steps,
                  "decode steps per batch size run again without CUDA graphs (-1 = as many as "
-                 "--gen-tokens, 0 = skip)")
+                 "--gen-tokens, 0 = skip; fewer than --gen-tokens compare eager at shorter "
+                 "contexts than the graphs)")
       ->check(CLI::Range(-1, 1 << 16));
   app.add_flag("--enforce-eager", o.enforce_eager,
                "run decode steps kernel by kernel (no CUDA graphs)");
