@@ -9,6 +9,7 @@
 
 #include "runtime/cuda/fp8_kv_layout.h"
 #include "runtime/cuda/kernels.h"
+#include "runtime/cuda/kv_store.cuh"
 
 namespace gs::cuda::attn {
 
@@ -37,12 +38,10 @@ __device__ __forceinline__ TileInfo GetTile(const AttentionMeta& m, int tile, in
   return t;
 }
 
-// Cache row of position p: ring slot·W + p mod W, or block_table[p / B]·B + p mod B.
+// Cache row of position p of the tile's sequence (kv::CacheRowAt).
 __device__ __forceinline__ int64_t CacheRow(const AttentionLayer& L, const AttentionMeta& m,
                                             const TileInfo& t, int p) {
-  if (L.window > 0) return static_cast<int64_t>(t.slot) * L.window + p % L.window;
-  return static_cast<int64_t>(m.block_tables[t.table + p / L.block_size]) * L.block_size +
-         p % L.block_size;
+  return kv::CacheRowAt(L, m, t.slot, t.table, p);
 }
 
 // This block's share [begin, end) of the n_tiles key tiles. Each non-empty split gets at least

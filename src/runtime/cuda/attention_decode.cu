@@ -411,7 +411,7 @@ __global__ void __launch_bounds__(kThreads, DecodeShape<D>::MinBlocks(kFp8, kFus
     // for ours before their last ones exit).
     fc.Load(src, lane);
     geometry();
-    if (z == 0) write_row = kv::WriteRowAt(L, meta, t.slot, t.table, t.pos0);
+    if (z == 0) write_row = CacheRow(L, meta, t, t.pos0);
     if (z < n) {
       const int k0 = t.kbeg + tile_begin * kN;
       Loader::Rows(L, meta, t, k0, row);

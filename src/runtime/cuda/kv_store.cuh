@@ -12,8 +12,9 @@
 namespace gs::cuda::kv {
 
 // Cache row of position p of the sequence in ring slot `slot` whose block table starts at
-// `table`: slot·W + p mod W, or block_table[p / B]·B + p mod B.
-__device__ __forceinline__ int64_t WriteRowAt(const AttentionLayer& L, const AttentionMeta& meta,
+// `table`: slot·W + p mod W, or block_table[p / B]·B + p mod B. The one place a position is
+// addressed: the writers (WriteRow) and the attention kernels' readers (attn::CacheRow) use it.
+__device__ __forceinline__ int64_t CacheRowAt(const AttentionLayer& L, const AttentionMeta& meta,
                                               int slot, int table, int p) {
   if (L.window > 0) return static_cast<int64_t>(slot) * L.window + p % L.window;
   return static_cast<int64_t>(meta.block_tables[table + p / L.block_size]) * L.block_size +
@@ -23,7 +24,7 @@ __device__ __forceinline__ int64_t WriteRowAt(const AttentionLayer& L, const Att
 // Cache row of position p of sequence s.
 __device__ __forceinline__ int64_t WriteRow(const AttentionLayer& L, const AttentionMeta& meta,
                                             int s, int p) {
-  return WriteRowAt(L, meta, L.window > 0 ? meta.seq_slot[s] : 0,
+  return CacheRowAt(L, meta, L.window > 0 ? meta.seq_slot[s] : 0,
                     L.window > 0 ? 0 : meta.seq_table[s], p);
 }
 
