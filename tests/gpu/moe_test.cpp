@@ -5,7 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <numeric>
 #include <random>
 
 #include "gpu/gpu_test_util.h"
@@ -499,6 +501,221 @@ TEST(Moe, SettledRoutingEqualsUnsettled) {
                 out[1].size() - used);
     }
   }
+}
+
+// The router folded through the o projection (router_fold.cu) as the runner runs it for one
+// token: LaunchRouterFold's C rows appended to W_o, the o GEMV over H + 2E rows, LaunchRouterFoldH
+// on h, then LaunchPostAttentionRouted. Against cpu::Route on h1 = h + rms(o)·w_post ⊙ o with o
+// in double: the same experts in the same order (near-ties aside), the same weights; logits
+// within 1e-4 of their spread; h1 as the unfolded post-attention computes it (the o rows' fp32
+// sums may group differently); active_count top_k, or 0 for a padding token; the A count left
+// at 0. At both attention widths of the 26B-A4B (sliding 16×256, global 16×512).
+TEST(Moe, FoldedRouterRoutesAsTheRouter) {
+  GS_REQUIRE_GPU();
+  MoeFixture f(11);
+  ThreadPool pool(0);
+  std::mt19937_64 rng(12);
+  DeviceArray<float> router;
+  ASSERT_NO_FATAL_FAILURE(f.UploadRouterF32(router));
+  cuda::Bf16Gemm gemm;
+  GS_ASSERT_OK(gemm.Init());
+  std::uniform_real_distribution<float> around_one(0.5f, 1.5f);
+  auto norm_w = [&] {
+    std::vector<float> v(kHidden);
+    for (float& x : v) x = around_one(rng);
+    return v;
+  };
+  const std::vector<float> post_attn = norm_w(), pre_ffn = norm_w(), pre_ffn_2 = norm_w();
+  DeviceArray<float> d_post, d_pre, d_pre2, d_scale, d_pes;
+  d_post.Upload(post_attn);
+  d_pre.Upload(pre_ffn);
+  d_pre2.Upload(pre_ffn_2);
+  d_scale.Upload(f.w.router_scale);
+  d_pes.Upload(f.w.per_expert_scale);
+  const float eps = 1e-6f;
+  int ties = 0, cases = 0;
+  for (int q_rows : {4096, 8192}) {
+    const auto wo = gputest::RandomBf16Values(static_cast<size_t>(kHidden) * q_rows,
+                                              1.0f / std::sqrt(static_cast<float>(q_rows)), rng);
+    DeviceArray<bf16> o_ext(static_cast<size_t>(kHidden + 2 * kExperts) * q_rows);
+    o_ext.Poison();
+    const auto wo_bf16 = gputest::ToBf16(wo);
+    GS_CUDA_ASSERT(cudaMemcpy(o_ext.get(), wo_bf16.data(), wo_bf16.size() * sizeof(bf16),
+                              cudaMemcpyHostToDevice));
+    DeviceArray<float> r_scaled(static_cast<size_t>(kExperts) * kHidden);
+    r_scaled.Poison();
+    GS_ASSERT_OK(cuda::LaunchRouterFold(router.get(), d_scale.get(), d_post.get(), o_ext.get(),
+                                        kExperts, kHidden, q_rows, r_scaled.get(),
+                                        o_ext.get() + static_cast<size_t>(kHidden) * q_rows,
+                                        nullptr));
+    DeviceArray<int> done;
+    done.Upload({0});
+    for (int trial = 0; trial < 6; ++trial) {
+      SCOPED_TRACE(::testing::Message() << "q_rows " << q_rows << " trial " << trial);
+      const auto attn = gputest::RandomBf16Values(q_rows, 1.0f, rng);
+      std::vector<float> h(kHidden);
+      std::normal_distribution<float> hd(0.0f, 2.0f);
+      for (float& v : h) v = hd(rng);
+      // The reference h1 in double, then in fp32 for cpu::Route.
+      std::vector<double> o(kHidden, 0.0);
+      for (int c = 0; c < kHidden; ++c) {
+        for (int j = 0; j < q_rows; ++j) o[c] += double{wo[static_cast<size_t>(c) * q_rows + j]} * attn[j];
+      }
+      double ss = 0;
+      for (double v : o) ss += v * v;
+      const double inv_a = 1.0 / std::sqrt(ss / kHidden + eps);
+      std::vector<float> h1(kHidden);
+      for (int c = 0; c < kHidden; ++c) h1[c] = static_cast<float>(h[c] + o[c] * inv_a * post_attn[c]);
+      const cpu::Routing want = cpu::Route(f.config, f.w, h1.data(), 1, pool);
+
+      DeviceArray<bf16> d_attn, xd(kHidden), xm(kHidden);
+      d_attn.Upload(gputest::ToBf16(attn));
+      DeviceArray<float> dh, out(kHidden + 2 * kExperts), a(kExperts), logits(kExperts),
+          wts(kTopK);
+      dh.Upload(h);
+      DeviceArray<int> ids(kTopK), count(1), valid;
+      valid.Upload({trial == 5 ? 0 : 1});  // the last trial: a padding token
+      for (auto* arr : {&out, &a, &logits, &wts}) arr->Poison();
+      ids.Poison();
+      count.Poison();
+      GS_ASSERT_OK(gemm.Run(d_attn.get(), 1, q_rows, o_ext.get(), kHidden + 2 * kExperts,
+                            out.get(), true, 1.0f, nullptr));
+      GS_ASSERT_OK(cuda::LaunchRouterFoldH(dh.get(), kHidden, r_scaled.get(), kExperts, a.get(),
+                                           done.get(), nullptr));
+      GS_ASSERT_OK(cuda::LaunchPostAttentionRouted(
+          dh.get(), out.get(), kHidden, kExperts, a.get(), done.get(), d_post.get(), d_pre.get(),
+          d_pre2.get(), eps, xd.get(), xm.get(), logits.get(), kTopK, d_pes.get(), valid.get(),
+          ids.get(), wts.get(), count.get(), nullptr));
+      EXPECT_EQ(done.Download()[0], 0);
+      EXPECT_EQ(count.Download()[0], trial == 5 ? 0 : kTopK);
+      // h1 in place, against the reference in double: within fp32 regrouping of o's 4096 or
+      // 8192 products, relative to h1's RMS.
+      const auto got_h1 = dh.Download();
+      double worst_h1 = 0, h1_ss = 0;
+      for (int c = 0; c < kHidden; ++c) {
+        worst_h1 = std::max(worst_h1, std::abs(got_h1[c] - double{h1[c]}));
+        h1_ss += double{h1[c]} * h1[c];
+      }
+      const double h1_rms = std::sqrt(h1_ss / kHidden);
+      EXPECT_LT(worst_h1, 2e-5 * h1_rms) << "h1 RMS " << h1_rms;
+      // Logits against the reference in double (router bf16 weights, fp32 h1 as above).
+      double rs = 0;
+      for (float v : h1) rs += double{v} * v;
+      const double inv_h = 1.0 / std::sqrt(rs / kHidden + eps);
+      std::vector<float> row(kHidden);
+      std::vector<double> ref(kExperts, 0.0);
+      for (int e = 0; e < kExperts; ++e) {
+        f.w.router.DequantizeRowUnscaled(e, row.data());
+        for (int c = 0; c < kHidden; ++c) {
+          ref[e] += double{row[c]} * h1[c] * inv_h * f.w.router_scale[c] / std::sqrt(double{kHidden});
+        }
+      }
+      const auto got_logits = logits.Download();
+      const double spread = *std::max_element(ref.begin(), ref.end()) -
+                            *std::min_element(ref.begin(), ref.end());
+      double worst = 0;
+      for (int e = 0; e < kExperts; ++e) worst = std::max(worst, std::abs(got_logits[e] - ref[e]));
+      std::printf("FOLDED router q_rows %d trial %d: worst logit error %.2e of a spread %.2f, "
+                  "worst h1 error %.2e of an RMS %.2f\n", q_rows, trial, worst, spread, worst_h1,
+                  h1_rms);
+      EXPECT_LT(worst, 1e-4 * spread);
+      const auto got_ids = ids.Download();
+      const auto got_w = wts.Download();
+      bool same = true;
+      for (int j = 0; j < kTopK; ++j) same &= got_ids[j] == want.experts[j];
+      ++cases;
+      if (!same && NearTie(f, h1.data())) {
+        ++ties;
+        continue;
+      }
+      ASSERT_TRUE(same);
+      for (int j = 0; j < kTopK; ++j) EXPECT_NEAR(got_w[j], want.weights[j], 2e-5) << "slot " << j;
+    }
+  }
+  EXPECT_LE(ties, 1) << "too many near-ties in " << cases << " cases to be chance";
+}
+
+// LaunchPackedGemvPair (the dense MLP and the experts in one grid, the experts as one token's
+// ungrouped top-k slots) against the separate launches the runner makes otherwise (the dense
+// matrix alone; the experts over LaunchMoeGroup's tables): the experts' GLU and down outputs
+// bit-identical in every slot, the dense ones bit-identical where both use the same warps per
+// tile (gate/up) and within fp32 regrouping otherwise (down: K 128 against the experts' 704).
+TEST(Moe, GemvPairEqualsSeparateLaunches) {
+  GS_REQUIRE_GPU();
+  MoeFixture f(3), fd(4, 96);
+  const PackedBanks banks(f, kInter), dense_banks(fd, 96);
+  const int packed = static_cast<int>(cuda::PackedWidth(kInter));
+  const int dpacked = static_cast<int>(cuda::PackedWidth(96));
+  std::mt19937_64 rng(9);
+  std::vector<int> perm(kExperts);
+  std::iota(perm.begin(), perm.end(), 0);
+  std::shuffle(perm.begin(), perm.end(), rng);
+  const std::vector<int> topk(perm.begin(), perm.begin() + kTopK);
+  std::vector<float> weights;
+  for (int j = 0; j < kTopK; ++j) weights.push_back(std::uniform_real_distribution<float>(0.05f, 1.0f)(rng));
+  DeviceArray<int> ids, offsets(kExperts + 1), entries(kTopK), active(kExperts), count(1);
+  ids.Upload(topk);
+  DeviceArray<float> wts;
+  wts.Upload(weights);
+  GS_ASSERT_OK(cuda::LaunchMoeGroup(ids.get(), kTopK, kTopK, nullptr, kExperts, offsets.get(),
+                                    entries.get(), active.get(), count.get(), nullptr));
+  DeviceArray<bf16> x_moe, x_dense;
+  x_moe.Upload(gputest::ToBf16(gputest::RandomBf16Values(kHidden, 1.0f, rng)));
+  x_dense.Upload(gputest::ToBf16(gputest::RandomBf16Values(kHidden, 1.0f, rng)));
+  cuda::GemmRows dense;
+  dense.m = 1;
+  cuda::GemmRows slots;
+  slots.active = ids.get();
+  slots.max_active = kTopK;
+  slots.one_token_slots = true;
+  slots.m = 1;
+  slots.in_div = kTopK;
+  cuda::GemmRows grouped = GateUpRows(active, count, offsets, entries, 1);
+  struct Out {
+    DeviceArray<bf16> inter_e, inter_d;
+    DeviceArray<float> out_e, out_d;
+  } pair, sep;
+  for (Out* o : {&pair, &sep}) {
+    o->inter_e.Resize(static_cast<size_t>(kTopK) * packed);
+    o->inter_d.Resize(static_cast<size_t>(dpacked));
+    o->out_e.Resize(static_cast<size_t>(kTopK) * kHidden);
+    o->out_d.Resize(kHidden);
+    o->inter_e.Poison();
+    o->inter_d.Poison();
+    o->out_e.Poison();
+    o->out_d.Poison();
+  }
+  GS_ASSERT_OK(cuda::LaunchPackedGemvPair(dense_banks.gate_up, dense, x_dense.get(), kHidden,
+                                          pair.inter_d.get(), dpacked, banks.gate_up, slots,
+                                          x_moe.get(), kHidden, pair.inter_e.get(), packed,
+                                          cuda::GemmEpilogue::kGluBf16, nullptr));
+  slots.in_div = 1;
+  slots.row_weight = wts.get();
+  slots.routing_settled = true;
+  GS_ASSERT_OK(cuda::LaunchPackedGemvPair(dense_banks.down, dense, pair.inter_d.get(), dpacked,
+                                          pair.out_d.get(), kHidden, banks.down, slots,
+                                          pair.inter_e.get(), packed, pair.out_e.get(), kHidden,
+                                          cuda::GemmEpilogue::kStoreF32, nullptr));
+  GS_ASSERT_OK(cuda::LaunchPackedGemm(dense_banks.gate_up, dense, x_dense.get(), kHidden,
+                                      sep.inter_d.get(), dpacked, cuda::GemmEpilogue::kGluBf16,
+                                      nullptr));
+  GS_ASSERT_OK(cuda::LaunchPackedGemm(banks.gate_up, grouped, x_moe.get(), kHidden,
+                                      sep.inter_e.get(), packed, cuda::GemmEpilogue::kGluBf16,
+                                      nullptr));
+  GS_ASSERT_OK(cuda::LaunchPackedGemm(dense_banks.down, dense, sep.inter_d.get(), dpacked,
+                                      sep.out_d.get(), kHidden, cuda::GemmEpilogue::kStoreF32,
+                                      nullptr));
+  grouped.in_div = 1;
+  grouped.row_weight = wts.get();
+  GS_ASSERT_OK(cuda::LaunchPackedGemm(banks.down, grouped, sep.inter_e.get(), packed,
+                                      sep.out_e.get(), kHidden, cuda::GemmEpilogue::kStoreF32,
+                                      nullptr));
+  EXPECT_EQ(Bits(pair.inter_e.Download()), Bits(sep.inter_e.Download()));
+  EXPECT_EQ(Bits(pair.out_e.Download()), Bits(sep.out_e.Download()));
+  EXPECT_EQ(Bits(pair.inter_d.Download()), Bits(sep.inter_d.Download()));
+  const auto got_d = pair.out_d.Download(), want_d = sep.out_d.Download();
+  EXPECT_EQ(std::count_if(got_d.begin(), got_d.end(), [](float v) { return std::isnan(v); }), 0);
+  EXPECT_LT(gputest::WorstRowRelL2(got_d, want_d, kHidden), 1e-5);
 }
 
 // The combine of t tokens at width H against the reference formula (kernels.h) on the CPU ops;

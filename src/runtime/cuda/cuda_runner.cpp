@@ -33,7 +33,7 @@ struct TileList {
 // Per-step scratch, grown to the largest step seen.
 struct Scratch {
   DeviceBuffer h, x, qkv, q, k, v, attn, attn_out, x_dense, x_moe, inter_dense, dense_out;
-  DeviceBuffer router_in, router_logits, topk_ids, topk_w, offsets, entries, active;
+  DeviceBuffer router_in, router_a, router_logits, topk_ids, topk_w, offsets, entries, active;
   DeviceBuffer inter_moe, slot_out, partial;
   DeviceBuffer x_logits, logits, argmax, meta;
   DeviceBuffer argmax_scratch;  // LaunchSoftcapArgmax's counters (kept at 0) and partials
@@ -56,6 +56,7 @@ struct CudaRunner::Impl {
   cuda::KvDtype kv_dtype = cuda::KvDtype::kBf16;
   DeviceBuffer active_counts;  // [layers]: distinct experts of the last step
   DeviceBuffer router_done;    // [layers]: LaunchRouterDecode's block counters (kept at 0)
+  DeviceBuffer fold_done;      // [layers]: LaunchRouterFoldH's block counters (kept at 0)
   DeviceBuffer split_counters;  // LaunchAttention's decode split counters (kept at 0)
   Scratch s;
   cuda::PinnedBuffer meta_host;
@@ -74,6 +75,8 @@ struct CudaRunner::Impl {
   // Decode graphs (one per batch bucket) and the side stream the dense MLP runs on.
   cudaStream_t side = nullptr;
   cudaEvent_t fork = nullptr, join = nullptr;
+  // The folded router's h part (router_fold.cu) runs on the side stream beside the attention.
+  cudaEvent_t router_fork = nullptr, router_join = nullptr;
   bool enforce_eager = false;
   struct Graph {
     cudaGraphExec_t exec = nullptr;
@@ -89,6 +92,8 @@ struct CudaRunner::Impl {
     DropGraphs();
     if (fork) cudaEventDestroy(fork);
     if (join) cudaEventDestroy(join);
+    if (router_fork) cudaEventDestroy(router_fork);
+    if (router_join) cudaEventDestroy(router_join);
     if (side) cudaStreamDestroy(side);
     if (stream) cudaStreamDestroy(stream);
   }
@@ -111,7 +116,9 @@ struct CudaRunner::Impl {
   Status EnsureScratch(int tokens, int logit_rows);
   int AttentionSplits(int tiles, int kv_heads, int head_dim, int window, bool decode) const;
   Status Attention(int l);
+  Status FoldedRouterStart(int l);
   Status Feedforward(int l, int tokens);
+  Status FeedforwardFolded(int l);
   Status Step(const Batch& b);
   Status Kernels(const Batch& b);
   Status Logits(const Batch& b);
@@ -121,6 +128,9 @@ struct CudaRunner::Impl {
   int tokens_ = 0;
   // This step is a decode step: one new token per sequence (a padded bucket, graph or eager).
   bool decode_step_ = false;
+  // This step routes through the folded router (RouterFolded): a one-token decode step.
+  bool folded_step_ = false;
+  bool RouterFolded() const;
   size_t partial_floats_ = 0;
 };
 
@@ -177,7 +187,32 @@ bool FusedQkAttention() {
   return on;
 }
 
+// GS_ROUTER_FOLD=0 (read once) routes one-token decode steps through the router's own kernels
+// and the dense MLP's side stream, as larger steps, instead of the folded router
+// (router_fold.cu): for A/B measurement and diagnosis.
+bool RouterFoldOn() {
+  static const bool on = [] {
+    const char* env = std::getenv("GS_ROUTER_FOLD");
+    return env == nullptr || std::strcmp(env, "0") != 0;
+  }();
+  return on;
+}
+
 }  // namespace
+
+// One-token decode steps take the folded router when every layer has it and no profiling switch
+// leaves out a part it fuses.
+bool CudaRunner::Impl::RouterFolded() const {
+  if (!RouterFoldOn() || model.layers.empty()) return false;
+  for (const char* part : {"oproj", "post", "dense", "router", "experts"}) {
+    if (ProfileSkips(part)) return false;
+  }
+  // NVFP4 weights only: the paired dense/expert GEMV (LaunchPackedGemvPair) serves them.
+  return std::all_of(model.layers.begin(), model.layers.end(), [](const cuda::DeviceLayer& L) {
+    return L.router_folded && L.mlp_gate_up.view.format == cuda::PackedFormat::kNvfp4 &&
+           L.expert_gate_up.view.format == cuda::PackedFormat::kNvfp4;
+  });
+}
 
 Status CudaRunner::Impl::Init(const CudaRunnerOptions& options) {
   GS_CUDA_RETURN_IF_ERROR(cudaSetDevice(options.device));
@@ -192,6 +227,8 @@ Status CudaRunner::Impl::Init(const CudaRunnerOptions& options) {
   GS_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&side, cudaStreamNonBlocking));
   GS_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&fork, cudaEventDisableTiming));
   GS_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&join, cudaEventDisableTiming));
+  GS_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&router_fork, cudaEventDisableTiming));
+  GS_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&router_join, cudaEventDisableTiming));
   enforce_eager = options.enforce_eager;
   GS_RETURN_IF_ERROR(gemm.Init());
   embed_scale = options.embed_scale > 0
@@ -239,6 +276,8 @@ Status CudaRunner::Impl::Init(const CudaRunnerOptions& options) {
   GS_CUDA_RETURN_IF_ERROR(cudaMemset(active_counts.get(), 0, active_counts.bytes()));
   GS_RETURN_IF_ERROR(router_done.Allocate(sizeof(int) * config.layers.size(), "router counters"));
   GS_CUDA_RETURN_IF_ERROR(cudaMemset(router_done.get(), 0, router_done.bytes()));
+  GS_RETURN_IF_ERROR(fold_done.Allocate(sizeof(int) * config.layers.size(), "router fold counters"));
+  GS_CUDA_RETURN_IF_ERROR(cudaMemset(fold_done.get(), 0, fold_done.bytes()));
   GS_RETURN_IF_ERROR(split_counters.Allocate(sizeof(int) * kSplitCounters, "split counters"));
   GS_CUDA_RETURN_IF_ERROR(cudaMemset(split_counters.get(), 0, split_counters.bytes()));
   // Everything above ran on the legacy stream, which does not order with `stream`.
@@ -406,7 +445,8 @@ Status CudaRunner::Impl::EnsureScratch(int T, int R) {
   GS_RETURN_IF_ERROR(Grow(s.k, t * kvd * 2, "k"));
   GS_RETURN_IF_ERROR(Grow(s.v, t * kvd * 2, "v"));
   GS_RETURN_IF_ERROR(Grow(s.attn, t * qd * 2, "attention output"));
-  GS_RETURN_IF_ERROR(Grow(s.attn_out, t * H * 4, "o_proj output"));
+  // Folded-router steps append the C rows' outputs (2·E) to each o_proj row.
+  GS_RETURN_IF_ERROR(Grow(s.attn_out, t * (H + 2 * E) * 4, "o_proj output"));
   GS_RETURN_IF_ERROR(Grow(s.x_dense, t * H * 2, "dense MLP input"));
   GS_RETURN_IF_ERROR(Grow(s.x_moe, t * H * 2, "expert input"));
   // Intermediate activations at the packed (zero-padded) widths of nvfp4_repack.h.
@@ -416,6 +456,7 @@ Status CudaRunner::Impl::EnsureScratch(int T, int R) {
   GS_RETURN_IF_ERROR(Grow(s.dense_out, t * H * 4, "dense MLP output"));
   if (c.enable_moe_block) {
     GS_RETURN_IF_ERROR(Grow(s.router_in, t * H * 4, "router input"));
+    GS_RETURN_IF_ERROR(Grow(s.router_a, t * E * 4, "folded router, h part"));
     GS_RETURN_IF_ERROR(Grow(s.router_logits, t * E * 4, "router logits"));
     GS_RETURN_IF_ERROR(Grow(s.topk_ids, slots * 4, "top-k ids"));
     GS_RETURN_IF_ERROR(Grow(s.topk_w, slots * 4, "top-k weights"));
@@ -472,6 +513,7 @@ Status CudaRunner::Impl::Attention(int l) {
     GS_RETURN_IF_ERROR(cuda::LaunchRmsNorm(Ptr<float>(s.h), nullptr, T, H, L.input_norm, eps,
                                            Ptr<bf16>(s.x), stream));
   }
+  if (folded_step_) GS_RETURN_IF_ERROR(FoldedRouterStart(l));
   const int qkv_rows = L.q_rows + L.k_rows + L.v_rows;
   if (!ProfileSkips("qkv")) {
     GS_RETURN_IF_ERROR(gemm.Run(Ptr<bf16>(s.x), T, H, L.qkv.get<bf16>(), qkv_rows, s.qkv.get(),
@@ -546,11 +588,22 @@ Status CudaRunner::Impl::Attention(int l) {
       GS_RETURN_IF_ERROR(cuda::LaunchKvWrite(al, m, Ptr<bf16>(s.k), Ptr<bf16>(s.v), T, stream));
     }
   }
+  // Folded: the o projection's extra rows give the router's attention part (router_fold.cu).
+  const int o_rows = folded_step_ ? H + 2 * config.num_experts : H;
   if (!ProfileSkips("oproj")) {
-    GS_RETURN_IF_ERROR(gemm.Run(Ptr<bf16>(s.attn), T, L.q_rows, L.o.get<bf16>(), H,
+    GS_RETURN_IF_ERROR(gemm.Run(Ptr<bf16>(s.attn), T, L.q_rows, L.o.get<bf16>(), o_rows,
                                 s.attn_out.get(), true, 1.0f, stream));
   }
   if (ProfileSkips("post")) return Ok();
+  if (folded_step_) {
+    // No event join here (it would cost the kernel its PDL launch): it waits for the A kernel's
+    // count itself; Kernels() joins the side stream once, at the end of the step.
+    return cuda::LaunchPostAttentionRouted(
+        Ptr<float>(s.h), Ptr<float>(s.attn_out), H, config.num_experts, Ptr<float>(s.router_a),
+        fold_done.get<int>() + l, L.post_attn, L.pre_ffn, L.pre_ffn_2, eps, Ptr<bf16>(s.x_dense), Ptr<bf16>(s.x_moe),
+        Ptr<float>(s.router_logits), config.top_k_experts, L.per_expert_scale, d_valid_tokens,
+        Ptr<int>(s.topk_ids), Ptr<float>(s.topk_w), active_counts.get<int>() + l, stream);
+  }
   const bool moe = config.enable_moe_block;
   return cuda::LaunchPostAttention(Ptr<float>(s.h), Ptr<float>(s.attn_out), T, H, L.post_attn,
                                    L.pre_ffn, L.pre_ffn_2, L.router_scale, eps,
@@ -558,8 +611,58 @@ Status CudaRunner::Impl::Attention(int l) {
                                    moe ? Ptr<float>(s.router_in) : nullptr, stream);
 }
 
+// The folded router's h part, A = router_h · h (router_fold.cu), on the side stream while the
+// layer's attention runs; the post-attention kernel waits for its count (fold_done).
+Status CudaRunner::Impl::FoldedRouterStart(int l) {
+  const cuda::DeviceLayer& L = model.layers[static_cast<size_t>(l)];
+  GS_CUDA_RETURN_IF_ERROR(cudaEventRecord(router_fork, stream));
+  GS_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(side, router_fork, 0));
+  GS_RETURN_IF_ERROR(cuda::LaunchRouterFoldH(Ptr<float>(s.h), config.hidden_size,
+                                             L.router_h.get<float>(), config.num_experts,
+                                             Ptr<float>(s.router_a), fold_done.get<int>() + l,
+                                             side));
+  GS_CUDA_RETURN_IF_ERROR(cudaEventRecord(router_join, side));
+  return Ok();
+}
+
+// A folded-router step's feed-forward: the post-attention kernel has chosen the token's experts
+// (ungrouped: GemmRows::one_token_slots), so the dense MLP and the experts run as one grid per
+// projection (LaunchPackedGemvPair) on the main stream, then the combine.
+Status CudaRunner::Impl::FeedforwardFolded(int l) {
+  const cuda::DeviceLayer& L = model.layers[static_cast<size_t>(l)];
+  const int H = config.hidden_size, k = config.top_k_experts;
+  const int I = L.expert_down.view.cols, dense_inter = L.mlp_down.view.cols;
+  cuda::GemmRows dense;
+  dense.m = 1;
+  cuda::GemmRows slots;
+  slots.active = Ptr<int>(s.topk_ids);
+  slots.max_active = k;
+  slots.one_token_slots = true;
+  slots.m = 1;
+  slots.in_div = k;  // every slot reads the token's x_moe row
+  GS_RETURN_IF_ERROR(cuda::LaunchPackedGemvPair(
+      L.mlp_gate_up.view, dense, Ptr<bf16>(s.x_dense), H, s.inter_dense.get(), dense_inter,
+      L.expert_gate_up.view, slots, Ptr<bf16>(s.x_moe), H, s.inter_moe.get(), I,
+      cuda::GemmEpilogue::kGluBf16, stream));
+  slots.in_div = 1;
+  slots.row_weight = Ptr<float>(s.topk_w);
+  slots.routing_settled = true;  // the post-attention kernel chose them two kernels back
+  GS_RETURN_IF_ERROR(cuda::LaunchPackedGemvPair(
+      L.mlp_down.view, dense, Ptr<bf16>(s.inter_dense), dense_inter, s.dense_out.get(), H,
+      L.expert_down.view, slots, Ptr<bf16>(s.inter_moe), I, s.slot_out.get(), H,
+      cuda::GemmEpilogue::kStoreF32, stream));
+  if (ProfileSkips("combine")) return Ok();
+  const bool last = l + 1 == config.num_layers;
+  const float* next_norm = last ? nullptr : model.layers[static_cast<size_t>(l) + 1].input_norm;
+  return cuda::LaunchFfnCombine(Ptr<float>(s.h), Ptr<float>(s.dense_out), Ptr<float>(s.slot_out),
+                                k, 1, H, L.post1, L.post2, L.post, L.layer_scalar,
+                                static_cast<float>(config.rms_norm_eps), next_norm,
+                                last ? nullptr : Ptr<bf16>(s.x), stream);
+}
+
 // Dense MLP and MoE on the post-attention residual h1 (in s.h), then the combine into h.
 Status CudaRunner::Impl::Feedforward(int l, int T) {
+  if (folded_step_) return FeedforwardFolded(l);
   const cuda::DeviceLayer& L = model.layers[static_cast<size_t>(l)];
   const int H = config.hidden_size;
   const float eps = static_cast<float>(config.rms_norm_eps);
@@ -676,6 +779,8 @@ Status CudaRunner::Impl::Kernels(const Batch& b) {
     GS_RETURN_IF_ERROR(Attention(l));
     GS_RETURN_IF_ERROR(Feedforward(l, tokens_));
   }
+  // The folded router's side-stream kernels, joined once (a capture must rejoin its streams).
+  if (folded_step_) GS_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream, router_join, 0));
   // A prefill chunk that ends before any sequence's last prompt token wants no logits.
   if (b.logits_indices.empty()) return Ok();
   return Logits(b);
@@ -714,6 +819,7 @@ Status CudaRunner::Impl::Step(const Batch& b) {
     }
   }
   decode_step_ = bucket != 0;
+  folded_step_ = bucket == 1 && RouterFolded();
   if (bucket == 0) {
     tokens_ = b.num_tokens();
     GS_RETURN_IF_ERROR(EnsureScratch(tokens_, Rows(b)));
@@ -923,7 +1029,7 @@ Expected<int64_t> CudaRunner::LastStepWeightBytes() {
   GS_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(impl_->stream));
   GS_CUDA_RETURN_IF_ERROR(cudaMemcpy(active.data(), impl_->active_counts.get(),
                                      active.size() * sizeof(int), cudaMemcpyDeviceToHost));
-  return impl_->model.StepWeightBytes(impl_->config, active);
+  return impl_->model.StepWeightBytes(impl_->config, active, impl_->folded_step_);
 }
 
 namespace {

@@ -143,10 +143,32 @@ Status WidenToF32(DeviceBuffer& buf, const char* what) {
 }
 
 int64_t LayerBytes(const DeviceLayer& L) {
-  return Bytes(L.qkv) + Bytes(L.o) + Bytes(L.router) + Bytes(L.vecs) + Bytes(L.mlp_gate_up.codes) +
+  return Bytes(L.qkv) + Bytes(L.o) + Bytes(L.router) + Bytes(L.router_h) + Bytes(L.vecs) +
+         Bytes(L.mlp_gate_up.codes) +
          Bytes(L.mlp_gate_up.scales) + Bytes(L.mlp_down.codes) + Bytes(L.mlp_down.scales) +
          Bytes(L.expert_gate_up.codes) + Bytes(L.expert_gate_up.scales) +
          Bytes(L.expert_down.codes) + Bytes(L.expert_down.scales);
+}
+
+// Extends L.o by the folded router's C rows and builds router_h (router_fold.cu), when the
+// fold serves this shape; L.o and L.router as uploaded, the vectors bound.
+Status FoldRouter(const ModelConfig& config, DeviceLayer& L) {
+  const int H = config.hidden_size, E = config.num_experts;
+  if (!config.enable_moe_block || !RouterFoldServes(H, E, config.top_k_experts)) return Ok();
+  const size_t o_bytes = static_cast<size_t>(H) * L.q_rows * 2;
+  DeviceBuffer o;
+  GS_RETURN_IF_ERROR(o.Allocate(o_bytes + static_cast<size_t>(2 * E) * L.q_rows * 2,
+                                "o projection with the folded router"));
+  GS_RETURN_IF_ERROR(L.router_h.Allocate(static_cast<size_t>(E) * H * sizeof(float),
+                                         "folded router"));
+  GS_CUDA_RETURN_IF_ERROR(cudaMemcpy(o.get(), L.o.get(), o_bytes, cudaMemcpyDeviceToDevice));
+  GS_RETURN_IF_ERROR(LaunchRouterFold(L.router.get<float>(), L.router_scale, L.post_attn,
+                                      L.o.get<bf16>(), E, H, L.q_rows, L.router_h.get<float>(),
+                                      o.get<bf16>() + static_cast<size_t>(H) * L.q_rows, nullptr));
+  GS_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
+  L.o = std::move(o);
+  L.router_folded = true;
+  return Ok();
 }
 
 void SetAttentionShape(const ModelConfig& config, int l, DeviceLayer& L) {
@@ -159,11 +181,14 @@ void SetAttentionShape(const ModelConfig& config, int l, DeviceLayer& L) {
 }  // namespace
 
 int64_t DeviceModel::StepWeightBytes(const ModelConfig& config,
-                                     const std::vector<int>& active_experts) const {
+                                     const std::vector<int>& active_experts, bool folded) const {
   int64_t bytes = Bytes(embed);  // tied lm_head: every row is read
   for (size_t l = 0; l < layers.size(); ++l) {
     const DeviceLayer& L = layers[l];
-    bytes += Bytes(L.qkv) + Bytes(L.o) + Bytes(L.router) + Bytes(L.vecs);
+    // Unfolded: W_o alone and the router; folded: W_o with the C rows, and router_h.
+    const int64_t o_plain = int64_t{2} * config.hidden_size * L.q_rows;
+    const bool f = folded && L.router_folded;
+    bytes += Bytes(L.qkv) + (f ? Bytes(L.o) : o_plain) + Bytes(L.router) + Bytes(L.vecs);
     bytes += L.mlp_gate_up.bytes_per_bank + L.mlp_down.bytes_per_bank;
     if (config.enable_moe_block && l < active_experts.size()) {
       bytes += active_experts[l] * (L.expert_gate_up.bytes_per_bank + L.expert_down.bytes_per_bank);
@@ -247,6 +272,7 @@ Expected<DeviceModel> UploadModel(const ModelConfig& config, const Gemma4Weights
       const int64_t moe_inter = PackedWidth(config.moe_intermediate_size);
       GS_RETURN_IF_ERROR(UploadPacked(L.expert_gate_up, gate, up, moe_inter, pool));
       GS_RETURN_IF_ERROR(UploadPacked(L.expert_down, down, {}, moe_inter, pool));
+      GS_RETURN_IF_ERROR(FoldRouter(config, L));
     }
     m.total_bytes += LayerBytes(L);
   }
@@ -322,6 +348,7 @@ Expected<DeviceModel> MakeDummyModel(const ModelConfig& config, uint64_t seed) {
                                     2 * moe_inter, H, true, s + 6));
       GS_RETURN_IF_ERROR(FillPacked(L.expert_down, config.num_experts, H, moe_inter, false,
                                     s + 7));
+      GS_RETURN_IF_ERROR(FoldRouter(config, L));
     }
     m.total_bytes += LayerBytes(L);
   }

@@ -25,8 +25,12 @@ struct DevicePacked {
 struct DeviceLayer {
   LayerConfig lc;
   int q_rows = 0, k_rows = 0, v_rows = 0;  // v_rows = 0 on k_eq_v layers
-  DeviceBuffer qkv, o;                      // bf16
+  DeviceBuffer qkv, o;                      // bf16; o [hidden (+ 2·experts when folded), q_rows]
   DeviceBuffer router;                      // fp32 [experts, hidden] (widened from bf16)
+  // The router folded through the o projection (router_fold.cu): o's rows past `hidden` are the
+  // fold's C rows (hi, then lo) and router_h = router ⊙ router_scale · hidden^-½.
+  bool router_folded = false;
+  DeviceBuffer router_h;
   DeviceBuffer vecs;                        // every fp32 vector of the layer
   const float *input_norm = nullptr, *post_attn = nullptr, *pre_ffn = nullptr;
   const float *post1 = nullptr, *pre_ffn_2 = nullptr, *post2 = nullptr, *post = nullptr;
@@ -44,8 +48,9 @@ struct DeviceModel {
   int64_t total_bytes = 0;
 
   // Weight bytes one forward step reads when `active_experts[l]` experts run in layer l and the
-  // lm_head is applied (the whole tied embedding).
-  int64_t StepWeightBytes(const ModelConfig& config, const std::vector<int>& active_experts) const;
+  // lm_head is applied (the whole tied embedding); `folded`: the step ran the folded router.
+  int64_t StepWeightBytes(const ModelConfig& config, const std::vector<int>& active_experts,
+                          bool folded) const;
 };
 
 // A BF16 linear as it is (an error names the tensor when it is not BF16 or not [rows, cols]).

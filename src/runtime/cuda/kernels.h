@@ -59,6 +59,10 @@ struct GemmRows {
   // kernels back, not by the kernel just before (the experts' down projection, after gate/up):
   // the decode GEMV then reads them and starts the weight stream before its PDL wait.
   bool routing_settled = false;
+  // One token's top-k slots, ungrouped (LaunchPackedGemvPair only): `active` is the top-k ids, so
+  // grid row j runs bank active[j] on the one row j (input row j / in_div, output row j); no
+  // active_count, offsets or entries. Its experts are distinct, so no bank runs twice.
+  bool one_token_slots = false;
 };
 
 enum class GemmEpilogue {
@@ -86,6 +90,13 @@ enum class GemvKind { kSplitK, kStream };
 Status LaunchPackedGemv(const PackedMatrix& w, const GemmRows& rows, const bf16* x, int x_stride,
                         void* out, int out_stride, GemmEpilogue epilogue, GemvKind kind,
                         cudaStream_t stream);
+// Two kSplitK products with one epilogue in one launch (one wave, one PDL link): problem 0 a
+// single matrix (the dense MLP), problem 1 a bank of experts with its routing; both ≤ 8 tokens.
+// The experts' grid sets the split. Same results as two LaunchPackedGemv calls.
+Status LaunchPackedGemvPair(const PackedMatrix& w0, const GemmRows& rows0, const bf16* x0,
+                            int x0_stride, void* out0, int out0_stride, const PackedMatrix& w1,
+                            const GemmRows& rows1, const bf16* x1, int x1_stride, void* out1,
+                            int out1_stride, GemmEpilogue epilogue, cudaStream_t stream);
 
 // ---------------------------------------------------------------------------------------------
 // bf16_gemv.cu: decode-size BF16 products out[M, N] fp32 = x[M, K] · W[N, K]ᵀ on the weights as
@@ -186,6 +197,32 @@ Status LaunchPostAttention(float* h, const float* attn, int tokens, int hidden,
                            const float* post_attn, const float* pre_ffn, const float* pre_ffn_2,
                            const float* router_scale, float eps, bf16* x_dense, bf16* x_moe,
                            float* router_in, cudaStream_t stream);
+
+// router_fold.cu: the fp32 router folded through the o projection for one-token decode steps
+// (the file's comment has the algebra). At load: r_scaled [E, H] = router ⊙ router_scale · H^-½
+// and c_rows [2E, q_rows] = the bf16 hi and lo rows of C = r_scaled ⊙ post_attn · W_o, appended
+// to W_o ([H, q_rows]) as the o projection's extra outputs.
+bool RouterFoldServes(int hidden, int experts, int top_k);
+Status LaunchRouterFold(const float* router, const float* router_scale, const float* post_attn,
+                        const bf16* o, int experts, int hidden, int q_rows, float* r_scaled,
+                        bf16* c_rows, cudaStream_t stream);
+// a [E] = h [H] · r_scaledᵀ in fp32 for one token: the fold's h part. Each of its blocks then
+// adds 1 to *done (a device int at 0 before), which LaunchPostAttentionRouted waits for and
+// resets: the two may run on different streams.
+Status LaunchRouterFoldH(const float* h, int hidden, const float* r_scaled, int experts, float* a,
+                         int* done, cudaStream_t stream);
+// One token: LaunchPostAttention (without router_in), then logits = inv_h·(router_a + inv_a·
+// (B_hi + B_lo)) from the extended o row `attn` [H + 2E] and its top-k (ids and weights
+// [top_k], ungrouped: GemmRows::one_token_slots; active_count = top_k, 0 for padding). Waits
+// (spinning) for LaunchRouterFoldH's count in a_done, so that launch must come first in host
+// order.
+Status LaunchPostAttentionRouted(float* h, const float* attn, int hidden, int experts,
+                                 const float* router_a, int* a_done, const float* post_attn,
+                                 const float* pre_ffn, const float* pre_ffn_2, float eps,
+                                 bf16* x_dense, bf16* x_moe, float* logits, int top_k,
+                                 const float* per_expert_scale, const int* valid_tokens,
+                                 int* topk_ids, float* topk_weights, int* active_count,
+                                 cudaStream_t stream);
 
 // From the fused projection qkv fp32 [T, (heads + 2·kv)·d] (no v columns when k_eq_v):
 // q = rope(rms(q) ⊙ q_norm), k = rope(rms(k) ⊙ k_norm), v = rms(v or raw k), stored bf16

@@ -111,16 +111,8 @@ __global__ void __launch_bounds__(row::MaxThreads(6, kVec))
   float4 a[kVec], v[kVec];
   row::Load<kVec>(attn + t * hidden, n4, a);
   row::Load<kVec>(hr, n4, v);
-  const float inv_a = rsqrtf(row::BlockSum(row::SumSquares<kVec>(a), scratch_a) / hidden + eps);
-#pragma unroll
-  for (int j = 0; j < kVec; ++j) {
-    v[j].x = v[j].x + a[j].x * inv_a * wpa[j].x;
-    v[j].y = v[j].y + a[j].y * inv_a * wpa[j].y;
-    v[j].z = v[j].z + a[j].z * inv_a * wpa[j].z;
-    v[j].w = v[j].w + a[j].w * inv_a * wpa[j].w;
-    if (row::Owns(j, n4)) row::Store(hr, j, v[j]);
-  }
-  const float inv_h = rsqrtf(row::BlockSum(row::SumSquares<kVec>(v), scratch_h) / hidden + eps);
+  const float inv_h =
+      row::AddNormedResidual<kVec>(v, a, wpa, hr, n4, hidden, eps, scratch_a, scratch_h).y;
   const float root = rsqrtf(static_cast<float>(hidden));
 #pragma unroll
   for (int j = 0; j < kVec; ++j) {

@@ -235,15 +235,18 @@ constexpr int kWarpsPerBlock = 8;
 
 // One token n-tile fits 64 registers without spills: 4 blocks (32 warps) per SM instead of 3
 // keep more weight loads in flight and hide the dequantisation behind them.
+// The work of block (bx, by) of the grid described above (a kernel may run several problems in
+// one grid: PackedGemvPairKernel).
 template <GemmEpilogue kEpi, int NT, int kSplit>
-__global__ void __launch_bounds__(kWarpsPerBlock * 32, NT == 1 ? 4 : 1)
-    PackedGemvSplitKernel(PackedMatrix w, GemmRows rows, const bf16* __restrict__ x, int x_stride,
-                          void* __restrict__ out, int out_stride, bool one_wave) {
+__device__ __forceinline__ void SplitGemvBlock(const PackedMatrix& w, const GemmRows& rows,
+                                               const bf16* __restrict__ x, int x_stride,
+                                               void* __restrict__ out, int out_stride,
+                                               bool one_wave, int bx, int by) {
   constexpr int kTilesPerBlock = kWarpsPerBlock / kSplit;
   __shared__ float red[kSplit > 1 ? kWarpsPerBlock : 1][NT * 4][32];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int slice = warp % kSplit;  // this warp's share of the tile's k-blocks
-  const int tile = blockIdx.x * kTilesPerBlock + warp / kSplit;
+  const int tile = bx * kTilesPerBlock + warp / kSplit;
   const bool has_tile = tile < w.rows / 16;
   const int kblocks = w.cols / 64;
   const int64_t tile_kb = static_cast<int64_t>(has_tile ? tile : 0) * kblocks;
@@ -271,11 +274,20 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, NT == 1 ? 4 : 1)
   int bank = 0, r_begin = 0, r_end = rows.m;
   bool idle = false;  // a grid row past the active banks
   auto route = [&] {
-    if (static_cast<int>(blockIdx.y) >= __ldcg(rows.active_count)) {
+    if (rows.one_token_slots) {  // bank active[by] on row by: one load before the weights
+      bank = __ldcg(rows.active + by);
+      code_base += bank * w.bank_code_bytes;
+      scale_base += bank * w.bank_scale_bytes;
+      load_round(0);
+      r_begin = by;
+      r_end = by + 1;
+      return;
+    }
+    if (by >= __ldcg(rows.active_count)) {
       idle = true;
       return;
     }
-    bank = __ldcg(rows.active + blockIdx.y);
+    bank = __ldcg(rows.active + by);
     code_base += bank * w.bank_code_bytes;
     scale_base += bank * w.bank_scale_bytes;
     load_round(0);
@@ -307,7 +319,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, NT == 1 ? 4 : 1)
       xrow[nt] = nullptr;
       if (t < mc) {
         const int e = r_begin + c0 + t;
-        const int in_row = rows.entries != nullptr ? rows.entries[e] / rows.in_div : e;
+        const int in_row = (rows.entries != nullptr ? rows.entries[e] : e) / rows.in_div;
         xrow[nt] = x + static_cast<int64_t>(in_row) * x_stride + 2 * (lane % 4);
       }
     }
@@ -361,7 +373,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, NT == 1 ? 4 : 1)
       const int per_tile = nt_active * 2 * 32;
       for (int i = threadIdx.x; i < kTilesPerBlock * per_tile; i += blockDim.x) {
         const int tb = i / per_tile, nt = i % per_tile / 64, j = (i / 32) % 2, ln = i % 32;
-        const int my_tile = blockIdx.x * kTilesPerBlock + tb;
+        const int my_tile = bx * kTilesPerBlock + tb;
         const int t = nt * 8 + 2 * (ln % 4) + j;
         if (my_tile >= w.rows / 16 || t >= mc) continue;
         float lo = 0.0f, hi = 0.0f;  // acc[nt][j] and acc[nt][j + 2]
@@ -376,6 +388,77 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, NT == 1 ? 4 : 1)
       }
       __syncthreads();  // red is rewritten by the next chunk
     }
+  }
+}
+
+template <GemmEpilogue kEpi, int NT, int kSplit>
+__global__ void __launch_bounds__(kWarpsPerBlock * 32, NT == 1 ? 4 : 1)
+    PackedGemvSplitKernel(PackedMatrix w, GemmRows rows, const bf16* __restrict__ x, int x_stride,
+                          void* __restrict__ out, int out_stride, bool one_wave) {
+  SplitGemvBlock<kEpi, NT, kSplit>(w, rows, x, x_stride, out, out_stride, one_wave, blockIdx.x,
+                                   blockIdx.y);
+}
+
+// Two products in one grid (the decode step's dense MLP and its experts, which then share one
+// wave of blocks and one PDL link instead of running on two streams): blocks [0, p0_blocks) are
+// problem 0's grid of p0_blocks × 1, the rest problem 1's grid of p1_bx × (its banks), row-major.
+struct GemvProblem {
+  PackedMatrix w;
+  GemmRows rows;
+  const bf16* x;
+  int x_stride;
+  void* out;
+  int out_stride;
+};
+
+// Each problem has its own warps per tile (kSplit0, kSplit1), so that the blocks of both carry
+// about the same bytes (LaunchPackedGemvPair): the grid ends with its slowest block.
+template <GemmEpilogue kEpi, int kSplit0, int kSplit1>
+__global__ void __launch_bounds__(kWarpsPerBlock * 32, 4)
+    PackedGemvPairKernel(GemvProblem p0, int p0_blocks, GemvProblem p1, int p1_bx,
+                         bool one_wave) {
+  const int b = blockIdx.x;
+  if (b < p0_blocks) {
+    SplitGemvBlock<kEpi, 1, kSplit0>(p0.w, p0.rows, p0.x, p0.x_stride, p0.out, p0.out_stride,
+                                     one_wave, b, 0);
+  } else {
+    const int i = b - p0_blocks;
+    SplitGemvBlock<kEpi, 1, kSplit1>(p1.w, p1.rows, p1.x, p1.x_stride, p1.out, p1.out_stride,
+                                     one_wave, i % p1_bx, i / p1_bx);
+  }
+}
+
+template <GemmEpilogue kEpi, int kSplit0, int kSplit1>
+Status LaunchPairWith(const GemvProblem& p0, const GemvProblem& p1, cudaStream_t stream) {
+  constexpr int kTiles0 = kWarpsPerBlock / kSplit0, kTiles1 = kWarpsPerBlock / kSplit1;
+  const int bx0 = (p0.w.rows / 16 + kTiles0 - 1) / kTiles0;
+  const int bx1 = (p1.w.rows / 16 + kTiles1 - 1) / kTiles1;
+  const int blocks = bx0 + bx1 * std::max(p1.rows.max_active, 1);
+  auto kernel = PackedGemvPairKernel<kEpi, kSplit0, kSplit1>;
+  static const int resident = ResidentBlocks(kernel, kWarpsPerBlock * 32, 0);
+  return LaunchKernel("PackedGemvPairKernel", kernel, blocks, kWarpsPerBlock * 32, 0, stream, p0,
+                      bx0, p1, bx1, blocks <= resident);
+}
+
+template <GemmEpilogue kEpi, int kSplit1>
+Status LaunchPairSplit0(int split0, const GemvProblem& p0, const GemvProblem& p1,
+                        cudaStream_t stream) {
+  switch (split0) {
+    case 1: return LaunchPairWith<kEpi, 1, kSplit1>(p0, p1, stream);
+    case 2: return LaunchPairWith<kEpi, 2, kSplit1>(p0, p1, stream);
+    case 4: return LaunchPairWith<kEpi, 4, kSplit1>(p0, p1, stream);
+    default: return LaunchPairWith<kEpi, 8, kSplit1>(p0, p1, stream);
+  }
+}
+
+template <GemmEpilogue kEpi>
+Status LaunchPair(int split0, int split1, const GemvProblem& p0, const GemvProblem& p1,
+                  cudaStream_t stream) {
+  switch (split1) {
+    case 1: return LaunchPairSplit0<kEpi, 1>(split0, p0, p1, stream);
+    case 2: return LaunchPairSplit0<kEpi, 2>(split0, p0, p1, stream);
+    case 4: return LaunchPairSplit0<kEpi, 4>(split0, p0, p1, stream);
+    default: return LaunchPairSplit0<kEpi, 8>(split0, p0, p1, stream);
   }
 }
 
@@ -460,6 +543,34 @@ int GemvSplit() {
 void SetGemvSplit(int warps_per_tile) {
   const int v = warps_per_tile;
   g_gemv_split.store(v == 1 || v == 2 || v == 4 || v == 8 ? v : 0, std::memory_order_relaxed);
+}
+
+Status LaunchPackedGemvPair(const PackedMatrix& w0, const GemmRows& rows0, const bf16* x0,
+                            int x0_stride, void* out0, int out0_stride, const PackedMatrix& w1,
+                            const GemmRows& rows1, const bf16* x1, int x1_stride, void* out1,
+                            int out1_stride, GemmEpilogue epilogue, cudaStream_t stream) {
+  if (w0.format != PackedFormat::kNvfp4 || w1.format != PackedFormat::kNvfp4) {
+    return MakeError("LaunchPackedGemvPair: NVFP4 weights only");
+  }
+  if (rows0.active != nullptr || rows0.offsets != nullptr || rows0.one_token_slots ||
+      rows0.m > 8 || rows1.m > 8 || (rows1.active == nullptr && rows1.max_active != 1) ||
+      (rows1.one_token_slots && (rows1.offsets != nullptr || rows1.entries != nullptr))) {
+    return MakeError("LaunchPackedGemvPair: problem 0 must be one matrix and both at most 8 "
+                     "tokens (", rows0.m, ", ", rows1.m, ")");
+  }
+  const GemvProblem p0{w0, rows0, x0, x0_stride, out0, out0_stride};
+  const GemvProblem p1{w1, rows1, x1, x1_stride, out1, out1_stride};
+  // Problem 1 (the experts) takes its split as ChooseSplit would for it alone; problem 0 the
+  // power of two that gives its warps about as many k-blocks (split1 · K0 / K1, ≤ 8): the dense
+  // down projection (K 2112) beside the experts' (K 704) takes 8 warps a tile where they take 2.
+  const int split1 = ChooseSplit(w1, rows1);
+  int split0 = 1;
+  while (split0 < 8 && static_cast<int64_t>(split0) * w1.cols < static_cast<int64_t>(split1) * w0.cols) {
+    split0 *= 2;
+  }
+  return epilogue == GemmEpilogue::kGluBf16
+             ? LaunchPair<GemmEpilogue::kGluBf16>(split0, split1, p0, p1, stream)
+             : LaunchPair<GemmEpilogue::kStoreF32>(split0, split1, p0, p1, stream);
 }
 
 Status LaunchPackedGemv(const PackedMatrix& w, const GemmRows& rows, const bf16* x, int x_stride,

@@ -26,19 +26,14 @@ struct TopkPick {
   float weight;
 };
 
-// All 32 lanes of the warp call it with the same arguments. `logits` is the token's row of
-// `experts` floats, read through L2 (__ldcg): in the fused decode router other blocks of the same
-// grid wrote it.
-__device__ __forceinline__ TopkPick WarpTopK(const float* __restrict__ logits, int experts,
-                                             int top_k, const float* __restrict__ per_expert_scale) {
-  constexpr int kPerLane = kTopkMaxExperts / 32;
+constexpr int kTopkPerLane = kTopkMaxExperts / 32;
+
+// All 32 lanes of the warp call it with the same arguments; lane l holds the logits of experts
+// l, l + 32, … in v (-inf past `experts`). v is consumed.
+__device__ __forceinline__ TopkPick WarpTopKOf(float (&v)[kTopkPerLane], int experts, int top_k,
+                                               const float* __restrict__ per_expert_scale) {
+  constexpr int kPerLane = kTopkPerLane;
   const int lane = threadIdx.x % 32;
-  float v[kPerLane];
-#pragma unroll
-  for (int i = 0; i < kPerLane; ++i) {
-    const int e = lane + 32 * i;
-    v[i] = e < experts ? __ldcg(logits + e) : -INFINITY;
-  }
   TopkPick mine{0, 0.0f};
   float top = 0.0f, sum = 0.0f;
   for (int j = 0; j < top_k; ++j) {
@@ -73,6 +68,20 @@ __device__ __forceinline__ TopkPick WarpTopK(const float* __restrict__ logits, i
   }
   if (lane < top_k) mine.weight = mine.weight / sum * per_expert_scale[mine.id];
   return mine;
+}
+
+// WarpTopKOf on the token's row of `experts` logits in global memory, read through L2 (__ldcg):
+// in the fused decode router other blocks of the same grid wrote it.
+__device__ __forceinline__ TopkPick WarpTopK(const float* __restrict__ logits, int experts,
+                                             int top_k, const float* __restrict__ per_expert_scale) {
+  const int lane = threadIdx.x % 32;
+  float v[kTopkPerLane];
+#pragma unroll
+  for (int i = 0; i < kTopkPerLane; ++i) {
+    const int e = lane + 32 * i;
+    v[i] = e < experts ? __ldcg(logits + e) : -INFINITY;
+  }
+  return WarpTopKOf(v, experts, top_k, per_expert_scale);
 }
 
 }  // namespace gs::cuda

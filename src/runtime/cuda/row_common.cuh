@@ -159,4 +159,31 @@ __device__ __forceinline__ void StoreBf16(__nv_bfloat16* row, int j, float4 v) {
   reinterpret_cast<uint2*>(row)[threadIdx.x + j * blockDim.x] = bits;
 }
 
+// The post-attention residual step in registers: v = h + a · rms(a)⁻¹ ⊙ w (a: the o
+// projection's row, v: h's row, updated in place and stored to `h_row`); returns {rms(a)⁻¹,
+// rms(v)⁻¹}. Two block reductions, each with its own scratch.
+template <int kVec>
+__device__ __forceinline__ float2 AddNormedResidual(float4 (&v)[kVec], const float4 (&a)[kVec],
+                                                   const float4 (&w)[kVec], float* h_row, int n4,
+                                                   int width, float eps, float* scratch_a,
+                                                   float* scratch_h) {
+  const float inv_a = rsqrtf(BlockSum(SumSquares<kVec>(a), scratch_a) / width + eps);
+#pragma unroll
+  for (int j = 0; j < kVec; ++j) {
+    v[j].x = v[j].x + a[j].x * inv_a * w[j].x;
+    v[j].y = v[j].y + a[j].y * inv_a * w[j].y;
+    v[j].z = v[j].z + a[j].z * inv_a * w[j].z;
+    v[j].w = v[j].w + a[j].w * inv_a * w[j].w;
+    if (Owns(j, n4)) Store(h_row, j, v[j]);
+  }
+  return make_float2(inv_a, rsqrtf(BlockSum(SumSquares<kVec>(v), scratch_h) / width + eps));
+}
+
+// bf16(v · inv ⊙ w) of this thread's j-th float4 into `row`.
+__device__ __forceinline__ void StoreNormedBf16(__nv_bfloat16* row, int j, float4 v, float inv,
+                                                float4 w) {
+  StoreBf16(row, j, make_float4(v.x * inv * w.x, v.y * inv * w.y, v.z * inv * w.z,
+                                v.w * inv * w.w));
+}
+
 }  // namespace gs::cuda::row
