@@ -42,6 +42,13 @@ if command -v compute-sanitizer >/dev/null && [ -x "$here/tests/cuda_runner_test
       > "$out/memcheck.log" 2>&1; then result=PASS; else result="FAIL($?)"; fi
   echo "| memcheck cuda_runner_test (batched demo) | $result | $(( $(date +%s) - start )) |" >> "$summary"
   tail -3 "$out/memcheck.log"
+  # Batch-1 decode steps (graphs and eager): the folded router's kernels, the paired GEMV.
+  start=$(date +%s)
+  if timeout 240 compute-sanitizer --tool memcheck --error-exitcode 9 \
+      "$here/tests/cuda_runner_test" --gtest_filter='CudaRunnerDemo.GraphDecodeIdenticalToEager' \
+      > "$out/memcheck_decode.log" 2>&1; then result=PASS; else result="FAIL($?)"; fi
+  echo "| memcheck cuda_runner_test (graph vs eager decode, batch 1-4) | $result | $(( $(date +%s) - start )) |" >> "$summary"
+  tail -3 "$out/memcheck_decode.log"
   # Shared-memory races in the kernels with block-level cooperation: the fused decode attention
   # on sliding layers with the FP8 cache (its most involved path: e4m3 codes copied into the
   # tile rows and expanded there in place; ~115 s under racecheck on the H100: the whole attention
