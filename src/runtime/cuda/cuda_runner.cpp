@@ -513,13 +513,6 @@ Status CudaRunner::Impl::Attention(int l) {
     GS_RETURN_IF_ERROR(cuda::LaunchRmsNorm(Ptr<float>(s.h), nullptr, T, H, L.input_norm, eps,
                                            Ptr<bf16>(s.x), stream));
   }
-  if (folded_step_) GS_RETURN_IF_ERROR(FoldedRouterStart(l));
-  const int qkv_rows = L.q_rows + L.k_rows + L.v_rows;
-  if (!ProfileSkips("qkv")) {
-    GS_RETURN_IF_ERROR(gemm.Run(Ptr<bf16>(s.x), T, H, L.qkv.get<bf16>(), qkv_rows, s.qkv.get(),
-                                true, 1.0f, stream));
-  }
-
   const int tile_size = tile_tokens.at(config.num_heads / lc.num_kv_heads);
   const TileList& tl = tiles.at(tile_size);
   cuda::AttentionMeta m = meta;
@@ -550,6 +543,14 @@ Status CudaRunner::Impl::Attention(int l) {
     const size_t need = cuda::AttentionPartialFloats(al, m, T, splits);
     GS_RETURN_IF_ERROR(Grow(s.partial, need * sizeof(float), "attention partials"));
     partial = Ptr<float>(s.partial);
+  }
+  // Launches from here on (the scratch is in place: between the folded router's two halves
+  // nothing but a launch can fail).
+  if (folded_step_) GS_RETURN_IF_ERROR(FoldedRouterStart(l));
+  const int qkv_rows = L.q_rows + L.k_rows + L.v_rows;
+  if (!ProfileSkips("qkv")) {
+    GS_RETURN_IF_ERROR(gemm.Run(Ptr<bf16>(s.x), T, H, L.qkv.get<bf16>(), qkv_rows, s.qkv.get(),
+                                true, 1.0f, stream));
   }
   if (ProfileSkips("attn")) {
     // profiling: no attention
@@ -612,7 +613,10 @@ Status CudaRunner::Impl::Attention(int l) {
 }
 
 // The folded router's h part, A = router_h · h (router_fold.cu), on the side stream while the
-// layer's attention runs; the post-attention kernel waits for its count (fold_done).
+// layer's attention runs; the post-attention kernel waits for its count (fold_done) and resets
+// it. Attention() grows its scratch before this launch, so only launches lie between the two
+// (q/k/v, attention, o), and they fail on argument checks, which fail every step alike, or on a
+// sticky CUDA error: a count is never left up for a later step that runs.
 Status CudaRunner::Impl::FoldedRouterStart(int l) {
   const cuda::DeviceLayer& L = model.layers[static_cast<size_t>(l)];
   GS_CUDA_RETURN_IF_ERROR(cudaEventRecord(router_fork, stream));
