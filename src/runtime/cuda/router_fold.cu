@@ -8,14 +8,15 @@
 //   A_e = Σ_c R'[e,c]·h[c]                               (h: the layer's input residual, fp32)
 //   B_e = Σ_j C[e,j]·attn[j]                             C[e,j] = Σ_c R'[e,c]·w_post[c]·W_o[c,j]
 // with inv_a = rms(o)⁻¹ and inv_h = rms(h1)⁻¹. So A can be computed while the attention runs
-// (RouterGemvKernel over h, on the side stream), B as 2·E extra rows of the o projection (C as
-// bf16 hi + lo pairs: ~16 bits of mantissa, against the fp32 router's 24; the logits then differ
-// from the unfolded router's by ~1e-5 of their spread), and the post-attention kernel, which has
-// inv_a and inv_h anyway, finishes the logits and selects the experts itself: the router's own
-// kernel, its grid-wide count and its last block leave the decode chain.
+// (RouterFoldHKernel over h, on the side stream), B as 2·E extra rows of the o projection (C as
+// bf16 hi + lo pairs: ~16 bits of mantissa, against the fp32 router's 24; on the H100 the logits
+// stay within ~1e-6 of their spread of the exact ones, Moe.FoldedRouterRoutesAsTheRouter), and
+// the post-attention kernel, which has inv_a and inv_h anyway, finishes the logits and selects
+// the experts itself: the router's own kernel, its grid-wide count and its last block leave the
+// decode chain.
 //
 // RouterFoldKernel builds R' and C once at load; PostAttentionRoutedKernel is
-// PostAttentionKernel (norm_rope.cu) plus the logits, the top-k and the one-token grouping.
+// PostAttentionKernel (norm_rope.cu) plus the logits and the top-k.
 #include <cfloat>
 
 #include "runtime/cuda/kernels.h"
