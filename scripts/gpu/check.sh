@@ -36,19 +36,19 @@ done
 grep -E '^\[  (FAILED|SKIPPED) ' "$out/tests.log" | sort -u | head -40 >> "$summary" || true
 
 if command -v compute-sanitizer >/dev/null && [ -x "$here/tests/cuda_runner_test" ]; then
-  start=$(date +%s)
-  if timeout 240 compute-sanitizer --tool memcheck --error-exitcode 9 \
-      "$here/tests/cuda_runner_test" --gtest_filter='CudaRunnerDemo.BatchedSequencesMatchCpu' \
-      > "$out/memcheck.log" 2>&1; then result=PASS; else result="FAIL($?)"; fi
-  echo "| memcheck cuda_runner_test (batched demo) | $result | $(( $(date +%s) - start )) |" >> "$summary"
-  tail -3 "$out/memcheck.log"
-  # Batch-1 decode steps (graphs and eager): the folded router's kernels, the paired GEMV.
-  start=$(date +%s)
-  if timeout 240 compute-sanitizer --tool memcheck --error-exitcode 9 \
-      "$here/tests/cuda_runner_test" --gtest_filter='CudaRunnerDemo.GraphDecodeIdenticalToEager' \
-      > "$out/memcheck_decode.log" 2>&1; then result=PASS; else result="FAIL($?)"; fi
-  echo "| memcheck cuda_runner_test (graph vs eager decode, batch 1-4) | $result | $(( $(date +%s) - start )) |" >> "$summary"
-  tail -3 "$out/memcheck_decode.log"
+  # The batched demo, and decode steps at batch 1-4 with graphs and eager (batch 1: the folded
+  # router's kernels and the paired GEMV).
+  for mc in "memcheck:BatchedSequencesMatchCpu:batched demo" \
+            "memcheck_decode:GraphDecodeIdenticalToEager:graph vs eager decode, batch 1-4"; do
+    log=${mc%%:*} rest=${mc#*:}
+    test=${rest%%:*} what=${rest#*:}
+    start=$(date +%s)
+    if timeout 240 compute-sanitizer --tool memcheck --error-exitcode 9 \
+        "$here/tests/cuda_runner_test" --gtest_filter="CudaRunnerDemo.$test" \
+        > "$out/$log.log" 2>&1; then result=PASS; else result="FAIL($?)"; fi
+    echo "| memcheck cuda_runner_test ($what) | $result | $(( $(date +%s) - start )) |" >> "$summary"
+    tail -3 "$out/$log.log"
+  done
   # Shared-memory races in the kernels with block-level cooperation: the fused decode attention
   # on sliding layers with the FP8 cache (its most involved path: e4m3 codes copied into the
   # tile rows and expanded there in place; ~115 s under racecheck on the H100: the whole attention

@@ -119,6 +119,7 @@ struct CudaRunner::Impl {
   Status FoldedRouterStart(int l);
   Status Feedforward(int l, int tokens);
   Status FeedforwardFolded(int l);
+  Status Combine(int l, int tokens, const float* slot_out);
   Status Step(const Batch& b);
   Status Kernels(const Batch& b);
   Status Logits(const Batch& b);
@@ -601,8 +602,8 @@ Status CudaRunner::Impl::Attention(int l) {
     // count itself; Kernels() joins the side stream once, at the end of the step.
     return cuda::LaunchPostAttentionRouted(
         Ptr<float>(s.h), Ptr<float>(s.attn_out), H, config.num_experts, Ptr<float>(s.router_a),
-        fold_done.get<int>() + l, L.post_attn, L.pre_ffn, L.pre_ffn_2, eps, Ptr<bf16>(s.x_dense), Ptr<bf16>(s.x_moe),
-        Ptr<float>(s.router_logits), config.top_k_experts, L.per_expert_scale, d_valid_tokens,
+        fold_done.get<int>() + l, L.post_attn, L.pre_ffn, L.pre_ffn_2, eps, Ptr<bf16>(s.x_dense),
+        Ptr<bf16>(s.x_moe), Ptr<float>(s.router_logits), config.top_k_experts, L.per_expert_scale, d_valid_tokens,
         Ptr<int>(s.topk_ids), Ptr<float>(s.topk_w), active_counts.get<int>() + l, stream);
   }
   const bool moe = config.enable_moe_block;
@@ -655,13 +656,7 @@ Status CudaRunner::Impl::FeedforwardFolded(int l) {
       L.mlp_down.view, dense, Ptr<bf16>(s.inter_dense), dense_inter, s.dense_out.get(), H,
       L.expert_down.view, slots, Ptr<bf16>(s.inter_moe), I, s.slot_out.get(), H,
       cuda::GemmEpilogue::kStoreF32, stream));
-  if (ProfileSkips("combine")) return Ok();
-  const bool last = l + 1 == config.num_layers;
-  const float* next_norm = last ? nullptr : model.layers[static_cast<size_t>(l) + 1].input_norm;
-  return cuda::LaunchFfnCombine(Ptr<float>(s.h), Ptr<float>(s.dense_out), Ptr<float>(s.slot_out),
-                                k, 1, H, L.post1, L.post2, L.post, L.layer_scalar,
-                                static_cast<float>(config.rms_norm_eps), next_norm,
-                                last ? nullptr : Ptr<bf16>(s.x), stream);
+  return Combine(l, 1, Ptr<float>(s.slot_out));
 }
 
 // Dense MLP and MoE on the post-attention residual h1 (in s.h), then the combine into h.
@@ -669,7 +664,6 @@ Status CudaRunner::Impl::Feedforward(int l, int T) {
   if (folded_step_) return FeedforwardFolded(l);
   const cuda::DeviceLayer& L = model.layers[static_cast<size_t>(l)];
   const int H = config.hidden_size;
-  const float eps = static_cast<float>(config.rms_norm_eps);
   // The dense MLP runs on the side stream, beside the router and the experts: at small batches
   // neither fills the GPU alone. The join below orders it before the combine.
   const bool dense_mlp = !ProfileSkips("dense");
@@ -735,14 +729,20 @@ Status CudaRunner::Impl::Feedforward(int l, int T) {
     slot_out = Ptr<float>(s.slot_out);
   }
   if (dense_mlp) GS_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream, join, 0));
+  return Combine(l, T, slot_out);
+}
+
+// The FFN combine of layer l's T rows into h (slot_out: the experts' slots, or null without MoE);
+// it also writes the next layer's normalized input (s.x) when there is one.
+Status CudaRunner::Impl::Combine(int l, int T, const float* slot_out) {
   if (ProfileSkips("combine")) return Ok();
-  // The combine also writes the next layer's normalized input (s.x) when there is one.
+  const cuda::DeviceLayer& L = model.layers[static_cast<size_t>(l)];
   const bool last = l + 1 == config.num_layers;
   const float* next_norm = last ? nullptr : model.layers[static_cast<size_t>(l) + 1].input_norm;
   return cuda::LaunchFfnCombine(Ptr<float>(s.h), Ptr<float>(s.dense_out), slot_out,
-                                config.top_k_experts, T, H, L.post1, L.post2, L.post,
-                                L.layer_scalar, eps, next_norm, last ? nullptr : Ptr<bf16>(s.x),
-                                stream);
+                                config.top_k_experts, T, config.hidden_size, L.post1, L.post2,
+                                L.post, L.layer_scalar, static_cast<float>(config.rms_norm_eps),
+                                next_norm, last ? nullptr : Ptr<bf16>(s.x), stream);
 }
 
 // Final norm of the requested rows, tied lm_head (fp32 out), then softcap (in place: sampling and

@@ -188,7 +188,8 @@ int64_t DeviceModel::StepWeightBytes(const ModelConfig& config,
     // Unfolded: W_o alone and the router; folded: W_o with the C rows, and router_h.
     const int64_t o_plain = int64_t{2} * config.hidden_size * L.q_rows;
     const bool f = folded && L.router_folded;
-    bytes += Bytes(L.qkv) + (f ? Bytes(L.o) : o_plain) + Bytes(L.router) + Bytes(L.vecs);
+    bytes += Bytes(L.qkv) + (f ? Bytes(L.o) : o_plain) + Bytes(f ? L.router_h : L.router) +
+             Bytes(L.vecs);
     bytes += L.mlp_gate_up.bytes_per_bank + L.mlp_down.bytes_per_bank;
     if (config.enable_moe_block && l < active_experts.size()) {
       bytes += active_experts[l] * (L.expert_gate_up.bytes_per_bank + L.expert_down.bytes_per_bank);

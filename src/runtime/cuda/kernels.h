@@ -92,7 +92,9 @@ Status LaunchPackedGemv(const PackedMatrix& w, const GemmRows& rows, const bf16*
                         cudaStream_t stream);
 // Two kSplitK products with one epilogue in one launch (one wave, one PDL link): problem 0 a
 // single matrix (the dense MLP), problem 1 a bank of experts with its routing; both ≤ 8 tokens.
-// The experts' grid sets the split. Same results as two LaunchPackedGemv calls.
+// The experts take ChooseSplit's warps per tile, the matrix as many as balance the blocks' bytes:
+// the experts' results are those of LaunchPackedGemv; the matrix's too when its split is the one
+// LaunchPackedGemv would choose, otherwise within fp32 regrouping.
 Status LaunchPackedGemvPair(const PackedMatrix& w0, const GemmRows& rows0, const bf16* x0,
                             int x0_stride, void* out0, int out0_stride, const PackedMatrix& w1,
                             const GemmRows& rows1, const bf16* x1, int x1_stride, void* out1,

@@ -17,7 +17,7 @@
 //
 // RouterFoldKernel builds R' and C once at load; PostAttentionRoutedKernel is
 // PostAttentionKernel (norm_rope.cu) plus the logits and the top-k.
-#include <cfloat>
+#include <cmath>
 
 #include "runtime/cuda/kernels.h"
 #include "runtime/cuda/launch.cuh"
@@ -31,12 +31,9 @@ constexpr int kFoldThreads = 128;  // one column j of C per thread
 constexpr int kFoldExperts = 8;    // rows e of C per block
 constexpr int kHWarps = 4;         // RouterFoldHKernel: experts (one a warp) per block
 constexpr int kHRowVec = 24;       // float4s of a router row a lane holds (hidden ≤ 3072)
-
-__device__ __forceinline__ float WarpSum(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
+// Float4 rows a PostAttentionRoutedKernel thread holds per vec (row_common.cuh), as
+// PostAttentionKernel: the block sizes and register caps of the two match.
+constexpr int kRoutedRows = 6;
 
 __device__ __forceinline__ int LoadAcquire(const int* p) {
   int v;
@@ -78,7 +75,7 @@ __global__ void __launch_bounds__(kHWarps * 32)
       acc += wv[i].x * hv.x + wv[i].y * hv.y + wv[i].z * hv.z + wv[i].w * hv.w;
     }
   }
-  acc = WarpSum(acc);
+  acc = row::WarpSum(acc);
   if (lane == 0 && e < experts) a[e] = acc;
   __threadfence();  // this warp's A is visible device-wide before the block counts
   __syncthreads();
@@ -142,7 +139,7 @@ __global__ void __launch_bounds__(kFoldThreads)
 // before the PDL wait: A comes from the other stream, ordered by that count alone, and is long
 // done by then, so its two dependent loads leave the chain. The block resets the count.
 template <int kVec>
-__global__ void __launch_bounds__(row::MaxThreads(6, kVec))
+__global__ void __launch_bounds__(row::MaxThreads(kRoutedRows, kVec))
     PostAttentionRoutedKernel(float* __restrict__ h, const float* __restrict__ attn, int hidden,
                               int experts, const float* __restrict__ router_a,
                               const float* __restrict__ post_attn,
@@ -168,19 +165,17 @@ __global__ void __launch_bounds__(row::MaxThreads(6, kVec))
   }
   GridDependencyWait();  // PDL (launch.cuh): h and attn are activations
   TriggerDependentsIfOneWave();
-  float* hr = h;
-  const float* ar = attn;
   float4 a[kVec], v[kVec];
-  row::Load<kVec>(ar, n4, a);
-  row::Load<kVec>(hr, n4, v);
+  row::Load<kVec>(attn, n4, a);
+  row::Load<kVec>(h, n4, v);
   float b_hi = 0.0f, b_lo = 0.0f;
   if (e < experts) {
-    b_hi = ar[hidden + e];
-    b_lo = ar[hidden + experts + e];
+    b_hi = attn[hidden + e];
+    b_lo = attn[hidden + experts + e];
   }
   const bool valid = valid_tokens == nullptr || *valid_tokens > 0;
   const float2 inv =
-      row::AddNormedResidual<kVec>(v, a, wpa, hr, n4, hidden, eps, scratch_a, scratch_h);
+      row::AddNormedResidual<kVec>(v, a, wpa, h, n4, hidden, eps, scratch_a, scratch_h);
   const float inv_a = inv.x, inv_h = inv.y;
 #pragma unroll
   for (int j = 0; j < kVec; ++j) {
@@ -210,12 +205,6 @@ __global__ void __launch_bounds__(row::MaxThreads(6, kVec))
   if (threadIdx.x == 0) *active_count = valid ? top_k : 0;
 }
 
-row::Shape RoutedShape(int hidden, int experts, const void* h, const void* attn) {
-  const row::Shape shape = row::ShapeFor(hidden, 6, row::kMaxVec, h, attn);
-  if (shape.threads < experts) return {};
-  return shape;
-}
-
 }  // namespace
 
 bool RouterFoldServes(int hidden, int experts, int top_k) {
@@ -223,7 +212,7 @@ bool RouterFoldServes(int hidden, int experts, int top_k) {
   // in-kernel selection, top_k within one warp's picks.
   return experts > 0 && experts <= kTopkMaxExperts && top_k > 0 && top_k <= experts &&
          top_k <= kTopkMaxK && hidden % 4 == 0 && hidden <= 4 * 32 * kHRowVec &&
-         row::PickShape(hidden / 4, 6, row::kMaxVec).threads >= experts;
+         row::PickShape(hidden / 4, kRoutedRows, row::kMaxVec).threads >= experts;
 }
 
 Status LaunchRouterFold(const float* router, const float* router_scale, const float* post_attn,
@@ -260,7 +249,8 @@ Status LaunchPostAttentionRouted(float* h, const float* attn, int hidden, int ex
                                  const float* per_expert_scale, const int* valid_tokens,
                                  int* topk_ids, float* topk_weights, int* active_count,
                                  cudaStream_t stream) {
-  const row::Shape shape = RoutedShape(hidden, experts, h, attn);
+  // ShapeFor adds the alignment checks to RouterFoldServes' shape (a thread per expert).
+  const row::Shape shape = row::ShapeFor(hidden, kRoutedRows, row::kMaxVec, h, attn);
   if (!RouterFoldServes(hidden, experts, top_k) || shape.vec == 0) {
     return MakeError("LaunchPostAttentionRouted: hidden ", hidden, " with ", experts,
                      " experts, top ", top_k, " (see RouterFoldServes)");
