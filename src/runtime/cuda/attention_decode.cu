@@ -27,6 +27,11 @@
 // as AppendToCache (norm_rope.cu) does. No block reads the row being written: cache keys are
 // positions before the sequence's new token, whose own row (a ring slot holds p − window, outside
 // the window) is never among them.
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <utility>
+
 #include "runtime/cuda/attention_common.cuh"
 #include "runtime/cuda/attention_internal.h"
 #include "runtime/cuda/kv_store.cuh"
@@ -739,6 +744,41 @@ __global__ void __launch_bounds__(kThreads, DecodeShape<D>::MinBlocks(kFp8, kFus
   }
 }
 
+// GS_ATTN_CARVEOUT=0 (read once): decode attention launches leave the shared-memory share to the
+// driver (CarveoutFor off), for A/B measurement; both give the same bits.
+bool CarveoutSwitch() {
+  static const bool on = [] {
+    const char* env = std::getenv("GS_ATTN_CARVEOUT");
+    return env == nullptr || std::strcmp(env, "0") != 0;
+  }();
+  return on;
+}
+
+// The shared-memory share of the SM (percent) for a grid of `blocks` blocks of `smem` bytes: room
+// for the blocks an SM gets when the grid spreads evenly (at most min_blocks, the most that fit),
+// the rest left to L1. The driver's default reserves room for min_blocks, which at head_dim 256
+// leaves L1 almost nothing (3 × 76 KB of 228). Batch 1 (144 blocks, at most 2 an SM) then ran
+// 2-3% slower on the H100; room for fewer blocks than the grid spreads (1 an SM at batch 1)
+// cost batch 32 2.5% (docs/benchmarks.md, session 10). -1 when the device is unknown.
+int CarveoutFor(int64_t blocks, size_t smem, int min_blocks) {
+  static const std::pair<int, int> device = [] {
+    int dev = 0, sms = 0, bytes = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev) !=
+            cudaSuccess) {
+      cudaGetLastError();
+      return std::pair<int, int>{0, 0};
+    }
+    return std::pair<int, int>{sms, bytes};
+  }();
+  const auto [sms, bytes] = device;
+  if (sms <= 0 || bytes <= 0) return -1;
+  const int64_t per_sm = std::min<int64_t>((blocks + sms - 1) / sms, min_blocks);
+  const int64_t need = per_sm * static_cast<int64_t>(smem + 1024);  // 1 KB reserved a block
+  return static_cast<int>(std::min<int64_t>(100, (need * 100 + bytes - 1) / bytes));
+}
+
 template <int D, bool kFp8, bool kFused>
 Status Launch(const AttentionLayer& L, const AttentionMeta& m, const bf16* q, const bf16* k,
               const bf16* v, const QkvNormRopeSource& src, int splits, float* partial,
@@ -753,10 +793,15 @@ Status Launch(const AttentionLayer& L, const AttentionMeta& m, const bf16* q, co
   }
   const dim3 grid(m.num_tiles, L.kv_heads, splits);
   static const int resident = ResidentBlocks(kernel, kThreads, smem);
-  const bool one_wave = static_cast<int64_t>(grid.x) * grid.y * grid.z <= resident;
-  return LaunchKernel(kFused ? "DecodeAttentionKernel<fused>" : "DecodeAttentionKernel", kernel,
-                      grid, kThreads, smem, stream, L, m, q, k, v, src, partial, counters, out,
-                      one_wave);
+  const int64_t blocks = static_cast<int64_t>(grid.x) * grid.y * grid.z;
+  const bool one_wave = blocks <= resident;
+  LaunchExtras extras;
+  if (CarveoutSwitch()) {
+    extras.carveout_percent = CarveoutFor(blocks, smem, DecodeShape<D>::MinBlocks(kFp8, kFused));
+  }
+  return LaunchKernelWith(kFused ? "DecodeAttentionKernel<fused>" : "DecodeAttentionKernel",
+                          kernel, grid, extras, kThreads, smem, stream, L, m, q, k, v, src,
+                          partial, counters, out, one_wave);
 }
 
 template <bool kFp8, bool kFused>

@@ -111,15 +111,26 @@ int ResidentBlocks(void (*kernel)(KernelArgs...), int threads, size_t smem) {
   return per_sm * sms;
 }
 
-// kernel<<<grid, block, smem, stream>>>(args...) in thread-block clusters of `cluster` blocks
-// (1×1×1: no clusters), with programmatic stream serialization when PdlEnabled(). Like
-// GS_CUDA_CHECK_LAUNCH, a bad configuration or an earlier asynchronous fault becomes an error
-// naming the kernel. The kernel must follow the rule above.
+// What a launch asks of the device beyond its grid: thread-block clusters of `cluster` blocks
+// (1×1×1: none), and the shared-memory share of the SM's unified L1/shared storage, in percent
+// (-1: the driver's choice). Left to the driver, the decode attention (75-141 KB a block) ran as
+// if its share held the most blocks that fit, which leaves L1 almost nothing; a grid of a block
+// or two per SM needs only that many blocks' share (batch 1 +2-3% on the H100 with it,
+// docs/benchmarks.md session 10). A hint: the driver may round it, results never depend on it.
+struct LaunchExtras {
+  dim3 cluster = dim3(1, 1, 1);
+  int carveout_percent = -1;
+};
+
+// kernel<<<grid, block, smem, stream>>>(args...) with `extras`, with programmatic stream
+// serialization when PdlEnabled(). Like GS_CUDA_CHECK_LAUNCH, a bad configuration or an earlier
+// asynchronous fault becomes an error naming the kernel. The kernel must follow the rule above.
 template <typename... KernelArgs, typename... Args>
-Status LaunchClusterKernel(const char* name, void (*kernel)(KernelArgs...), dim3 grid,
-                           dim3 cluster, dim3 block, size_t smem, cudaStream_t stream,
-                           Args&&... args) {
-  cudaLaunchAttribute attr[2];
+Status LaunchKernelWith(const char* name, void (*kernel)(KernelArgs...), dim3 grid,
+                        const LaunchExtras& extras, dim3 block, size_t smem, cudaStream_t stream,
+                        Args&&... args) {
+  const dim3 cluster = extras.cluster;
+  cudaLaunchAttribute attr[3];
   int n = 0;
   if (PdlEnabled()) {
     attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
@@ -130,6 +141,10 @@ Status LaunchClusterKernel(const char* name, void (*kernel)(KernelArgs...), dim3
     attr[n].val.clusterDim.x = cluster.x;
     attr[n].val.clusterDim.y = cluster.y;
     attr[n++].val.clusterDim.z = cluster.z;
+  }
+  if (extras.carveout_percent >= 0) {
+    attr[n].id = cudaLaunchAttributePreferredSharedMemoryCarveout;
+    attr[n++].val.sharedMemCarveout = static_cast<unsigned>(extras.carveout_percent);
   }
   cudaLaunchConfig_t config = {};
   config.gridDim = grid;
@@ -146,6 +161,17 @@ Status LaunchClusterKernel(const char* name, void (*kernel)(KernelArgs...), dim3
                    ", cluster ", cluster.x, "x", cluster.y, "x", cluster.z, ", block ", block.x,
                    ", ", smem, " B shared, PDL ", PdlEnabled() ? "on" : "off", "): ",
                    cudaGetErrorName(err), ": ", cudaGetErrorString(err));
+}
+
+// LaunchKernelWith in thread-block clusters of `cluster` blocks.
+template <typename... KernelArgs, typename... Args>
+Status LaunchClusterKernel(const char* name, void (*kernel)(KernelArgs...), dim3 grid,
+                           dim3 cluster, dim3 block, size_t smem, cudaStream_t stream,
+                           Args&&... args) {
+  LaunchExtras extras;
+  extras.cluster = cluster;
+  return LaunchKernelWith(name, kernel, grid, extras, block, smem, stream,
+                          std::forward<Args>(args)...);
 }
 
 // LaunchClusterKernel without clusters.
