@@ -15,12 +15,12 @@ nvcc=${NVCC:-/usr/local/cuda/bin/nvcc}
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_COMPILER="$nvcc" >/dev/null
 tests=$(cd "$root/tests/gpu" && ls *_test.cpp | sed 's/\.cpp$//')
 # shellcheck disable=SC2086
-cmake --build "$build" -j"$(nproc)" --target gemmaserve gs_cupti_trace $tests
+cmake --build "$build" -j"$(nproc)" --target gemmaserve gs_cupti_trace gs_pdl_boundary_bench $tests
 
 out=$dest_repo/.device/cuda
 rm -rf "$out"
 mkdir -p "$out/bin" "$out/tests" "$out/configs"
-cp "$build/gemmaserve" "$out/bin/"
+cp "$build/gemmaserve" "$build/gs_pdl_boundary_bench" "$out/bin/"
 # Debian's cpp-httplib is a shared library (and pulls brotli) that the GPU machine lacks: carry
 # them; check.sh puts lib/ on LD_LIBRARY_PATH after the system paths.
 mkdir -p "$out/lib"

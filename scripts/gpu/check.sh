@@ -4,6 +4,9 @@
 # every GPU test binary, compute-sanitizer memcheck over the runner on the tiny demo model, then
 # the dummy-weight 26B-A4B benchmark. Full logs go to $OUT (default /tmp/gs-gpu-out); a short
 # summary table is printed last.
+# CHECK_PARTS (default "tests sanitizers bench") runs a subset: the whole run takes ~10 minutes
+# on an H100, the most one device call may take, so it can be split over two calls.
+# BENCH_ARGS adds to the benchmark's arguments (e.g. the full table's, docs/benchmarks.md).
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/gpu_env.sh"  # here, out, LD_LIBRARY_PATH, cfg
 # Golden data: beside the binaries, or in the repository the binaries were built into.
@@ -22,9 +25,12 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=c
   | tee "$out/device.txt"
 card=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
 
+parts=${CHECK_PARTS:-tests sanitizers bench}
+part() { [[ " $parts " == *" $1 "* ]]; }
+
 echo "| test binary | result | seconds |" >> "$summary"
 echo "|---|---|---:|" >> "$summary"
-for t in "$here"/tests/*_test; do
+part tests && for t in "$here"/tests/*_test; do
   name=$(basename "$t")
   start=$(date +%s)
   echo "===== $name" >> "$out/tests.log"
@@ -33,9 +39,11 @@ for t in "$here"/tests/*_test; do
   echo "| $name | $result | $(( $(date +%s) - start )) |" >> "$summary"
   echo "$name: $result"
 done
-grep -E '^\[  (FAILED|SKIPPED) ' "$out/tests.log" | sort -u | head -40 >> "$summary" || true
+if part tests; then
+  grep -E '^\[  (FAILED|SKIPPED) ' "$out/tests.log" | sort -u | head -40 >> "$summary" || true
+fi
 
-if command -v compute-sanitizer >/dev/null && [ -x "$here/tests/cuda_runner_test" ]; then
+if part sanitizers && command -v compute-sanitizer >/dev/null && [ -x "$here/tests/cuda_runner_test" ]; then
   # The batched demo, and decode steps at batch 1-4 with graphs and eager (batch 1: the folded
   # router's kernels and the paired GEMV).
   for mc in "memcheck:BatchedSequencesMatchCpu:batched demo" \
@@ -67,7 +75,7 @@ if command -v compute-sanitizer >/dev/null && [ -x "$here/tests/cuda_runner_test
   done
 fi
 
-if [ -x "$here/bin/gemmaserve" ]; then
+if part bench && [ -x "$here/bin/gemmaserve" ]; then
   # CLI smoke test (informational): greedy continuations of a demo-model prompt on both devices.
   # The random demo's logits are flat, so a bf16 near-tie may legitimately change a token.
   demo=$(mktemp -d)/demo
