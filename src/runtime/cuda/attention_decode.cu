@@ -759,7 +759,8 @@ bool CarveoutSwitch() {
 // the rest left to L1. The driver's default reserves room for min_blocks, which at head_dim 256
 // leaves L1 almost nothing (3 × 76 KB of 228). Batch 1 (144 blocks, at most 2 an SM) then ran
 // 2-3% slower on the H100; room for fewer blocks than the grid spreads (1 an SM at batch 1)
-// cost batch 32 2.5% (docs/benchmarks.md, session 10). -1 when the device is unknown.
+// cost batch 32 2.5% (docs/benchmarks.md, session 10). -1 (the driver's) when the device is
+// unknown or the grid empty.
 int CarveoutFor(int64_t blocks, size_t smem, int min_blocks) {
   static const std::pair<int, int> device = [] {
     int dev = 0, sms = 0, bytes = 0;
@@ -773,7 +774,7 @@ int CarveoutFor(int64_t blocks, size_t smem, int min_blocks) {
     return std::pair<int, int>{sms, bytes};
   }();
   const auto [sms, bytes] = device;
-  if (sms <= 0 || bytes <= 0) return -1;
+  if (sms <= 0 || bytes <= 0 || blocks <= 0) return -1;
   const int64_t per_sm = std::min<int64_t>((blocks + sms - 1) / sms, min_blocks);
   const int64_t need = per_sm * static_cast<int64_t>(smem + 1024);  // 1 KB reserved a block
   return static_cast<int>(std::min<int64_t>(100, (need * 100 + bytes - 1) / bytes));
