@@ -5,8 +5,9 @@
 //
 //   small    a chain of one-block kernels (read a value, a block reduction, write it): the cost
 //            of one boundary between tiny kernels;
-//   wide     a chain of wide grids (528 blocks × 256 threads) that each stream `bytes` of weights
-//            (a third before the PDL wait, like our GEMVs) and write one partial a block;
+//   wide     a chain of wide grids (528 blocks × 256 threads) that each stream the table's
+//            weight bytes (a third before the PDL wait, like our GEMVs) and write one partial a
+//            block;
 //   pair     wide → small, alternating: the small kernel sums the wide grid's partials;
 //   fused    the same work as pair in one kernel a link: each wide block publishes its partial
 //            (__threadfence, atomicAdd on a counter) and the block that counts last sums them.
@@ -16,9 +17,9 @@
 // gs_pdl_boundary_bench); run: scripts/gpu/pdl_boundary.sh.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
-#include <algorithm>
 #include <cstdlib>
 #include <string>
 #include <vector>
