@@ -30,7 +30,6 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
-#include <utility>
 
 #include "runtime/cuda/attention_common.cuh"
 #include "runtime/cuda/attention_internal.h"
@@ -762,19 +761,18 @@ bool CarveoutSwitch() {
 // cost batch 32 2.5% (docs/benchmarks.md, session 10). -1 (the driver's) when the device is
 // unknown or the grid empty.
 int CarveoutFor(int64_t blocks, size_t smem, int min_blocks) {
-  static const std::pair<int, int> device = [] {
-    int dev = 0, sms = 0, bytes = 0;
+  static const int bytes = [] {  // shared memory an SM has, 0 when the query fails
+    int dev = 0, b = 0;
     if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev) !=
+        cudaDeviceGetAttribute(&b, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev) !=
             cudaSuccess) {
       cudaGetLastError();
-      return std::pair<int, int>{0, 0};
+      return 0;
     }
-    return std::pair<int, int>{sms, bytes};
+    return b;
   }();
-  const auto [sms, bytes] = device;
-  if (sms <= 0 || bytes <= 0 || blocks <= 0) return -1;
+  const int sms = DeviceSmCount();
+  if (bytes <= 0 || blocks <= 0) return -1;
   const int64_t per_sm = std::min<int64_t>((blocks + sms - 1) / sms, min_blocks);
   const int64_t need = per_sm * static_cast<int64_t>(smem + 1024);  // 1 KB reserved a block
   return static_cast<int>(std::min<int64_t>(100, (need * 100 + bytes - 1) / bytes));

@@ -117,14 +117,11 @@ __global__ void __launch_bounds__(row::MaxThreads(6, kVec))
 #pragma unroll
   for (int j = 0; j < kVec; ++j) {
     if (!row::Owns(j, n4)) continue;
-    const float4 n = make_float4(v[j].x * inv_h, v[j].y * inv_h, v[j].z * inv_h, v[j].w * inv_h);
-    row::StoreBf16(x_dense + t * hidden, j,
-                   make_float4(n.x * wpf[j].x, n.y * wpf[j].y, n.z * wpf[j].z, n.w * wpf[j].w));
-    if (x_moe != nullptr) {
-      row::StoreBf16(x_moe + t * hidden, j,
-                     make_float4(n.x * wp2[j].x, n.y * wp2[j].y, n.z * wp2[j].z, n.w * wp2[j].w));
-    }
+    row::StoreNormedBf16(x_dense + t * hidden, j, v[j], inv_h, wpf[j]);
+    if (x_moe != nullptr) row::StoreNormedBf16(x_moe + t * hidden, j, v[j], inv_h, wp2[j]);
     if (router_in != nullptr) {
+      const float4 n =
+          make_float4(v[j].x * inv_h, v[j].y * inv_h, v[j].z * inv_h, v[j].w * inv_h);
       row::Store(router_in + t * hidden, j,
                  make_float4(n.x * (wrs[j].x * root), n.y * (wrs[j].y * root),
                              n.z * (wrs[j].z * root), n.w * (wrs[j].w * root)));
